@@ -12,12 +12,12 @@ use axum::{
 };
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tracing::Level;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::{DefaultOnResponse, TraceLayer},
 };
+use tracing::Level;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{

@@ -1,0 +1,199 @@
+//! Test harness: a fresh database per test and real instances of the app on free ports.
+
+use std::sync::Arc;
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use shopnow::{
+    app::Application,
+    cache::CacheStrategy,
+    config::{Config, LogFormat},
+};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::oneshot;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Server part of the test database URLs; `SHOPNOW_TEST_POSTGRES` overrides it.
+fn postgres_server() -> String {
+    std::env::var("SHOPNOW_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// A database of this test's own, dropped when the last handle goes.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn new() -> Arc<Self> {
+        let name = format!("shopnow_test_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{}/{name}", postgres_server());
+        Arc::new(Self { name, url })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs outside async code (and during a panic), so use a runtime of its own.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let url = format!("{}/postgres", postgres_server());
+                if let Ok(mut conn) = PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// One running instance and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    /// Keeps the database alive while the app runs; other instances may share it.
+    pub db: Arc<TestDatabase>,
+    pub pool: PgPool,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The configuration tests start from: a fresh database, port 0, the `none` strategy.
+pub fn test_config(db: &TestDatabase) -> Config {
+    let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
+    config.database_url = db.url.clone();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_token = Some(ADMIN_TOKEN.to_string());
+    config.cache.strategy = CacheStrategy::None;
+    config.log_format = LogFormat::Text;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = TestDatabase::new();
+    spawn_app_with(test_config(&db), db).await
+}
+
+pub async fn spawn_app_with(config: Config, db: Arc<TestDatabase>) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        shopnow::observability::init_logging(LogFormat::Text);
+    }
+    let app = Application::build(config).await.expect("app builds");
+    let address = format!("http://{}", app.local_addr());
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stop_rx.await;
+    }));
+    let pool = PgPool::connect(&db.url).await.expect("test pool");
+    TestApp {
+        address,
+        client: Client::new(),
+        db,
+        pool,
+        stop: Some(stop_tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Starts the instance's graceful shutdown and returns the server task to await.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.take().expect("server still running")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// Creates a product with `stock` and returns its JSON.
+    pub async fn create_product(&self, sku: &str, stock: i64) -> Value {
+        let response = self
+            .admin(reqwest::Method::POST, "/v1/products")
+            .json(&json!({"sku": sku, "name": format!("Product {sku}"), "price_cents": 250, "stock": stock}))
+            .send()
+            .await
+            .expect("POST /v1/products");
+        assert_eq!(response.status(), StatusCode::CREATED, "create {sku}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn product(&self, id: i64) -> Value {
+        let response = self.get(&format!("/v1/products/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET product {id}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn order(&self, items: &[(i64, i64)], key: Option<&str>) -> Response {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(id, q)| json!({"product_id": id, "quantity": q}))
+            .collect();
+        let mut request = self
+            .client
+            .post(self.url("/v1/orders"))
+            .json(&json!({ "items": items }));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("POST /v1/orders")
+    }
+
+    /// Stock and version straight from Postgres.
+    pub async fn stored(&self, id: i64) -> (i64, i64) {
+        sqlx::query_as("SELECT stock, version FROM products WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("product row")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts the JSON error shape and code of a response, and returns its body.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}

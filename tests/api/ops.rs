@@ -1,0 +1,168 @@
+use std::{process::Command, time::Duration};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, spawn_app_with, test_config, TestDatabase};
+
+#[tokio::test]
+async fn readiness_reports_dependencies_and_turns_503_while_draining() {
+    let db = TestDatabase::new();
+    let mut config = test_config(&db);
+    // Long enough that the listener is still open while the test looks.
+    config.http.drain_delay = Duration::from_secs(30);
+    config.http.shutdown_timeout = Duration::from_secs(1);
+    let mut app = spawn_app_with(config, db).await;
+
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"], "ok");
+
+    let server = app.begin_shutdown();
+    // Readiness flips as soon as the stop signal is seen; poll for that event, bounded.
+    let mut status = StatusCode::OK;
+    for _ in 0..100 {
+        status = app.get("/readyz").await.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(body["status"], "draining");
+    // Liveness is not readiness: a draining instance is alive.
+    assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
+    server.abort();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_and_stops_listening() {
+    let mut app = spawn_app().await;
+    assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
+    let server = app.begin_shutdown();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("shutdown is bounded")
+        .unwrap()
+        .unwrap();
+    assert!(app.client.get(app.url("/livez")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_matched_route() {
+    let app = spawn_app().await;
+    app.get("/v1/products/777").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("http_requests_total")
+            && l.contains("route=\"/v1/products/{id}\"")
+            && l.contains("status=\"404\"")),
+        "{text}"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+    assert!(
+        !text.contains("route=\"/v1/products/777\""),
+        "raw paths are not labels"
+    );
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_or_made() {
+    let app = spawn_app().await;
+    let given = app
+        .client
+        .get(app.url("/livez"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "abc-123");
+    let made = app.get("/livez").await;
+    assert_eq!(made.headers()["x-request-id"].len(), 36, "a UUID");
+}
+
+/// The OpenAPI document is a reviewed artifact: a change to the API shows in the diff of
+/// `tests/snapshots/openapi.json`. Regenerate with `UPDATE_SNAPSHOTS=1 cargo test`.
+#[tokio::test]
+async fn the_openapi_document_matches_its_snapshot() {
+    let app = spawn_app().await;
+    let served: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let generated = serde_json::to_value(shopnow::routes::openapi()).unwrap();
+    assert_eq!(served, generated);
+    for path in [
+        "/v1/products",
+        "/v1/products/{id}",
+        "/v1/products/{id}/stock",
+        "/v1/products/{id}/stock/adjustments",
+        "/v1/orders",
+        "/v1/orders/{id}",
+        "/livez",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(served["paths"][path].is_object(), "{path} is documented");
+    }
+
+    let snapshot_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/openapi.json");
+    let pretty = serde_json::to_string_pretty(&served).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(snapshot_path, &pretty).unwrap();
+    }
+    let snapshot = std::fs::read_to_string(snapshot_path).expect("snapshot exists");
+    assert_eq!(
+        pretty, snapshot,
+        "API changed: review, then UPDATE_SNAPSHOTS=1 cargo test"
+    );
+}
+
+#[tokio::test]
+async fn the_docs_page_and_its_assets_are_served_locally() {
+    let app = spawn_app().await;
+    let page = app.get("/docs/").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("cdn") && !html.contains("unpkg"),
+        "no CDN: {html}"
+    );
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
+        let response = app.get(asset).await;
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        assert!(response.bytes().await.unwrap().len() > 100);
+    }
+}
+
+#[tokio::test]
+async fn healthcheck_passes_while_serving_and_fails_when_nothing_answers() {
+    let app = spawn_app().await;
+    let addr = app.address.trim_start_matches("http://").parse().unwrap();
+    shopnow::cli::livez(addr)
+        .await
+        .expect("serving instance is live");
+
+    // A port that was free a moment ago and that nothing listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(shopnow::cli::livez(free).await.is_err());
+}
+
+#[test]
+fn an_invalid_setting_stops_start_up_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shopnow"))
+        .arg("serve")
+        .env("SHOPNOW_CACHE_STRATEGY", "sometimes")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SHOPNOW_CACHE_STRATEGY"), "{stderr}");
+}
