@@ -22,7 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     auth::AdminToken,
-    cache::{CacheStrategy, ProductCache},
+    cache::{CacheHooks, ProductCache},
     catalog::Catalog,
     config::Config,
     db,
@@ -47,6 +47,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     lifecycle: Lifecycle,
+    catalog: Catalog,
     config: Config,
 }
 
@@ -54,19 +55,19 @@ impl Application {
     /// Connects to Postgres (creating and migrating the database if needed), builds the cache
     /// and binds the listener. Port 0 picks a free port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_hooks(config, CacheHooks::default()).await
+    }
+
+    /// `build`, with test or checker hooks in the cache (never set by configuration).
+    pub async fn build_with_hooks(config: Config, hooks: CacheHooks) -> anyhow::Result<Self> {
         // Install the recorder before anything records, so no early sample is lost.
         observability::prometheus();
         let pool = db::connect_and_migrate(&config.database_url, DATABASE_POOL_SIZE).await?;
-        let cache = match config.cache.strategy {
-            CacheStrategy::None => ProductCache::None,
-            other => {
-                tracing::warn!(strategy = %other, "cache strategy not available yet; serving from Postgres");
-                ProductCache::None
-            }
-        };
+        let cache = ProductCache::new(&config.cache, &config.redis, hooks)?;
         let lifecycle = Lifecycle::default();
+        let catalog = Catalog::new(pool, cache);
         let state = AppState {
-            catalog: Catalog::new(pool, cache),
+            catalog: catalog.clone(),
             admin_token: AdminToken::new(config.admin_token.as_deref()),
             lifecycle: lifecycle.clone(),
         };
@@ -78,6 +79,7 @@ impl Application {
             listener,
             router,
             lifecycle,
+            catalog,
             config,
         })
     }
@@ -86,6 +88,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The instance's catalog: the same reads and writes the handlers make.
+    pub fn catalog(&self) -> Catalog {
+        self.catalog.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -109,6 +116,7 @@ impl Application {
             router,
             lifecycle,
             config,
+            ..
         } = self;
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let drain_delay = config.http.drain_delay;

@@ -1,16 +1,40 @@
 //! The seam between the product read/write paths and Redis.
 //!
 //! `ProductCache` is the one place that decides how a product read is served and what a
-//! committed write does to the cache. Each strategy is a module of its own.
+//! committed write does to the cache. Each strategy is a module of its own, readable alone:
+//!
+//! - [`none`]: every read goes to Postgres;
+//! - [`ttl`]: read-through with a TTL, writes leave the cache alone (the article's bug);
+//! - [`delete`]: `ttl` plus a DEL after each write (loses the slow-reader race);
+//! - [`versioned`]: never older than the last acknowledged write (the default).
 
+mod delete;
+mod keys;
 mod none;
+mod redis_client;
+mod single_flight;
+mod ttl;
+mod versioned;
 
-use std::{fmt, str::FromStr};
+use std::{
+    fmt,
+    str::FromStr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use metrics::Counter;
 use sqlx::PgPool;
 
+pub use self::keys::ProductKeys;
+pub use self::redis_client::{CacheError, RedisClient};
 use crate::{
+    config::{CacheConfig, RedisConfig},
     db,
     error::ApiResult,
     product::{Product, ProductState},
@@ -19,13 +43,9 @@ use crate::{
 /// How product details are cached (`SHOPNOW_CACHE_STRATEGY`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheStrategy {
-    /// Every read goes to Postgres.
     None,
-    /// Read-through with a TTL; writes leave the cache alone (the article's bug).
     Ttl,
-    /// `ttl` plus a DEL after each committed write; loses the slow-reader race.
     Delete,
-    /// Version pointer and versioned payloads; never older than the last acknowledged write.
     Versioned,
 }
 
@@ -101,6 +121,7 @@ impl fmt::Display for CacheHealth {
 /// A product read as the HTTP layer serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductRead {
+    /// `None`: no such product, or deleted.
     pub found: Option<VersionedBody>,
     pub status: CacheStatus,
 }
@@ -119,49 +140,204 @@ impl VersionedBody {
             body: Bytes::from(serde_json::to_vec(product).expect("a product serialises")),
         }
     }
+
+    /// The body of a product state: a deleted product has none.
+    fn of_state(state: &ProductState) -> Option<Self> {
+        match state {
+            ProductState::Live(product) => Some(Self::of(product)),
+            ProductState::Deleted { .. } => None,
+        }
+    }
+}
+
+/// Test and checker hooks: code-level only, never switched on by configuration.
+#[derive(Clone, Default)]
+pub struct CacheHooks {
+    /// Awaited between a miss's Postgres read and its fill, to hold a reader in the window
+    /// where the `delete` strategy loses its race.
+    pub before_fill: Option<Arc<dyn Fn(i64) -> BoxFuture<'static, ()> + Send + Sync>>,
+}
+
+impl CacheHooks {
+    async fn before_fill(&self, id: i64) {
+        if let Some(hook) = &self.before_fill {
+            hook(id).await;
+        }
+    }
+}
+
+/// Counters of one instance's cache, for tests and diagnostics (Prometheus has its own).
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Product reads that went to Postgres (misses and bypasses).
+    pub database_reads: AtomicU64,
+}
+
+/// Prometheus counters of one strategy, registered once so the hot path does no lookups.
+#[derive(Clone)]
+struct CacheMetrics {
+    hits: Counter,
+    misses: Counter,
+    bypasses: Counter,
+    fills_refused: Counter,
+    publish_failures: Counter,
+}
+
+impl CacheMetrics {
+    fn new(strategy: CacheStrategy) -> Self {
+        let reads = |result: &'static str| metrics::counter!("cache_reads_total", "strategy" => strategy.as_str(), "result" => result);
+        Self {
+            hits: reads("hit"),
+            misses: reads("miss"),
+            bypasses: reads("bypass"),
+            fills_refused: metrics::counter!("cache_fills_refused_total", "strategy" => strategy.as_str()),
+            publish_failures: metrics::counter!("cache_publish_failures_total", "strategy" => strategy.as_str()),
+        }
+    }
+
+    fn count(&self, read: &ProductRead) {
+        match read.status {
+            CacheStatus::Hit => self.hits.increment(1),
+            CacheStatus::Miss => self.misses.increment(1),
+            CacheStatus::Bypass => self.bypasses.increment(1),
+        }
+    }
+}
+
+/// What every strategy shares: Postgres for misses, Redis (unless `none`), settings, metrics.
+#[derive(Clone)]
+struct CacheBackend {
+    redis: Option<RedisClient>,
+    prefix: String,
+    ttl: Duration,
+    hooks: CacheHooks,
+    stats: Arc<CacheStats>,
+    metrics: CacheMetrics,
+}
+
+impl CacheBackend {
+    fn redis(&self) -> &RedisClient {
+        self.redis
+            .as_ref()
+            .expect("Redis strategies are built with a client")
+    }
+
+    fn keys(&self, id: i64) -> ProductKeys {
+        ProductKeys::new(&self.prefix, id)
+    }
+
+    fn ttl_secs(&self) -> u64 {
+        self.ttl.as_secs().max(1)
+    }
+
+    /// Reads a product from Postgres, counted.
+    async fn load(&self, db: &PgPool, id: i64) -> ApiResult<Option<ProductState>> {
+        self.stats.database_reads.fetch_add(1, Ordering::Relaxed);
+        let mut conn = db.acquire().await?;
+        db::products::load_state(&mut conn, id).await
+    }
+
+    /// Serves a read from Postgres because Redis failed or is too slow.
+    async fn bypass(&self, db: &PgPool, id: i64, error: CacheError) -> ApiResult<ProductRead> {
+        tracing::debug!(product = id, %error, "cache bypassed");
+        let state = self.load(db, id).await?;
+        Ok(ProductRead {
+            found: state.as_ref().and_then(VersionedBody::of_state),
+            status: CacheStatus::Bypass,
+        })
+    }
 }
 
 /// The cache strategy in force, with what it needs to run.
 pub enum ProductCache {
-    None,
+    None(none::NoCache),
+    Ttl(ttl::TtlCache),
+    Delete(delete::DeleteCache),
+    Versioned(versioned::VersionedCache),
 }
 
 impl ProductCache {
-    pub fn strategy(&self) -> CacheStrategy {
+    /// Builds the configured strategy. Does not contact Redis: an instance starts while Redis
+    /// is down and uses it as soon as it answers.
+    pub fn new(
+        cache: &CacheConfig,
+        redis: &RedisConfig,
+        hooks: CacheHooks,
+    ) -> anyhow::Result<Self> {
+        let backend = CacheBackend {
+            redis: match cache.strategy {
+                CacheStrategy::None => None,
+                _ => Some(RedisClient::new(redis)?),
+            },
+            prefix: cache.prefix.clone(),
+            ttl: cache.ttl,
+            hooks,
+            stats: Arc::default(),
+            metrics: CacheMetrics::new(cache.strategy),
+        };
+        Ok(match cache.strategy {
+            CacheStrategy::None => Self::None(none::NoCache::new(backend)),
+            CacheStrategy::Ttl => Self::Ttl(ttl::TtlCache::new(backend)),
+            CacheStrategy::Delete => Self::Delete(delete::DeleteCache::new(backend)),
+            CacheStrategy::Versioned => Self::Versioned(versioned::VersionedCache::new(backend)),
+        })
+    }
+
+    fn backend(&self) -> &CacheBackend {
         match self {
-            Self::None => CacheStrategy::None,
+            Self::None(cache) => cache.backend(),
+            Self::Ttl(cache) => cache.backend(),
+            Self::Delete(cache) => cache.backend(),
+            Self::Versioned(cache) => cache.backend(),
         }
     }
 
-    pub async fn health(&self) -> CacheHealth {
+    pub fn strategy(&self) -> CacheStrategy {
         match self {
-            Self::None => CacheHealth::Disabled,
+            Self::None(_) => CacheStrategy::None,
+            Self::Ttl(_) => CacheStrategy::Ttl,
+            Self::Delete(_) => CacheStrategy::Delete,
+            Self::Versioned(_) => CacheStrategy::Versioned,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<CacheStats> {
+        self.backend().stats.clone()
+    }
+
+    pub async fn health(&self) -> CacheHealth {
+        match &self.backend().redis {
+            None => CacheHealth::Disabled,
+            Some(redis) if redis.ping().await => CacheHealth::Ok,
+            Some(_) => CacheHealth::Degraded,
         }
     }
 
     /// Reads product `id` for `GET /v1/products/{id}`.
     pub async fn read(&self, db: &PgPool, id: i64) -> ApiResult<ProductRead> {
-        match self {
-            Self::None => none::read(db, id).await,
-        }
+        let read = match self {
+            Self::None(cache) => cache.read(db, id).await?,
+            Self::Ttl(cache) => cache.read(db, id).await?,
+            Self::Delete(cache) => cache.read(db, id).await?,
+            Self::Versioned(cache) => cache.read(db, id).await?,
+        };
+        self.backend().metrics.count(&read);
+        Ok(read)
     }
 
     /// Tells the cache about a committed change. Called after commit and before the client
-    /// gets its answer; it never fails the request, whatever Redis does.
-    pub async fn publish(&self, _state: &ProductState) {
-        match self {
-            Self::None => {}
+    /// gets its answer. It never fails the request: a failure is counted and logged.
+    pub async fn publish(&self, state: &ProductState) {
+        let result = match self {
+            Self::None(_) | Self::Ttl(_) => Ok(()),
+            Self::Delete(cache) => cache.publish(state).await,
+            Self::Versioned(cache) => cache.publish(state).await,
+        };
+        if let Err(error) = result {
+            self.backend().metrics.publish_failures.increment(1);
+            tracing::warn!(product = state.id(), version = state.version(), %error, "cache publish failed");
         }
     }
-}
-
-/// A read straight from Postgres, shared by every strategy for its misses and bypasses.
-async fn read_from_database(db: &PgPool, id: i64) -> ApiResult<Option<VersionedBody>> {
-    let mut conn = db.acquire().await?;
-    Ok(match db::products::load_state(&mut conn, id).await? {
-        Some(ProductState::Live(product)) => Some(VersionedBody::of(&product)),
-        Some(ProductState::Deleted { .. }) | None => None,
-    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! statement and returns the new row, so the version a caller publishes is exactly the one
 //! Postgres committed.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::{
     error::{is_unique_violation, ApiError, ApiResult},
@@ -107,38 +107,39 @@ pub async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> ApiResul
     .ok_or_else(|| not_found(id))
 }
 
-/// Adds `delta` to the stock. The bounds are checked in the UPDATE itself, so two concurrent
-/// adjustments can never take the stock below zero between a read and a write.
+/// Adds `delta` to the stock. The row is locked while the bounds are checked, so concurrent
+/// adjustments queue and can never take the stock below zero between a read and a write.
 pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> ApiResult<Product> {
-    let updated: Option<Product> = sqlx::query_as(&format!(
-        "UPDATE products SET stock = stock + $2, version = version + 1, updated_at = now() \
-         WHERE id = $1 AND deleted_at IS NULL AND stock + $2 BETWEEN 0 AND $3 RETURNING {COLUMNS}"
-    ))
+    let mut tx = conn.begin().await?;
+    let stock: Option<i64> = sqlx::query_scalar(
+        "SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
     .bind(id)
-    .bind(delta)
-    .bind(MAX_STOCK)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&mut *tx)
     .await?;
-    if let Some(product) = updated {
-        return Ok(product);
-    }
-    // Nothing changed: say why, from the row as it is now.
-    let stock: Option<i64> =
-        sqlx::query_scalar("SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-    match stock {
-        None => Err(not_found(id)),
-        Some(stock) if stock + delta < 0 => Err(ApiError::conflict(
+    let stock = stock.ok_or_else(|| not_found(id))?;
+    let new_stock = stock + delta;
+    if new_stock < 0 {
+        return Err(ApiError::conflict(
             "insufficient_stock",
             format!("product {id} has {stock} in stock; cannot take {}", -delta),
-        )),
-        Some(stock) => Err(ApiError::invalid(format!(
-            "stock would be {}, above the limit of {MAX_STOCK}",
-            stock + delta
-        ))),
+        ));
     }
+    if new_stock > MAX_STOCK {
+        return Err(ApiError::invalid(format!(
+            "stock would be {new_stock}, above the limit of {MAX_STOCK}"
+        )));
+    }
+    let product = sqlx::query_as(&format!(
+        "UPDATE products SET stock = $2, version = version + 1, updated_at = now() \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(new_stock)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(product)
 }
 
 /// Marks the product deleted. The deletion is a version of its own, so a cache can store it

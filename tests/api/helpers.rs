@@ -6,7 +6,8 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use shopnow::{
     app::Application,
-    cache::CacheStrategy,
+    cache::{CacheHooks, CacheStrategy},
+    catalog::Catalog,
     config::{Config, LogFormat},
 };
 use sqlx::{Connection, PgConnection, PgPool};
@@ -56,6 +57,29 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A configuration using `strategy` on the Redis at `redis_url`, under a key prefix of its
+/// own so that tests sharing one Redis never see each other's keys.
+pub fn cached_config(
+    db: &TestDatabase,
+    strategy: CacheStrategy,
+    redis_url: &str,
+    prefix: &str,
+) -> Config {
+    let mut config = test_config(db);
+    config.cache.strategy = strategy;
+    config.cache.prefix = prefix.to_string();
+    config.redis.urls = vec![redis_url.to_string()];
+    config
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The shared Redis of the machine, for tests that neither flush, restart nor count commands.
+pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+
 /// One running instance and a client for it.
 pub struct TestApp {
     pub address: String,
@@ -63,6 +87,8 @@ pub struct TestApp {
     /// Keeps the database alive while the app runs; other instances may share it.
     pub db: Arc<TestDatabase>,
     pub pool: PgPool,
+    /// The instance's own catalog, for counters and for writes that skip HTTP.
+    pub catalog: Catalog,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -84,10 +110,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(config: Config, db: Arc<TestDatabase>) -> TestApp {
+    spawn_app_with_hooks(config, db, CacheHooks::default()).await
+}
+
+pub async fn spawn_app_with_hooks(
+    config: Config,
+    db: Arc<TestDatabase>,
+    hooks: CacheHooks,
+) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         shopnow::observability::init_logging(LogFormat::Text);
     }
-    let app = Application::build(config).await.expect("app builds");
+    let app = Application::build_with_hooks(config, hooks)
+        .await
+        .expect("app builds");
+    let catalog = app.catalog();
     let address = format!("http://{}", app.local_addr());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -99,6 +136,7 @@ pub async fn spawn_app_with(config: Config, db: Arc<TestDatabase>) -> TestApp {
         client: Client::new(),
         db,
         pool,
+        catalog,
         stop: Some(stop_tx),
         server: Some(server),
     }
@@ -158,6 +196,19 @@ impl TestApp {
             request = request.header("Idempotency-Key", key);
         }
         request.send().await.expect("POST /v1/orders")
+    }
+
+    /// Inserts a product straight into Postgres, so that no write-through has cached it.
+    pub async fn insert_cold_product(&self, sku: &str, stock: i64) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO products (sku, name, price_cents, currency, stock) \
+             VALUES ($1, $1, 100, 'USD', $2) RETURNING id",
+        )
+        .bind(sku)
+        .bind(stock)
+        .fetch_one(&self.pool)
+        .await
+        .expect("insert product")
     }
 
     /// Stock and version straight from Postgres.

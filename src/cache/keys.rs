@@ -1,0 +1,57 @@
+//! The Redis key layout. The `{product:<id>}` hash tag puts all of one product's keys in one
+//! Redis Cluster slot, so one script can touch them together.
+
+/// The keys of one product under a deployment's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductKeys {
+    /// `<prefix>:{product:<id>}`
+    base: String,
+}
+
+impl ProductKeys {
+    pub fn new(prefix: &str, id: i64) -> Self {
+        Self {
+            base: format!("{prefix}:{{product:{id}}}"),
+        }
+    }
+
+    /// The payload key of `ttl` and `delete`: `<prefix>:{product:<id>}`.
+    pub fn plain(&self) -> &str {
+        &self.base
+    }
+
+    /// The version pointer of `versioned`: `<prefix>:{product:<id>}:ver`.
+    pub fn version_pointer(&self) -> String {
+        format!("{}:ver", self.base)
+    }
+
+    /// Prefix of `versioned` payload keys; the version number follows it.
+    pub fn payload_prefix(&self) -> String {
+        format!("{}:v", self.base)
+    }
+
+    /// The `versioned` payload key of one version: `<prefix>:{product:<id>}:v<version>`.
+    pub fn payload(&self, version: i64) -> String {
+        format!("{}:v{version}", self.base)
+    }
+
+    /// The fill lease of `versioned`: `<prefix>:{product:<id>}:lease`.
+    pub fn fill_lease(&self) -> String {
+        format!("{}:lease", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let keys = ProductKeys::new("shop", 42);
+        assert_eq!(keys.plain(), "shop:{product:42}");
+        assert_eq!(keys.version_pointer(), "shop:{product:42}:ver");
+        assert_eq!(keys.payload(7), "shop:{product:42}:v7");
+        assert_eq!(keys.payload_prefix() + "7", keys.payload(7));
+        assert_eq!(keys.fill_lease(), "shop:{product:42}:lease");
+    }
+}

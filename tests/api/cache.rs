@@ -1,0 +1,518 @@
+//! The cache strategies against a real Redis: what `versioned` guarantees, and how `ttl` and
+//! `delete` lose it.
+
+use std::{collections::HashMap, sync::atomic::Ordering, sync::Arc};
+
+use futures::{future::join_all, FutureExt, StreamExt};
+use redis::AsyncCommands;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use shopnow::cache::{CacheHooks, CacheStrategy, ProductKeys};
+use tokio::sync::{oneshot, Mutex};
+
+use crate::{
+    helpers::{
+        assert_error, cached_config, spawn_app_with, spawn_app_with_hooks, unique_prefix, TestApp,
+        TestDatabase, SHARED_REDIS,
+    },
+    redis_server::{command_calls, RedisServer},
+};
+
+/// Two instances on one database and one Redis, sharing a key prefix.
+async fn two_instances(strategy: CacheStrategy, redis_url: &str) -> (TestApp, TestApp) {
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let a = spawn_app_with(cached_config(&db, strategy, redis_url, &prefix), db.clone()).await;
+    let b = spawn_app_with(cached_config(&db, strategy, redis_url, &prefix), db).await;
+    (a, b)
+}
+
+async fn adjust(app: &TestApp, id: i64, delta: i64) -> Value {
+    let response = app
+        .admin(
+            Method::POST,
+            &format!("/v1/products/{id}/stock/adjustments"),
+        )
+        .json(&json!({ "delta": delta }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Adjusts stock on `writer`, then reads on `reader`, `rounds` times; returns how many reads
+/// showed an older version than the write just acknowledged, and how many were cache hits.
+async fn stale_reads_across_instances(
+    writer: &TestApp,
+    reader: &TestApp,
+    rounds: usize,
+) -> (usize, usize) {
+    let id = writer
+        .create_product(&format!("ROUNDS-{}", unique_prefix()), 1_000)
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let mut stale = 0;
+    let mut hits = 0;
+    for round in 0..rounds {
+        let delta = if round % 2 == 0 { -1 } else { 1 };
+        let written = adjust(writer, id, delta).await;
+        let response = reader.get(&format!("/v1/products/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        if response.headers()["x-cache"] == "hit" {
+            hits += 1;
+        }
+        let read: Value = response.json().await.unwrap();
+        assert!(
+            read["version"].as_i64() <= written["version"].as_i64(),
+            "no version from the future"
+        );
+        if read["version"] != written["version"] {
+            stale += 1;
+        } else {
+            assert_eq!(read["stock"], written["stock"], "one version, one stock");
+        }
+    }
+    (stale, hits)
+}
+
+#[tokio::test]
+async fn versioned_reads_on_another_instance_see_every_acknowledged_write() {
+    let (a, b) = two_instances(CacheStrategy::Versioned, SHARED_REDIS).await;
+    let (stale, hits) = stale_reads_across_instances(&a, &b, 1_000).await;
+    assert_eq!(stale, 0);
+    // Write-through: each write leaves its version in Redis, so the next read is a hit.
+    assert_eq!(hits, 1_000);
+}
+
+#[tokio::test]
+async fn ttl_serves_stale_stock_after_a_write_on_another_instance() {
+    let (a, b) = two_instances(CacheStrategy::Ttl, SHARED_REDIS).await;
+    let (stale, _) = stale_reads_across_instances(&a, &b, 1_000).await;
+    // The article's bug: after the first read fills the key, every read is stale until the TTL.
+    assert!(stale >= 999, "ttl served {stale} stale reads of 1000");
+}
+
+/// A fill hook that holds the first fill until the test releases it.
+struct HeldFill {
+    reached: oneshot::Receiver<()>,
+    release: oneshot::Sender<()>,
+}
+
+fn hold_first_fill() -> (CacheHooks, HeldFill) {
+    let (reached_tx, reached_rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel();
+    let gate = Arc::new(Mutex::new(Some((reached_tx, release_rx))));
+    let hooks = CacheHooks {
+        before_fill: Some(Arc::new(move |_id| {
+            let gate = gate.clone();
+            async move {
+                if let Some((reached, release)) = gate.lock().await.take() {
+                    let _ = reached.send(());
+                    let _ = release.await;
+                }
+            }
+            .boxed()
+        })),
+    };
+    (
+        hooks,
+        HeldFill {
+            reached: reached_rx,
+            release: release_tx,
+        },
+    )
+}
+
+/// A reader misses and reads version 1 from Postgres, then is held; a writer on another
+/// instance commits and publishes version 2; the reader is released and fills. Returns the
+/// version the next read on the reader's instance sees.
+async fn late_fill(strategy: CacheStrategy) -> i64 {
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let (hooks, held) = hold_first_fill();
+    let reader = spawn_app_with_hooks(
+        cached_config(&db, strategy, SHARED_REDIS, &prefix),
+        db.clone(),
+        hooks,
+    )
+    .await;
+    let writer = spawn_app_with(cached_config(&db, strategy, SHARED_REDIS, &prefix), db).await;
+    let id = writer.insert_cold_product("LATE-1", 10).await;
+
+    let slow_read = tokio::spawn({
+        let url = reader.url(&format!("/v1/products/{id}"));
+        let client = reader.client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(10), held.reached)
+        .await
+        .expect("the reader reached its fill within 10 s")
+        .unwrap();
+    let written = adjust(&writer, id, -1).await;
+    assert_eq!(written["version"], 2);
+    held.release.send(()).unwrap();
+    let slow = slow_read.await.unwrap();
+    assert_eq!(slow["version"], 1, "the held read started before the write");
+
+    reader.product(id).await["version"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn late_fill_never_overwrites_newer_version() {
+    assert_eq!(late_fill(CacheStrategy::Versioned).await, 2);
+}
+
+#[tokio::test]
+async fn delete_strategy_loses_the_late_fill_race() {
+    // The reader's fill put version 1 back after the writer's DEL: stale until the TTL.
+    assert_eq!(late_fill(CacheStrategy::Delete).await, 1);
+}
+
+#[tokio::test]
+async fn the_version_never_goes_back_after_flush_pointer_loss_or_restart() {
+    let mut redis = RedisServer::start();
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let app = spawn_app_with(
+        cached_config(&db, CacheStrategy::Versioned, &redis.url(), &prefix),
+        db,
+    )
+    .await;
+    let id = app.create_product("FAULT-1", 100).await["id"]
+        .as_i64()
+        .unwrap();
+    let keys = ProductKeys::new(&prefix, id);
+
+    let mut expected = 1;
+    for fault in [
+        "flushall",
+        "del-pointer",
+        "restart",
+        "flushall",
+        "restart",
+        "del-pointer",
+    ] {
+        expected = adjust(&app, id, -1).await["version"].as_i64().unwrap();
+        assert_eq!(app.product(id).await["version"], expected, "before {fault}");
+        match fault {
+            "flushall" => {
+                let _: () = redis::cmd("FLUSHALL")
+                    .query_async(&mut redis.connection().await)
+                    .await
+                    .unwrap();
+            }
+            "del-pointer" => {
+                let _: () = redis
+                    .connection()
+                    .await
+                    .del(keys.version_pointer())
+                    .await
+                    .unwrap();
+            }
+            _ => redis.restart(),
+        }
+        // The first reads after the fault may bypass while the client reconnects; none may
+        // show an older version.
+        for _ in 0..5 {
+            let read = app.product(id).await;
+            assert_eq!(read["version"], expected, "after {fault}");
+        }
+        let pointer: Option<i64> = redis
+            .connection()
+            .await
+            .get(keys.version_pointer())
+            .await
+            .unwrap();
+        assert_eq!(
+            pointer,
+            Some(expected),
+            "the pointer is refilled from Postgres after {fault}"
+        );
+    }
+    assert_eq!(expected, 7);
+}
+
+#[tokio::test]
+async fn a_warm_read_is_one_redis_command_and_no_postgres_query() {
+    let redis = RedisServer::start();
+    let db = TestDatabase::new();
+    let app = spawn_app_with(
+        cached_config(
+            &db,
+            CacheStrategy::Versioned,
+            &redis.url(),
+            &unique_prefix(),
+        ),
+        db,
+    )
+    .await;
+    let id = app.create_product("WARM-1", 5).await["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/v1/products/{id}");
+    app.product(id).await; // warm: miss and fill
+
+    let mut connection = redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let stats = app.catalog.cache().stats();
+    let database_reads = stats.database_reads.load(Ordering::Relaxed);
+    for _ in 0..1_000 {
+        let response = app.get(&path).await;
+        assert_eq!(response.headers()["x-cache"], "hit");
+    }
+    assert_eq!(
+        stats.database_reads.load(Ordering::Relaxed),
+        database_reads,
+        "no Postgres query"
+    );
+    let calls: HashMap<String, u64> = command_calls(&mut connection).await.into_iter().collect();
+    // Commands a script runs are counted too: each read is one EVALSHA whose script makes two
+    // GETs (pointer, payload). Nothing else reached Redis but this test's own commands.
+    let expected: HashMap<String, u64> =
+        [("evalsha", 1_000), ("get", 2_000), ("config|resetstat", 1)]
+            .into_iter()
+            .map(|(name, calls)| (name.to_string(), calls))
+            .collect();
+    assert_eq!(calls, expected);
+}
+
+#[tokio::test]
+async fn concurrent_cold_reads_on_one_instance_share_one_postgres_read() {
+    let db = TestDatabase::new();
+    let app = spawn_app_with(
+        cached_config(
+            &db,
+            CacheStrategy::Versioned,
+            SHARED_REDIS,
+            &unique_prefix(),
+        ),
+        db,
+    )
+    .await;
+    let id = app.insert_cold_product("COLD-1", 5).await;
+    let stats = app.catalog.cache().stats();
+    let before = stats.database_reads.load(Ordering::Relaxed);
+
+    let path = format!("/v1/products/{id}");
+    let responses = join_all((0..100).map(|_| app.get(&path))).await;
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        stats.database_reads.load(Ordering::Relaxed) - before,
+        1,
+        "one Postgres read"
+    );
+}
+
+#[tokio::test]
+async fn a_write_storm_leaves_bounded_keys_all_with_a_ttl() {
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let app = spawn_app_with(
+        cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix),
+        db,
+    )
+    .await;
+    let mut conn = app.pool.acquire().await.unwrap();
+    shopnow::db::products::seed_demo(&mut conn, 200)
+        .await
+        .unwrap();
+    drop(conn);
+
+    // 200 products x 50 writes, with reads racing them so that fills and leases happen too.
+    let catalog = &app.catalog;
+    let work = (1..=200i64).flat_map(|id| (0..50).map(move |n| (id, n)));
+    futures::stream::iter(work)
+        .for_each_concurrent(16, |(id, n)| async move {
+            catalog.adjust_stock(id, 1).await.unwrap();
+            if n % 5 == 0 {
+                catalog.read(id).await.unwrap();
+            }
+        })
+        .await;
+
+    let mut redis = redis::Client::open(SHARED_REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.unwrap();
+    let mut per_product: HashMap<String, usize> = HashMap::new();
+    for key in &keys {
+        let ttl: i64 = redis.ttl(key).await.unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+        let product = key.split('}').next().unwrap().to_string();
+        if !key.ends_with(":lease") {
+            *per_product.entry(product).or_default() += 1;
+        }
+    }
+    assert_eq!(per_product.len(), 200);
+    for (product, count) in per_product {
+        assert!((2..=3).contains(&count), "{product} holds {count} keys");
+    }
+}
+
+#[tokio::test]
+async fn a_delete_answers_404_on_every_instance_at_once() {
+    let (a, b) = two_instances(CacheStrategy::Versioned, SHARED_REDIS).await;
+    let id = a.create_product("GONE-1", 5).await["id"].as_i64().unwrap();
+    let path = format!("/v1/products/{id}");
+    a.product(id).await;
+    b.product(id).await;
+
+    let deleted = a.admin(Method::DELETE, &path).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    for app in [&a, &b] {
+        let response = app.get(&path).await;
+        assert_eq!(
+            response.headers()["x-cache"],
+            "hit",
+            "the tombstone answers"
+        );
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn a_matching_etag_answers_304_from_the_cache() {
+    let db = TestDatabase::new();
+    let app = spawn_app_with(
+        cached_config(
+            &db,
+            CacheStrategy::Versioned,
+            SHARED_REDIS,
+            &unique_prefix(),
+        ),
+        db,
+    )
+    .await;
+    let id = app.create_product("ETAG-C", 5).await["id"]
+        .as_i64()
+        .unwrap();
+    let url = app.url(&format!("/v1/products/{id}"));
+    app.product(id).await;
+    let response = app
+        .client
+        .get(&url)
+        .header("If-None-Match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(response.headers()["x-cache"], "hit");
+}
+
+#[tokio::test]
+async fn with_redis_down_the_api_serves_from_postgres_and_uses_redis_when_it_returns() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let db = TestDatabase::new();
+    let app = spawn_app_with(
+        cached_config(
+            &db,
+            CacheStrategy::Versioned,
+            &redis.url(),
+            &unique_prefix(),
+        ),
+        db,
+    )
+    .await;
+
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(
+        (ready["status"].as_str(), ready["cache"].as_str()),
+        (Some("ready"), Some("degraded"))
+    );
+    let id = app.create_product("DOWN-1", 5).await["id"]
+        .as_i64()
+        .unwrap();
+    adjust(&app, id, -2).await;
+    let response = app.get(&format!("/v1/products/{id}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-cache"], "bypass");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (body["stock"].as_i64(), body["version"].as_i64()),
+        (Some(3), Some(2))
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("cache_reads_total{strategy=\"versioned\",result=\"bypass\"}"),
+        "{metrics}"
+    );
+
+    redis.resume();
+    // Reconnecting is the client's own event; poll it, bounded, until Redis is used again.
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let response = app.get(&format!("/v1/products/{id}")).await;
+        let status = response.headers()["x-cache"].to_str().unwrap().to_string();
+        assert_eq!(response.json::<Value>().await.unwrap()["version"], 2);
+        seen.push(status.clone());
+        if status == "hit" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("hit"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_paused_redis_is_bypassed_within_the_timeout() {
+    let redis = RedisServer::start();
+    let db = TestDatabase::new();
+    let app = spawn_app_with(
+        cached_config(
+            &db,
+            CacheStrategy::Versioned,
+            &redis.url(),
+            &unique_prefix(),
+        ),
+        db,
+    )
+    .await;
+    let id = app.create_product("PAUSE-1", 5).await["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        app.get(&format!("/v1/products/{id}")).await.headers()["x-cache"],
+        "hit"
+    );
+
+    // Redis accepts the connection but answers nothing for 5 s: slower than the 200 ms timeout.
+    let mut admin = redis.connection().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(5_000)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let response = app.get(&format!("/v1/products/{id}")).await;
+    assert_eq!(response.headers()["x-cache"], "bypass");
+    assert_eq!(response.json::<Value>().await.unwrap()["version"], 1);
+    // A write goes on too; its publish fails and is counted.
+    assert_eq!(adjust(&app, id, -1).await["version"], 2);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("cache_publish_failures_total{strategy=\"versioned\"}"),
+        "{metrics}"
+    );
+    // The test's server is killed on drop, pause and all.
+}
