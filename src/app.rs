@@ -22,13 +22,13 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     auth::AdminToken,
-    cache::{CacheHooks, ProductCache},
+    cache::{CacheHooks, CacheStrategy, ProductCache},
     catalog::Catalog,
     config::Config,
     db,
     error::error_response,
     lifecycle::{self, Lifecycle},
-    observability, routes,
+    observability, relay, routes, sampler,
 };
 
 /// Connections each instance keeps to Postgres at most.
@@ -65,7 +65,7 @@ impl Application {
         let pool = db::connect_and_migrate(&config.database_url, DATABASE_POOL_SIZE).await?;
         let cache = ProductCache::new(&config.cache, &config.redis, hooks)?;
         let lifecycle = Lifecycle::default();
-        let catalog = Catalog::new(pool, cache);
+        let catalog = Catalog::new(pool, cache, config.faults);
         let state = AppState {
             catalog: catalog.clone(),
             admin_token: AdminToken::new(config.admin_token.as_deref()),
@@ -115,9 +115,10 @@ impl Application {
             listener,
             router,
             lifecycle,
+            catalog,
             config,
-            ..
         } = self;
+        let background = spawn_background_tasks(&catalog, &config);
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let drain_delay = config.http.drain_delay;
         let graceful = async move {
@@ -139,9 +140,28 @@ impl Application {
             result = server => result.context("serving HTTP")?,
             () = deadline => tracing::warn!("shutdown timeout: dropping requests still in flight"),
         }
+        for task in background {
+            task.abort();
+        }
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The outbox relay (when the strategy publishes) and the consistency sampler (when the
+/// strategy caches and the rate is not 0).
+fn spawn_background_tasks(catalog: &Catalog, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if catalog.cache().publishes() {
+        tasks.push(tokio::spawn(relay::run(catalog.clone())));
+    }
+    if config.sampler_rate > 0 && config.cache.strategy != CacheStrategy::None {
+        tasks.push(tokio::spawn(sampler::run(
+            catalog.clone(),
+            config.sampler_rate,
+        )));
+    }
+    tasks
 }
 
 /// The router with its middleware, read from the outside in: request id, trace, metrics,

@@ -6,7 +6,10 @@
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-use crate::cache::CacheStrategy;
+use crate::{
+    cache::CacheStrategy,
+    faults::{self, WriteFaults},
+};
 
 /// Settings of one `shopnow` process.
 #[derive(Clone)]
@@ -19,6 +22,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub http: HttpConfig,
     pub log_format: LogFormat,
+    /// Cached products the consistency sampler checks per second; 0 turns it off.
+    pub sampler_rate: u32,
+    /// Faults injected into writes (`SHOPNOW_FAULTS`); none unless this build allows them.
+    pub faults: WriteFaults,
 }
 
 #[derive(Clone, Debug)]
@@ -142,6 +149,17 @@ impl Config {
                 drain_delay: var("SHOPNOW_DRAIN_DELAY_MS").millis(0)?,
                 shutdown_timeout: var("SHOPNOW_SHUTDOWN_TIMEOUT_MS").millis(20_000)?,
             },
+            sampler_rate: var("SHOPNOW_SAMPLER_RATE").parse(5)?,
+            faults: var("SHOPNOW_FAULTS").parse_with(WriteFaults::default(), |spec| {
+                if faults::AVAILABLE {
+                    WriteFaults::parse(spec)
+                } else {
+                    Err(
+                        "this release build has no fault injection (feature fault-injection)"
+                            .into(),
+                    )
+                }
+            })?,
             log_format: var("SHOPNOW_LOG_FORMAT").parse_with(LogFormat::Text, |v| match v {
                 "text" => Ok(LogFormat::Text),
                 "json" => Ok(LogFormat::Json),
@@ -256,6 +274,8 @@ mod tests {
             ("DATABASE_URL", "mysql://localhost/x"),
             ("SHOPNOW_CACHE_PREFIX", "has space"),
             ("SHOPNOW_LOG_FORMAT", "xml"),
+            ("SHOPNOW_SAMPLER_RATE", "-1"),
+            ("SHOPNOW_FAULTS", "explode=1"),
         ] {
             let err = config(&[(name, value)]).err().unwrap();
             assert_eq!(err.variable, name, "{value}");

@@ -7,7 +7,7 @@
 
 use sqlx::PgPool;
 
-use super::{ttl::TtlCache, CacheBackend, CacheError, ProductRead};
+use super::{ttl::TtlCache, CacheBackend, CacheError, CachedCopy, ProductRead};
 use crate::{error::ApiResult, product::ProductState};
 
 pub struct DeleteCache {
@@ -29,11 +29,11 @@ impl DeleteCache {
         self.reads.read(db, id).await
     }
 
+    pub async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
+        self.reads.peek(id).await
+    }
+
     pub async fn publish(&self, state: &ProductState) -> Result<(), CacheError> {
-        let keys = self.backend().keys(state.id());
-        self.backend()
-            .redis()
-            .query(redis::cmd("DEL").arg(keys.plain()))
-            .await
+        self.reads.forget(state.id()).await
     }
 }

@@ -142,12 +142,20 @@ impl VersionedBody {
     }
 
     /// The body of a product state: a deleted product has none.
-    fn of_state(state: &ProductState) -> Option<Self> {
+    pub fn of_state(state: &ProductState) -> Option<Self> {
         match state {
             ProductState::Live(product) => Some(Self::of(product)),
             ProductState::Deleted { .. } => None,
         }
     }
+}
+
+/// A product's copy in the cache as it is, read without side effects (for the sampler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedCopy {
+    pub version: i64,
+    /// The product JSON, or `None` for a deletion's tombstone.
+    pub payload: Option<Bytes>,
 }
 
 /// Test and checker hooks: code-level only, never switched on by configuration.
@@ -171,6 +179,10 @@ impl CacheHooks {
 pub struct CacheStats {
     /// Product reads that went to Postgres (misses and bypasses).
     pub database_reads: AtomicU64,
+    /// Cached copies the sampler compared with Postgres.
+    pub consistency_checks: AtomicU64,
+    /// Copies the sampler found wrong.
+    pub consistency_violations: AtomicU64,
 }
 
 /// Prometheus counters of one strategy, registered once so the hot path does no lookups.
@@ -325,18 +337,44 @@ impl ProductCache {
         Ok(read)
     }
 
-    /// Tells the cache about a committed change. Called after commit and before the client
-    /// gets its answer. It never fails the request: a failure is counted and logged.
-    pub async fn publish(&self, state: &ProductState) {
+    /// The cached copy of product `id`, if any, read without side effects.
+    pub async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
+        match self {
+            Self::None(_) => Ok(None),
+            Self::Ttl(cache) => cache.peek(id).await,
+            Self::Delete(cache) => cache.peek(id).await,
+            Self::Versioned(cache) => cache.peek(id).await,
+        }
+    }
+
+    /// Replaces whatever the cache holds for a product with `current`, its row as it is now.
+    pub async fn repair(&self, current: &ProductState) -> Result<(), CacheError> {
+        match self {
+            Self::None(_) => Ok(()),
+            Self::Ttl(cache) => cache.forget(current.id()).await,
+            Self::Delete(cache) => cache.publish(current).await,
+            Self::Versioned(cache) => cache.repair(current).await,
+        }
+    }
+
+    /// Whether committed changes must reach the cache (and so go through the outbox).
+    pub fn publishes(&self) -> bool {
+        matches!(self, Self::Delete(_) | Self::Versioned(_))
+    }
+
+    /// Tells the cache about a committed change. A failure is counted and logged; the caller
+    /// keeps the change's outbox row so that the relay publishes it later.
+    pub async fn publish(&self, state: &ProductState) -> Result<(), CacheError> {
         let result = match self {
             Self::None(_) | Self::Ttl(_) => Ok(()),
             Self::Delete(cache) => cache.publish(state).await,
             Self::Versioned(cache) => cache.publish(state).await,
         };
-        if let Err(error) = result {
+        if let Err(error) = &result {
             self.backend().metrics.publish_failures.increment(1);
             tracing::warn!(product = state.id(), version = state.version(), %error, "cache publish failed");
         }
+        result
     }
 }
 

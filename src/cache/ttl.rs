@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::{CacheBackend, CacheError, CacheStatus, ProductRead, VersionedBody};
+use super::{CacheBackend, CacheError, CacheStatus, CachedCopy, ProductRead, VersionedBody};
 use crate::{error::ApiResult, product::ProductState};
 
 pub struct TtlCache {
@@ -75,6 +75,32 @@ impl TtlCache {
             found,
             status: CacheStatus::Miss,
         })
+    }
+}
+
+impl TtlCache {
+    pub async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
+        let keys = self.backend.keys(id);
+        let cached: Option<Vec<u8>> = self
+            .backend
+            .redis()
+            .query(redis::cmd("GET").arg(keys.plain()))
+            .await?;
+        Ok(cached.and_then(|payload| {
+            Some(CachedCopy {
+                version: version_of(&payload)?,
+                payload: Some(payload.into()),
+            })
+        }))
+    }
+
+    /// Drops the product's entry; the next read fills it from Postgres.
+    pub async fn forget(&self, id: i64) -> Result<(), CacheError> {
+        let keys = self.backend.keys(id);
+        self.backend
+            .redis()
+            .query(redis::cmd("DEL").arg(keys.plain()))
+            .await
     }
 }
 

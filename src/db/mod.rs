@@ -2,6 +2,7 @@
 //! one module per table group holds its queries.
 
 pub mod orders;
+pub mod outbox;
 pub mod products;
 
 use std::time::Duration;

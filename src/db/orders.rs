@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -18,14 +18,13 @@ pub enum Placed {
     Replayed(Order),
 }
 
-/// Places an order for `lines`, at most once per `idempotency_key`.
+/// Places an order for `lines`, at most once per `idempotency_key`, in the caller's
+/// transaction `tx`. An error leaves the transaction to be rolled back.
 pub async fn place(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     lines: &OrderLines,
     idempotency_key: Option<&str>,
 ) -> ApiResult<Placed> {
-    let mut tx = pool.begin().await?;
-
     if let Some(key) = idempotency_key {
         // The first request with a key inserts it; a concurrent one blocks on the unique index
         // until the first commits (then finds its order) or rolls back (then goes ahead itself).
@@ -38,9 +37,7 @@ pub async fn place(
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
-            let replay = replay(&mut tx, key, lines).await;
-            tx.rollback().await?;
-            return replay.map(Placed::Replayed);
+            return replay(tx, key, lines).await.map(Placed::Replayed);
         }
     }
 
@@ -140,8 +137,6 @@ pub async fn place(
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-
     let items = product_ids
         .iter()
         .zip(lines.quantities())

@@ -101,6 +101,8 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.admin_token = Some(ADMIN_TOKEN.to_string());
     config.cache.strategy = CacheStrategy::None;
     config.log_format = LogFormat::Text;
+    // The sampler repairs what it finds; tests of the naive strategies want their bugs intact.
+    config.sampler_rate = 0;
     config
 }
 
@@ -247,4 +249,83 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
         "{body}"
     );
     body
+}
+
+/// A `shopnow` process (the binary under test), for tests that kill an instance.
+pub struct ProcessInstance {
+    pub child: std::process::Child,
+    pub address: String,
+}
+
+impl ProcessInstance {
+    /// Starts `shopnow serve` with `config`'s database, Redis, strategy and prefix, plus `env`.
+    pub fn start(config: &Config, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shopnow"))
+            .arg("serve")
+            .env("DATABASE_URL", &config.database_url)
+            .env("REDIS_URL", config.redis.urls.join(","))
+            .env("SHOPNOW_CACHE_STRATEGY", config.cache.strategy.as_str())
+            .env("SHOPNOW_CACHE_PREFIX", &config.cache.prefix)
+            .env("SHOPNOW_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SHOPNOW_LISTEN", "127.0.0.1:0")
+            .env("SHOPNOW_LOG_FORMAT", "json")
+            .env("SHOPNOW_SAMPLER_RATE", "0")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start shopnow");
+        // The bound address is logged once the listener is up: wait for that line.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(log) = serde_json::from_str::<Value>(&line) {
+                    if let Some(address) = log["address"].as_str() {
+                        let _ = tx.send(address.to_string());
+                    }
+                }
+            }
+        });
+        let address = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("shopnow logs its address within 20 s");
+        Self {
+            child,
+            address: format!("http://{address}"),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessInstance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes; returns the time it took.
+/// For conditions that no event announces (a background repair), never for synchronisation
+/// between the test's own steps.
+pub async fn eventually<F, Fut>(
+    limit: std::time::Duration,
+    mut condition: F,
+) -> Option<std::time::Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if condition().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    None
 }

@@ -7,5 +7,6 @@ mod errors;
 mod helpers;
 mod ops;
 mod orders;
+mod outbox;
 mod products;
 mod redis_server;

@@ -23,7 +23,7 @@ use sqlx::PgPool;
 
 use super::{
     single_flight::{SingleFlight, Turn},
-    CacheBackend, CacheError, CacheStatus, ProductKeys, ProductRead, VersionedBody,
+    CacheBackend, CacheError, CacheStatus, CachedCopy, ProductKeys, ProductRead, VersionedBody,
 };
 use crate::{error::ApiResult, product::ProductState};
 
@@ -109,6 +109,35 @@ impl VersionedCache {
     pub async fn publish(&self, state: &ProductState) -> Result<(), CacheError> {
         let keys = self.backend.keys(state.id());
         self.store(&keys, state, NO_LEASE).await.map(|_| ())
+    }
+
+    /// The pointer and the payload under it, read with two GETs and no lease.
+    pub async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
+        let keys = self.backend.keys(id);
+        let redis = self.backend.redis();
+        let version: Option<i64> = redis
+            .query(redis::cmd("GET").arg(keys.version_pointer()))
+            .await?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let payload: Option<Vec<u8>> = redis
+            .query(redis::cmd("GET").arg(keys.payload(version)))
+            .await?;
+        Ok(payload.map(|payload| CachedCopy {
+            version,
+            payload: decode(version, payload).map(|body| body.body),
+        }))
+    }
+
+    /// Drops the pointer, whatever it says, then publishes `current`.
+    pub async fn repair(&self, current: &ProductState) -> Result<(), CacheError> {
+        let keys = self.backend.keys(current.id());
+        self.backend
+            .redis()
+            .query::<()>(redis::cmd("DEL").arg(keys.version_pointer()))
+            .await?;
+        self.publish(current).await
     }
 
     async fn lookup(&self, keys: &ProductKeys) -> Result<Lookup, CacheError> {

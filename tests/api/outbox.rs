@@ -1,0 +1,343 @@
+//! No lost invalidation: the outbox, its relay, and the consistency sampler.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use futures::StreamExt;
+use redis::AsyncCommands;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use shopnow::{
+    cache::{CacheStrategy, ProductKeys},
+    faults::WriteFaults,
+};
+use sqlx::PgPool;
+
+use crate::{
+    helpers::{
+        cached_config, eventually, spawn_app_with, unique_prefix, ProcessInstance, TestApp,
+        TestDatabase, SHARED_REDIS,
+    },
+    redis_server::RedisServer,
+};
+
+async fn outbox_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM cache_outbox")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Product ids whose version pointer differs from their Postgres version.
+async fn stale_pointers(app: &TestApp, redis_url: &str, prefix: &str) -> Vec<i64> {
+    let versions: Vec<(i64, i64)> = sqlx::query_as("SELECT id, version FROM products ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    let Ok(client) = redis::Client::open(redis_url) else {
+        return vec![-1];
+    };
+    let Ok(mut redis) = client.get_multiplexed_async_connection().await else {
+        return vec![-1];
+    };
+    let mut stale = Vec::new();
+    for (id, version) in versions {
+        let pointer: Option<i64> = redis
+            .get(ProductKeys::new(prefix, id).version_pointer())
+            .await
+            .unwrap_or(None);
+        if pointer != Some(version) {
+            stale.push(id);
+        }
+    }
+    stale
+}
+
+#[tokio::test]
+async fn a_skipped_publish_is_repaired_by_the_relay_within_two_seconds() {
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let mut writer_config = cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix);
+    writer_config.faults = WriteFaults {
+        skip_publish: 1.0,
+        crash_after_commit: 0.0,
+    };
+    let writer = spawn_app_with(writer_config, db.clone()).await;
+    let reader = spawn_app_with(
+        cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix),
+        db,
+    )
+    .await;
+
+    let id = writer.insert_cold_product("SKIP-1", 10).await;
+    assert_eq!(reader.product(id).await["version"], 1);
+    let written: Value = writer
+        .admin(
+            Method::POST,
+            &format!("/v1/products/{id}/stock/adjustments"),
+        )
+        .json(&json!({"delta": -4}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(written["version"], 2);
+    assert_eq!(
+        outbox_rows(&reader.pool).await,
+        1,
+        "the lost publish is recorded"
+    );
+
+    let repaired = eventually(Duration::from_secs(2), || async {
+        reader.product(id).await["version"] == 2
+    })
+    .await;
+    assert!(
+        repaired.is_some(),
+        "another instance sees version 2 within 2 s"
+    );
+    let emptied = eventually(Duration::from_secs(1), || async {
+        outbox_rows(&reader.pool).await == 0
+    })
+    .await;
+    assert!(emptied.is_some(), "the outbox is empty");
+    assert_eq!(reader.product(id).await["stock"], 6);
+}
+
+#[tokio::test]
+async fn writes_while_redis_is_down_are_published_when_it_returns() {
+    let mut redis = RedisServer::start();
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let app = spawn_app_with(
+        cached_config(&db, CacheStrategy::Versioned, &redis.url(), &prefix),
+        db,
+    )
+    .await;
+    let mut conn = app.pool.acquire().await.unwrap();
+    shopnow::db::products::seed_demo(&mut conn, 50)
+        .await
+        .unwrap();
+    drop(conn);
+    for id in 1..=50 {
+        app.product(id).await; // cache every product at version 1
+    }
+
+    redis.stop();
+    let down_since = std::time::Instant::now();
+    let catalog = &app.catalog;
+    futures::stream::iter((0..500).map(|n| 1 + n % 50))
+        .for_each_concurrent(8, |id| async move {
+            catalog
+                .adjust_stock(id, 1)
+                .await
+                .expect("writes go on while Redis is down");
+        })
+        .await;
+    assert!(outbox_rows(&app.pool).await >= 500);
+    // The fault lasts 5 s, whatever the writes took.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(down_since.elapsed())).await;
+    redis.resume();
+
+    let url = redis.url();
+    let repaired = eventually(Duration::from_secs(2), || async {
+        stale_pointers(&app, &url, &prefix).await.is_empty()
+    })
+    .await;
+    assert!(
+        repaired.is_some(),
+        "every pointer equals its Postgres version within 2 s of Redis returning"
+    );
+    for id in 1..=50 {
+        let read = app.product(id).await;
+        assert_eq!(read["version"], 11, "product {id}");
+    }
+    assert_eq!(outbox_rows(&app.pool).await, 0);
+}
+
+#[tokio::test]
+async fn three_relays_share_the_outbox_without_leftovers() {
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let mut config = cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix);
+    config.faults = WriteFaults {
+        skip_publish: 1.0,
+        crash_after_commit: 0.0,
+    };
+    let writer = spawn_app_with(config, db.clone()).await;
+    let _second = spawn_app_with(
+        cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix),
+        db.clone(),
+    )
+    .await;
+    let _third = spawn_app_with(
+        cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix),
+        db,
+    )
+    .await;
+    let mut conn = writer.pool.acquire().await.unwrap();
+    shopnow::db::products::seed_demo(&mut conn, 30)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let catalog = &writer.catalog;
+    futures::stream::iter((0..300).map(|n| 1 + n % 30))
+        .for_each_concurrent(8, |id| async move {
+            catalog.adjust_stock(id, 1).await.unwrap();
+        })
+        .await;
+    assert_eq!(
+        outbox_rows(&writer.pool).await,
+        300,
+        "every publish was skipped"
+    );
+
+    let drained = eventually(Duration::from_secs(5), || async {
+        outbox_rows(&writer.pool).await == 0
+    })
+    .await;
+    assert!(drained.is_some(), "the relays drained the outbox");
+    assert_eq!(
+        stale_pointers(&writer, SHARED_REDIS, &prefix).await,
+        Vec::<i64>::new()
+    );
+}
+
+#[tokio::test]
+async fn an_instance_killed_during_a_write_burst_leaves_nothing_stale_beyond_the_bound() {
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let config = cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix);
+    let survivor = spawn_app_with(config.clone(), db).await;
+    let mut conn = survivor.pool.acquire().await.unwrap();
+    shopnow::db::products::seed_demo(&mut conn, 20)
+        .await
+        .unwrap();
+    drop(conn);
+    for id in 1..=20 {
+        survivor.product(id).await;
+    }
+
+    // The doomed instance loses a third of its publishes, as a process dying between commit
+    // and publish would, then is SIGKILLed in the middle of its burst.
+    let mut doomed = ProcessInstance::start(&config, &[("SHOPNOW_FAULTS", "skip-publish=0.3")]);
+    let client = reqwest::Client::new();
+    let address = doomed.address.clone();
+    let burst = futures::stream::iter(0..400)
+        .map(|n| {
+            let client = client.clone();
+            let url = format!("{address}/v1/products/{}/stock/adjustments", 1 + n % 20);
+            async move {
+                client
+                    .post(url)
+                    .bearer_auth(crate::helpers::ADMIN_TOKEN)
+                    .json(&json!({"delta": 1}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            }
+        })
+        .buffer_unordered(16);
+    tokio::pin!(burst);
+    let mut answered = 0;
+    while let Some(result) = burst.next().await {
+        if let Ok(status) = result {
+            assert_eq!(status, StatusCode::OK);
+            answered += 1;
+        }
+        if answered == 150 {
+            doomed.kill();
+        }
+    }
+    assert!(answered >= 150, "the burst ran until the kill");
+    let killed_at = std::time::Instant::now();
+    assert!(
+        outbox_rows(&survivor.pool).await > 0,
+        "some publishes were lost"
+    );
+
+    let repaired = eventually(Duration::from_secs(3), || async {
+        stale_pointers(&survivor, SHARED_REDIS, &prefix)
+            .await
+            .is_empty()
+    })
+    .await;
+    let bound = shopnow::relay::REPAIR_BOUND + shopnow::relay::GRACE;
+    assert!(repaired.is_some(), "every product is repaired");
+    assert!(
+        killed_at.elapsed() <= bound + Duration::from_secs(2),
+        "repaired within the bound"
+    );
+    let versions: Vec<(i64, i64)> = sqlx::query_as("SELECT id, version FROM products ORDER BY id")
+        .fetch_all(&survivor.pool)
+        .await
+        .unwrap();
+    for (id, version) in versions {
+        assert_eq!(
+            survivor.product(id).await["version"],
+            version,
+            "product {id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_sampler_finds_nothing_in_a_clean_run_and_reports_a_planted_stale_payload() {
+    let db = TestDatabase::new();
+    let prefix = unique_prefix();
+    let mut config = cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix);
+    config.sampler_rate = 50;
+    let app = spawn_app_with(config, db).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            app.create_product(&format!("SAMPLE-{n}"), 100).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let stats = app.catalog.cache().stats();
+
+    // A clean run: writes and reads while the sampler checks.
+    let checked = eventually(Duration::from_secs(10), || async {
+        for &id in &ids {
+            app.catalog.adjust_stock(id, 1).await.unwrap();
+            app.product(id).await;
+        }
+        stats.consistency_checks.load(Ordering::Relaxed) >= 100
+    })
+    .await;
+    assert!(checked.is_some(), "the sampler ran");
+    assert_eq!(stats.consistency_violations.load(Ordering::Relaxed), 0);
+
+    // Plant a payload that contradicts Postgres under the current version.
+    let id = ids[0];
+    let mut product = app.product(id).await;
+    let version = product["version"].as_i64().unwrap();
+    product["stock"] = json!(12345);
+    let mut redis = redis::Client::open(SHARED_REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis
+        .set(
+            ProductKeys::new(&prefix, id).payload(version),
+            product.to_string(),
+        )
+        .await
+        .unwrap();
+
+    let found = eventually(Duration::from_secs(10), || async {
+        stats.consistency_violations.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    assert!(found.is_some(), "the sampler reports the planted payload");
+    let repaired = eventually(Duration::from_secs(2), || async {
+        app.product(id).await["stock"] != 12345
+    })
+    .await;
+    assert!(repaired.is_some(), "and repairs it");
+}
