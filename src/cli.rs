@@ -1,6 +1,6 @@
 //! The `shopnow` command line: `serve` (default), `migrate`, `seed`, `healthcheck`.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -9,7 +9,13 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{app::Application, config::Config, db, observability};
+use crate::{
+    app::Application,
+    cache::CacheHooks,
+    config::Config,
+    db, observability,
+    stalecheck::{self, StalecheckArgs},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +38,10 @@ pub enum Command {
         /// Before serving, make sure this many demo products exist (like `seed`).
         #[arg(long, value_name = "N", default_value_t = 0)]
         seed_products: i64,
+        /// Delay between a cache miss's Postgres read and its fill. Only `stalecheck --spawn`
+        /// passes it, to show the `delete` strategy's race; never use it in production.
+        #[arg(long, value_name = "MS", hide = true)]
+        fill_delay_ms: Option<u64>,
     },
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
@@ -40,6 +50,8 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 100)]
         products: i64,
     },
+    /// Drive a workload against instances and count reads older than the design allows.
+    Stalecheck(Box<StalecheckArgs>),
     /// Exit 0 when this machine's instance answers /livez (for a container HEALTHCHECK).
     Healthcheck {
         /// Address to check; defaults to the port of SHOPNOW_LISTEN on 127.0.0.1.
@@ -58,9 +70,16 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     observability::init_logging(config.log_format);
-    let command = cli.command.unwrap_or(Command::Serve { seed_products: 0 });
+    let command = cli.command.unwrap_or(Command::Serve {
+        seed_products: 0,
+        fill_delay_ms: None,
+    });
     let result = match command {
-        Command::Serve { seed_products } => serve(config, seed_products).await,
+        Command::Serve {
+            seed_products,
+            fill_delay_ms,
+        } => serve(config, seed_products, fill_delay_ms).await,
+        Command::Stalecheck(args) => stalecheck::run(*args, &config).await,
         Command::Migrate => migrate(&config).await,
         Command::Seed { products } => seed(&config, products).await,
         Command::Healthcheck { addr } => {
@@ -84,11 +103,27 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, seed_products: i64) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    seed_products: i64,
+    fill_delay_ms: Option<u64>,
+) -> anyhow::Result<()> {
     if seed_products > 0 {
         seed(&config, seed_products).await?;
     }
-    Application::build(config).await?.run_until_stopped().await
+    let mut hooks = CacheHooks::default();
+    if let Some(delay) = fill_delay_ms.filter(|ms| *ms > 0) {
+        tracing::warn!(
+            delay_ms = delay,
+            "fill delay on: this instance widens the cache fill race"
+        );
+        let delay = Duration::from_millis(delay);
+        hooks.before_fill = Some(Arc::new(move |_| Box::pin(tokio::time::sleep(delay))));
+    }
+    Application::build_with_hooks(config, hooks)
+        .await?
+        .run_until_stopped()
+        .await
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {

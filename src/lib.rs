@@ -18,3 +18,4 @@ pub mod product;
 pub mod relay;
 pub mod routes;
 pub mod sampler;
+pub mod stalecheck;

@@ -10,3 +10,4 @@ mod orders;
 mod outbox;
 mod products;
 mod redis_server;
+mod stalecheck;

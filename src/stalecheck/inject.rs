@@ -1,0 +1,214 @@
+//! Faults the checker injects while the workload runs, each followed by the repair window in
+//! which the design allows stale reads (see `history`).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::ValueEnum;
+
+use super::{
+    cluster::{Instance, OwnRedis},
+    history::Window,
+};
+use crate::relay;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Fault {
+    /// FLUSHALL on the checker's Redis.
+    RedisFlush,
+    /// DEL of every version pointer of the run.
+    RedisEvictPointers,
+    /// Kill the checker's redis-server and start it again, empty.
+    RedisRestart,
+    /// CLIENT PAUSE WRITE for a second: reads answer, publishes time out.
+    RedisPause,
+    /// A maxmemory just above what is used, with allkeys-lru, for half an interval.
+    Lru,
+    /// SIGKILL a spawned instance, then start it again.
+    InstanceKill,
+    /// Instances abort right after a commit now and then (`SHOPNOW_FAULTS`); restarted.
+    CrashAfterCommit,
+}
+
+impl Fault {
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// What faults act on.
+pub struct Targets {
+    pub redis: Arc<Mutex<OwnRedis>>,
+    pub redis_url: String,
+    pub prefix: String,
+    pub instances: Arc<Mutex<Vec<Instance>>>,
+}
+
+/// Injects `faults` in turn every `interval` until `deadline`, and restarts crashed instances.
+/// Returns the repair windows, in microseconds since `origin`, and the faults injected.
+pub async fn run(
+    faults: Vec<Fault>,
+    interval: Duration,
+    targets: Arc<Targets>,
+    origin: Instant,
+    deadline: Instant,
+) -> (Vec<Window>, Vec<String>) {
+    let mut windows = Vec::new();
+    let mut injected = Vec::new();
+    let periodic: Vec<Fault> = faults
+        .iter()
+        .copied()
+        .filter(|f| *f != Fault::CrashAfterCommit)
+        .collect();
+    let watch_crashes = faults.contains(&Fault::CrashAfterCommit);
+    let mut next_fault = Instant::now() + interval;
+    let mut turn = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if watch_crashes {
+            let started = origin.elapsed();
+            let restarted = restart_crashed(targets.clone()).await;
+            for _ in 0..restarted {
+                injected.push(Fault::CrashAfterCommit.name());
+                // The crash happened up to one check (50 ms) before it was seen.
+                windows.push(window(
+                    started.saturating_sub(Duration::from_millis(100)),
+                    origin.elapsed(),
+                ));
+            }
+        }
+        if periodic.is_empty() || Instant::now() < next_fault {
+            continue;
+        }
+        let fault = periodic[turn % periodic.len()];
+        turn += 1;
+        next_fault = Instant::now() + interval;
+        let started = origin.elapsed();
+        match apply(fault, &targets, interval).await {
+            Ok(()) => {
+                injected.push(fault.name());
+                windows.push(window(started, origin.elapsed()));
+            }
+            Err(error) => tracing::warn!(fault = %fault.name(), %error, "fault injection failed"),
+        }
+    }
+    (windows, injected)
+}
+
+fn window(start: Duration, end: Duration) -> Window {
+    Window {
+        start_us: start.as_micros() as u64,
+        end_us: (end + relay::REPAIR_BOUND).as_micros() as u64,
+    }
+}
+
+async fn redis_connection(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    Ok(redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?)
+}
+
+async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyhow::Result<()> {
+    match fault {
+        Fault::RedisFlush => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            redis::cmd("FLUSHALL").query_async::<()>(&mut redis).await?;
+        }
+        Fault::RedisEvictPointers => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            let pattern = format!("{}:*:ver", targets.prefix);
+            let pointers: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut redis)
+                .await?;
+            if !pointers.is_empty() {
+                redis::cmd("DEL")
+                    .arg(pointers)
+                    .query_async::<()>(&mut redis)
+                    .await?;
+            }
+        }
+        Fault::RedisRestart => {
+            let redis = targets.redis.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut redis = redis.lock().expect("redis lock");
+                redis.stop();
+                redis.resume()
+            })
+            .await??;
+        }
+        Fault::RedisPause => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(1_000)
+                .arg("WRITE")
+                .query_async::<()>(&mut redis)
+                .await?;
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+        }
+        Fault::Lru => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            let info: String = redis::cmd("INFO")
+                .arg("memory")
+                .query_async(&mut redis)
+                .await?;
+            let used: u64 = info
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(1 << 20);
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory-policy")
+                .arg("allkeys-lru")
+                .query_async::<()>(&mut redis)
+                .await?;
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(used + 16 * 1024)
+                .query_async::<()>(&mut redis)
+                .await?;
+            tokio::time::sleep(interval / 2).await;
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(0)
+                .query_async::<()>(&mut redis)
+                .await?;
+        }
+        Fault::InstanceKill => {
+            let instances = targets.instances.clone();
+            let victim = rand::random_range(0..instances.lock().expect("instances lock").len());
+            tokio::task::spawn_blocking(move || {
+                let mut instances = instances.lock().expect("instances lock");
+                instances[victim].kill();
+                instances[victim].resume()
+            })
+            .await??;
+        }
+        Fault::CrashAfterCommit => {}
+    }
+    Ok(())
+}
+
+/// Restarts instances that exited on their own; returns how many.
+async fn restart_crashed(targets: Arc<Targets>) -> usize {
+    tokio::task::spawn_blocking(move || {
+        let mut instances = targets.instances.lock().expect("instances lock");
+        let mut restarted = 0;
+        for instance in instances.iter_mut() {
+            if instance.has_exited() && instance.resume().is_ok() {
+                restarted += 1;
+            }
+        }
+        restarted
+    })
+    .await
+    .unwrap_or(0)
+}
