@@ -327,7 +327,7 @@ fn finish(
         strategy.to_string(),
         instances,
         &verdict,
-        recording.failed,
+        recording.failures,
         recording.read_latencies_us,
         recording.elapsed.as_secs_f64(),
         faults,

@@ -1,6 +1,6 @@
 //! The stale check's report: a terminal table, a JSON document and an SVG chart.
 
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
@@ -14,6 +14,8 @@ pub struct Run {
     pub reads: u64,
     pub writes: u64,
     pub failed_requests: u64,
+    /// Failed requests by cause: an HTTP status, or `transport` (no answer).
+    pub failures: BTreeMap<String, u64>,
     pub stale_reads: u64,
     pub stale_share: f64,
     pub stale_in_repair_window: u64,
@@ -33,7 +35,7 @@ impl Run {
         strategy: String,
         instances: usize,
         verdict: &Verdict,
-        failed_requests: u64,
+        failures: BTreeMap<String, u64>,
         mut read_latencies_us: Vec<u64>,
         duration_s: f64,
         faults: Vec<String>,
@@ -52,7 +54,8 @@ impl Run {
             instances,
             reads: verdict.reads,
             writes: verdict.writes,
-            failed_requests,
+            failed_requests: failures.values().sum(),
+            failures,
             stale_reads: verdict.stale_reads,
             stale_share: if verdict.reads == 0 {
                 0.0
@@ -119,6 +122,19 @@ pub fn table(runs: &[Run]) -> String {
             run.reads_per_s,
             run.failed_requests,
         );
+        if !run.failures.is_empty() {
+            let causes: Vec<String> = run
+                .failures
+                .iter()
+                .map(|(cause, n)| format!("{cause}: {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<10} failed requests by cause: {}",
+                "",
+                causes.join(", ")
+            );
+        }
         if run.conflicting_versions + run.phantom_versions > 0 {
             let _ = writeln!(
                 out,
@@ -246,7 +262,7 @@ mod tests {
             strategy.into(),
             2,
             &verdict,
-            0,
+            BTreeMap::from([("502".to_string(), 3)]),
             (1..=100).map(|n| n * 1000).collect(),
             2.0,
             vec![],
@@ -260,6 +276,7 @@ mod tests {
         assert_eq!(r.read_p99_ms, 99.0);
         assert_eq!(r.stale_share, 0.25);
         assert_eq!(r.reads_per_s, 50.0);
+        assert_eq!(r.failed_requests, 3);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! is recorded with its start, end and what it returned.
 
 use std::{
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -33,6 +34,8 @@ pub struct Workload {
 pub struct Recording {
     pub ops: Vec<Op>,
     pub failed: u64,
+    /// Failed requests by cause: an HTTP status, or `transport` (no answer).
+    pub failures: BTreeMap<String, u64>,
     /// Read latencies in microseconds, in no particular order.
     pub read_latencies_us: Vec<u64>,
     pub elapsed: Duration,
@@ -77,7 +80,7 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
             let mut rng =
                 StdRng::seed_from_u64(workload.seed.wrapping_mul(1_000_003) + task as u64);
             let mut ops = Vec::new();
-            let mut failed = 0u64;
+            let mut failures: BTreeMap<String, u64> = BTreeMap::new();
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let product = workload.products[rng.random_range(0..workload.products.len())];
                 let instance = rng.random_range(0..workload.targets.len());
@@ -101,10 +104,12 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
                     }
                 };
                 let observed = match result {
-                    Ok(response) if response.status().is_success() => {
-                        response.json::<Observed>().await.ok()
-                    }
-                    _ => None,
+                    Ok(response) if response.status().is_success() => response
+                        .json::<Observed>()
+                        .await
+                        .map_err(|_| "unreadable body".to_string()),
+                    Ok(response) => Err(response.status().as_u16().to_string()),
+                    Err(_) => Err("transport".to_string()),
                 };
                 let end = origin.elapsed();
                 let count = progress.ops.fetch_add(1, Ordering::Relaxed) + 1;
@@ -112,7 +117,7 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
                     stop.store(true, Ordering::Relaxed);
                 }
                 match observed {
-                    Some(Observed { version, stock }) => ops.push(Op {
+                    Ok(Observed { version, stock }) => ops.push(Op {
                         kind,
                         product,
                         instance,
@@ -121,27 +126,31 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
                         version,
                         stock,
                     }),
-                    None => {
+                    Err(cause) => {
                         // Refused, failed or unanswered (an instance being killed): the
                         // operation's outcome is unknown, so it is not an observation.
-                        failed += 1;
+                        *failures.entry(cause).or_insert(0) += 1;
                         progress.failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
-            (ops, failed)
+            (ops, failures)
         }));
     }
 
     let mut recording = Recording {
         ops: Vec::new(),
         failed: 0,
+        failures: BTreeMap::new(),
         read_latencies_us: Vec::new(),
         elapsed: Duration::ZERO,
     };
     for task in tasks {
-        if let Ok((ops, failed)) = task.await {
-            recording.failed += failed;
+        if let Ok((ops, failures)) = task.await {
+            for (cause, count) in failures {
+                recording.failed += count;
+                *recording.failures.entry(cause).or_insert(0) += count;
+            }
             recording.read_latencies_us.extend(
                 ops.iter()
                     .filter(|op| op.kind == OpKind::Read)
