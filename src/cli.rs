@@ -11,7 +11,7 @@ use tokio::{
 
 use crate::{
     app::Application,
-    cache::CacheHooks,
+    cache::{CacheHooks, CacheStrategy},
     config::Config,
     db, observability,
     stalecheck::{self, StalecheckArgs},
@@ -42,6 +42,10 @@ pub enum Command {
         /// passes it, to show the `delete` strategy's race; never use it in production.
         #[arg(long, value_name = "MS", hide = true)]
         fill_delay_ms: Option<u64>,
+        /// Serve reads with the article's design (version from Postgres on every read, payload
+        /// from Redis), whatever SHOPNOW_CACHE_STRATEGY says. For the benchmark's comparison.
+        #[arg(long, hide = true)]
+        article_design: bool,
     },
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
@@ -73,12 +77,20 @@ pub async fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve {
         seed_products: 0,
         fill_delay_ms: None,
+        article_design: false,
     });
     let result = match command {
         Command::Serve {
             seed_products,
             fill_delay_ms,
-        } => serve(config, seed_products, fill_delay_ms).await,
+            article_design,
+        } => {
+            let mut config = config;
+            if article_design {
+                config.cache.strategy = CacheStrategy::Article;
+            }
+            serve(config, seed_products, fill_delay_ms).await
+        }
         Command::Stalecheck(args) => stalecheck::run(*args, &config).await,
         Command::Migrate => migrate(&config).await,
         Command::Seed { products } => seed(&config, products).await,

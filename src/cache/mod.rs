@@ -8,6 +8,7 @@
 //! - [`delete`]: `ttl` plus a DEL after each write (loses the slow-reader race);
 //! - [`versioned`]: never older than the last acknowledged write (the default).
 
+mod article;
 mod delete;
 mod keys;
 mod none;
@@ -47,9 +48,13 @@ pub enum CacheStrategy {
     Ttl,
     Delete,
     Versioned,
+    /// The article's design (version from Postgres, payload from Redis). Not configurable:
+    /// only the benchmark selects it, through a hidden `serve` flag.
+    Article,
 }
 
 impl CacheStrategy {
+    /// The strategies `SHOPNOW_CACHE_STRATEGY` accepts.
     pub const ALL: [CacheStrategy; 4] = [Self::None, Self::Ttl, Self::Delete, Self::Versioned];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +63,7 @@ impl CacheStrategy {
             Self::Ttl => "ttl",
             Self::Delete => "delete",
             Self::Versioned => "versioned",
+            Self::Article => "article",
         }
     }
 }
@@ -193,6 +199,7 @@ struct CacheMetrics {
     bypasses: Counter,
     fills_refused: Counter,
     publish_failures: Counter,
+    database_reads: Counter,
 }
 
 impl CacheMetrics {
@@ -204,6 +211,7 @@ impl CacheMetrics {
             bypasses: reads("bypass"),
             fills_refused: metrics::counter!("cache_fills_refused_total", "strategy" => strategy.as_str()),
             publish_failures: metrics::counter!("cache_publish_failures_total", "strategy" => strategy.as_str()),
+            database_reads: metrics::counter!("cache_database_reads_total", "strategy" => strategy.as_str()),
         }
     }
 
@@ -242,9 +250,15 @@ impl CacheBackend {
         self.ttl.as_secs().max(1)
     }
 
+    /// Counts one product read that went to Postgres.
+    fn count_database_read(&self) {
+        self.stats.database_reads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.database_reads.increment(1);
+    }
+
     /// Reads a product from Postgres, counted.
     async fn load(&self, db: &PgPool, id: i64) -> ApiResult<Option<ProductState>> {
-        self.stats.database_reads.fetch_add(1, Ordering::Relaxed);
+        self.count_database_read();
         let mut conn = db.acquire().await?;
         db::products::load_state(&mut conn, id).await
     }
@@ -266,6 +280,7 @@ pub enum ProductCache {
     Ttl(ttl::TtlCache),
     Delete(delete::DeleteCache),
     Versioned(versioned::VersionedCache),
+    Article(article::ArticleCache),
 }
 
 impl ProductCache {
@@ -292,6 +307,7 @@ impl ProductCache {
             CacheStrategy::Ttl => Self::Ttl(ttl::TtlCache::new(backend)),
             CacheStrategy::Delete => Self::Delete(delete::DeleteCache::new(backend)),
             CacheStrategy::Versioned => Self::Versioned(versioned::VersionedCache::new(backend)),
+            CacheStrategy::Article => Self::Article(article::ArticleCache::new(backend)),
         })
     }
 
@@ -301,6 +317,7 @@ impl ProductCache {
             Self::Ttl(cache) => cache.backend(),
             Self::Delete(cache) => cache.backend(),
             Self::Versioned(cache) => cache.backend(),
+            Self::Article(cache) => cache.backend(),
         }
     }
 
@@ -310,6 +327,7 @@ impl ProductCache {
             Self::Ttl(_) => CacheStrategy::Ttl,
             Self::Delete(_) => CacheStrategy::Delete,
             Self::Versioned(_) => CacheStrategy::Versioned,
+            Self::Article(_) => CacheStrategy::Article,
         }
     }
 
@@ -332,6 +350,7 @@ impl ProductCache {
             Self::Ttl(cache) => cache.read(db, id).await?,
             Self::Delete(cache) => cache.read(db, id).await?,
             Self::Versioned(cache) => cache.read(db, id).await?,
+            Self::Article(cache) => cache.read(db, id).await?,
         };
         self.backend().metrics.count(&read);
         Ok(read)
@@ -340,7 +359,7 @@ impl ProductCache {
     /// The cached copy of product `id`, if any, read without side effects.
     pub async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
         match self {
-            Self::None(_) => Ok(None),
+            Self::None(_) | Self::Article(_) => Ok(None),
             Self::Ttl(cache) => cache.peek(id).await,
             Self::Delete(cache) => cache.peek(id).await,
             Self::Versioned(cache) => cache.peek(id).await,
@@ -350,7 +369,7 @@ impl ProductCache {
     /// Replaces whatever the cache holds for a product with `current`, its row as it is now.
     pub async fn repair(&self, current: &ProductState) -> Result<(), CacheError> {
         match self {
-            Self::None(_) => Ok(()),
+            Self::None(_) | Self::Article(_) => Ok(()),
             Self::Ttl(cache) => cache.forget(current.id()).await,
             Self::Delete(cache) => cache.publish(current).await,
             Self::Versioned(cache) => cache.repair(current).await,
@@ -366,7 +385,7 @@ impl ProductCache {
     /// keeps the change's outbox row so that the relay publishes it later.
     pub async fn publish(&self, state: &ProductState) -> Result<(), CacheError> {
         let result = match self {
-            Self::None(_) | Self::Ttl(_) => Ok(()),
+            Self::None(_) | Self::Ttl(_) | Self::Article(_) => Ok(()),
             Self::Delete(cache) => cache.publish(state).await,
             Self::Versioned(cache) => cache.publish(state).await,
         };
