@@ -4,7 +4,7 @@
 //! `FOR UPDATE SKIP LOCKED` (so relays of several instances never hold the same row at once),
 //! re-reads each product's current row, publishes it, and deletes the rows in the same
 //! transaction. Publishing the current row rather than the outbox's version is what makes a
-//! late repair safe: the pointer only ever rises, and the current row is the newest there is.
+//! late repair safe: the stored version only ever rises, and the current row is the newest.
 //!
 //! Repair bound: a lost publish is repaired within `GRACE + POLL_INTERVAL` (plus one publish)
 //! once Redis answers; while Redis is down the relay retries every `POLL_INTERVAL`.

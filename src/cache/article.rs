@@ -3,7 +3,7 @@
 //! Every read asks Postgres for the product's version, then GETs the payload stored under that
 //! version from Redis; a miss reads the row and SETs it with a TTL. Writes touch nothing but
 //! Postgres. It is never stale, but every read pays a Postgres round trip: the benchmark shows
-//! what `versioned`'s pointer in Redis saves.
+//! what `versioned`'s copy in Redis, version included, saves.
 
 use sqlx::PgPool;
 

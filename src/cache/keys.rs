@@ -20,17 +20,14 @@ impl ProductKeys {
         &self.base
     }
 
-    /// The version pointer of `versioned`: `<prefix>:{product:<id>}:ver`.
-    pub fn version_pointer(&self) -> String {
-        format!("{}:ver", self.base)
+    /// The versioned copy of `versioned`: `<prefix>:{product:<id>}:current`, holding
+    /// `<version>\n<json>`.
+    pub fn current(&self) -> String {
+        format!("{}:current", self.base)
     }
 
-    /// Prefix of `versioned` payload keys; the version number follows it.
-    pub fn payload_prefix(&self) -> String {
-        format!("{}:v", self.base)
-    }
-
-    /// The `versioned` payload key of one version: `<prefix>:{product:<id>}:v<version>`.
+    /// The payload key of one version in the article's design (benchmark only):
+    /// `<prefix>:{product:<id>}:v<version>`.
     pub fn payload(&self, version: i64) -> String {
         format!("{}:v{version}", self.base)
     }
@@ -49,9 +46,8 @@ mod tests {
     fn keys_follow_the_documented_layout() {
         let keys = ProductKeys::new("shop", 42);
         assert_eq!(keys.plain(), "shop:{product:42}");
-        assert_eq!(keys.version_pointer(), "shop:{product:42}:ver");
+        assert_eq!(keys.current(), "shop:{product:42}:current");
         assert_eq!(keys.payload(7), "shop:{product:42}:v7");
-        assert_eq!(keys.payload_prefix() + "7", keys.payload(7));
         assert_eq!(keys.fill_lease(), "shop:{product:42}:lease");
     }
 }

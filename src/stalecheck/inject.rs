@@ -18,7 +18,7 @@ use crate::relay;
 pub enum Fault {
     /// FLUSHALL on the checker's Redis.
     RedisFlush,
-    /// DEL of every version pointer of the run.
+    /// DEL of every versioned copy of the run (the key that holds a product's version).
     RedisEvictPointers,
     /// Kill the checker's redis-server and start it again, empty.
     RedisRestart,
@@ -120,14 +120,14 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
         }
         Fault::RedisEvictPointers => {
             let mut redis = redis_connection(&targets.redis_url).await?;
-            let pattern = format!("{}:*:ver", targets.prefix);
-            let pointers: Vec<String> = redis::cmd("KEYS")
+            let pattern = format!("{}:*:current", targets.prefix);
+            let copies: Vec<String> = redis::cmd("KEYS")
                 .arg(pattern)
                 .query_async(&mut redis)
                 .await?;
-            if !pointers.is_empty() {
+            if !copies.is_empty() {
                 redis::cmd("DEL")
-                    .arg(pointers)
+                    .arg(copies)
                     .query_async::<()>(&mut redis)
                     .await?;
             }

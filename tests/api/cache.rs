@@ -18,6 +18,11 @@ use crate::{
     redis_server::{command_calls, RedisServer},
 };
 
+/// The version at the head of a `versioned` copy (`<version>\n<json>`).
+pub fn stored_version(copy: &str) -> Option<i64> {
+    copy.split_once('\n')?.0.parse().ok()
+}
+
 /// Two instances on one database and one Redis, sharing a key prefix.
 async fn two_instances(strategy: CacheStrategy, redis_url: &str) -> (TestApp, TestApp) {
     let db = TestDatabase::new();
@@ -212,13 +217,8 @@ async fn the_version_never_goes_back_after_flush_pointer_loss_or_restart() {
                     .await
                     .unwrap();
             }
-            "del-pointer" => {
-                let _: () = redis
-                    .connection()
-                    .await
-                    .del(keys.version_pointer())
-                    .await
-                    .unwrap();
+            "del-copy" => {
+                let _: () = redis.connection().await.del(keys.current()).await.unwrap();
             }
             _ => redis.restart(),
         }
@@ -228,16 +228,11 @@ async fn the_version_never_goes_back_after_flush_pointer_loss_or_restart() {
             let read = app.product(id).await;
             assert_eq!(read["version"], expected, "after {fault}");
         }
-        let pointer: Option<i64> = redis
-            .connection()
-            .await
-            .get(keys.version_pointer())
-            .await
-            .unwrap();
+        let copy: Option<String> = redis.connection().await.get(keys.current()).await.unwrap();
         assert_eq!(
-            pointer,
+            copy.as_deref().and_then(stored_version),
             Some(expected),
-            "the pointer is refilled from Postgres after {fault}"
+            "the copy is refilled from Postgres after {fault}"
         );
     }
     assert_eq!(expected, 7);
@@ -281,13 +276,12 @@ async fn a_warm_read_is_one_redis_command_and_no_postgres_query() {
         "no Postgres query"
     );
     let calls: HashMap<String, u64> = command_calls(&mut connection).await.into_iter().collect();
-    // Commands a script runs are counted too: each read is one EVALSHA whose script makes two
-    // GETs (pointer, payload). Nothing else reached Redis but this test's own commands.
-    let expected: HashMap<String, u64> =
-        [("evalsha", 1_000), ("get", 2_000), ("config|resetstat", 1)]
-            .into_iter()
-            .map(|(name, calls)| (name.to_string(), calls))
-            .collect();
+    // Each read is one GET of the product's versioned copy. Nothing else reached Redis but this
+    // test's own commands.
+    let expected: HashMap<String, u64> = [("get", 1_000), ("config|resetstat", 1)]
+        .into_iter()
+        .map(|(name, calls)| (name.to_string(), calls))
+        .collect();
     assert_eq!(calls, expected);
 }
 
@@ -364,7 +358,8 @@ async fn a_write_storm_leaves_bounded_keys_all_with_a_ttl() {
     }
     assert_eq!(per_product.len(), 200);
     for (product, count) in per_product {
-        assert!((2..=3).contains(&count), "{product} holds {count} keys");
+        // The versioned copy is replaced in place: one key per product, no orphans.
+        assert_eq!(count, 1, "{product} holds {count} keys");
     }
 }
 

@@ -27,8 +27,8 @@ async fn outbox_rows(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-/// Product ids whose version pointer differs from their Postgres version.
-async fn stale_pointers(app: &TestApp, redis_url: &str, prefix: &str) -> Vec<i64> {
+/// Product ids whose versioned copy in Redis is not at their Postgres version.
+async fn stale_copies(app: &TestApp, redis_url: &str, prefix: &str) -> Vec<i64> {
     let versions: Vec<(i64, i64)> = sqlx::query_as("SELECT id, version FROM products ORDER BY id")
         .fetch_all(&app.pool)
         .await
@@ -41,11 +41,11 @@ async fn stale_pointers(app: &TestApp, redis_url: &str, prefix: &str) -> Vec<i64
     };
     let mut stale = Vec::new();
     for (id, version) in versions {
-        let pointer: Option<i64> = redis
-            .get(ProductKeys::new(prefix, id).version_pointer())
+        let copy: Option<String> = redis
+            .get(ProductKeys::new(prefix, id).current())
             .await
             .unwrap_or(None);
-        if pointer != Some(version) {
+        if copy.as_deref().and_then(crate::cache::stored_version) != Some(version) {
             stale.push(id);
         }
     }
@@ -142,12 +142,12 @@ async fn writes_while_redis_is_down_are_published_when_it_returns() {
 
     let url = redis.url();
     let repaired = eventually(Duration::from_secs(2), || async {
-        stale_pointers(&app, &url, &prefix).await.is_empty()
+        stale_copies(&app, &url, &prefix).await.is_empty()
     })
     .await;
     assert!(
         repaired.is_some(),
-        "every pointer equals its Postgres version within 2 s of Redis returning"
+        "every copy is at its Postgres version within 2 s of Redis returning"
     );
     for id in 1..=50 {
         let read = app.product(id).await;
@@ -200,7 +200,7 @@ async fn three_relays_share_the_outbox_without_leftovers() {
     .await;
     assert!(drained.is_some(), "the relays drained the outbox");
     assert_eq!(
-        stale_pointers(&writer, SHARED_REDIS, &prefix).await,
+        stale_copies(&writer, SHARED_REDIS, &prefix).await,
         Vec::<i64>::new()
     );
 }
@@ -259,7 +259,7 @@ async fn an_instance_killed_during_a_write_burst_leaves_nothing_stale_beyond_the
     );
 
     let repaired = eventually(Duration::from_secs(3), || async {
-        stale_pointers(&survivor, SHARED_REDIS, &prefix)
+        stale_copies(&survivor, SHARED_REDIS, &prefix)
             .await
             .is_empty()
     })
@@ -324,8 +324,8 @@ async fn the_sampler_finds_nothing_in_a_clean_run_and_reports_a_planted_stale_pa
         .unwrap();
     let _: () = redis
         .set(
-            ProductKeys::new(&prefix, id).payload(version),
-            product.to_string(),
+            ProductKeys::new(&prefix, id).current(),
+            format!("{version}\n{product}"),
         )
         .await
         .unwrap();

@@ -2,22 +2,24 @@
 //!
 //! - Postgres owns the version (`version = version + 1` in the statement that changes the row);
 //!   Redis only holds copies, so losing Redis data can never make a version go back.
-//! - Write-through: after commit, `publish.lua` stores the payload under its version key and
-//!   raises the pointer only if it is lower. The client is answered after that.
-//! - Read: `read.lua` returns the pointer and the payload under it in one round trip. A hit
-//!   serves the stored bytes as they are and never touches Postgres.
+//! - Each product has one key, `<prefix>:{product:<id>}:current`, holding its version and its
+//!   JSON together (`<version>\n<json>`). A read is one GET; the version comes with the bytes it
+//!   describes, so a version and its content can never be read apart.
+//! - Write-through: after commit, `publish.lua` replaces the copy only if the stored version is
+//!   lower (two writers may finish in any order). The client is answered after that.
 //! - Miss: one Postgres read per product at a time on this instance, then a fill through
-//!   `publish.lua` under the version read with the row. A fill needs the lease its miss took:
-//!   any publish since (or a loss of Redis data) ends the lease, so a slow fill can never put
-//!   back a version older than one already acknowledged.
-//! - Deletes are versions too: an empty payload is a tombstone and answers 404.
-//! - Every key has the safety TTL; a publish deletes the payload it replaced.
+//!   `publish.lua` under the version read with the row. A fill needs the lease its miss took
+//!   (`lease.lua`): any publish since (or a loss of Redis data) ends the lease, so a slow fill
+//!   can never put back a version older than one already acknowledged.
+//! - Deletes are versions too: a copy with an empty JSON is a tombstone and answers 404.
+//! - The key has the safety TTL; a new version replaces the old one in place.
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
     LazyLock,
 };
 
+use bytes::Bytes;
 use redis::Script;
 use sqlx::PgPool;
 
@@ -27,11 +29,8 @@ use super::{
 };
 use crate::{error::ApiResult, product::ProductState};
 
-static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("read.lua")));
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("publish.lua")));
-
-/// The payload that marks a deleted product.
-const TOMBSTONE: &[u8] = b"";
+static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
 
 /// How long a miss's fill lease lives. A fill slower than this is refused, which is safe.
 const LEASE_TTL_MS: u64 = 10_000;
@@ -45,14 +44,6 @@ pub struct VersionedCache {
     /// Lease tokens: unique per instance (`instance`) and per miss (`next_lease`).
     instance: String,
     next_lease: AtomicU64,
-}
-
-/// What `read.lua` found.
-enum Lookup {
-    /// The payload of the current version: a product, or `None` for a tombstone.
-    Hit(Option<VersionedBody>),
-    /// No payload for the current version; fill with this lease after reading Postgres.
-    Miss { lease: String },
 }
 
 impl VersionedCache {
@@ -72,17 +63,17 @@ impl VersionedCache {
     pub async fn read(&self, db: &PgPool, id: i64) -> ApiResult<ProductRead> {
         let keys = self.backend.keys(id);
         let mark = self.flights.mark();
-        let lease = match self.lookup(&keys).await {
-            Ok(Lookup::Hit(found)) => return Ok(hit(found)),
-            Ok(Lookup::Miss { lease }) => lease,
+        match self.lookup(&keys).await {
+            Ok(Some(copy)) => return Ok(hit(copy)),
+            Ok(None) => {}
             Err(error) => return self.backend.bypass(db, id, error).await,
-        };
+        }
         match self.flights.join(id) {
             Turn::Lead(_leader) if self.flights.finished_since(mark) => {
                 // A flight ended while this lookup ran; it may have filled this product.
                 self.look_again_or_fill(db, &keys, id).await
             }
-            Turn::Lead(_leader) => self.fill(db, &keys, id, &lease).await,
+            Turn::Lead(_leader) => self.fill(db, &keys, id).await,
             Turn::Follow(leader) => {
                 leader.wait().await;
                 // The leader has most likely filled the cache: look again rather than take its
@@ -99,87 +90,73 @@ impl VersionedCache {
         id: i64,
     ) -> ApiResult<ProductRead> {
         match self.lookup(keys).await {
-            Ok(Lookup::Hit(found)) => Ok(hit(found)),
-            Ok(Lookup::Miss { lease }) => self.fill(db, keys, id, &lease).await,
+            Ok(Some(copy)) => Ok(hit(copy)),
+            Ok(None) => self.fill(db, keys, id).await,
             Err(error) => self.backend.bypass(db, id, error).await,
         }
     }
 
-    /// Publishes a committed change: its payload under its version, the pointer raised.
+    /// Publishes a committed change: its copy replaces an older one.
     pub async fn publish(&self, state: &ProductState) -> Result<(), CacheError> {
         let keys = self.backend.keys(state.id());
         self.store(&keys, state, NO_LEASE).await.map(|_| ())
     }
 
-    /// The pointer and the payload under it, read with two GETs and no lease.
+    /// The stored copy, read without side effects.
     pub async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
-        let keys = self.backend.keys(id);
-        let redis = self.backend.redis();
-        let version: Option<i64> = redis
-            .query(redis::cmd("GET").arg(keys.version_pointer()))
-            .await?;
-        let Some(version) = version else {
-            return Ok(None);
-        };
-        let payload: Option<Vec<u8>> = redis
-            .query(redis::cmd("GET").arg(keys.payload(version)))
-            .await?;
-        Ok(payload.map(|payload| CachedCopy {
-            version,
-            payload: decode(version, payload).map(|body| body.body),
-        }))
+        self.lookup(&self.backend.keys(id)).await
     }
 
-    /// Drops the pointer, whatever it says, then publishes `current`.
+    /// Drops the stored copy, whatever it says, then publishes `current`.
     pub async fn repair(&self, current: &ProductState) -> Result<(), CacheError> {
         let keys = self.backend.keys(current.id());
         self.backend
             .redis()
-            .query::<()>(redis::cmd("DEL").arg(keys.version_pointer()))
+            .query::<()>(redis::cmd("DEL").arg(keys.current()))
             .await?;
         self.publish(current).await
     }
 
-    async fn lookup(&self, keys: &ProductKeys) -> Result<Lookup, CacheError> {
-        let lease = format!(
+    /// One GET: the product's versioned copy, if any.
+    async fn lookup(&self, keys: &ProductKeys) -> Result<Option<CachedCopy>, CacheError> {
+        let stored: Option<Vec<u8>> = self
+            .backend
+            .redis()
+            .query(redis::cmd("GET").arg(keys.current()))
+            .await?;
+        match stored {
+            None => Ok(None),
+            Some(stored) => decode(stored.into()).map(Some).ok_or_else(|| {
+                CacheError::Protocol(format!("malformed copy under {}", keys.current()))
+            }),
+        }
+    }
+
+    /// `lease.lua`: the lease a fill needs, taken before Postgres is read.
+    async fn take_lease(&self, keys: &ProductKeys) -> Result<String, CacheError> {
+        let token = format!(
             "{}:{}",
             self.instance,
             self.next_lease.fetch_add(1, Ordering::Relaxed)
         );
-        let (version, payload, lease): (Option<i64>, Option<Vec<u8>>, Option<String>) = self
-            .backend
+        self.backend
             .redis()
-            .invoke(
-                READ.key(keys.version_pointer())
-                    .key(keys.fill_lease())
-                    .arg(keys.payload_prefix())
-                    .arg(lease)
-                    .arg(LEASE_TTL_MS),
-            )
-            .await?;
-        match (version, payload, lease) {
-            (Some(version), Some(payload), _) => Ok(Lookup::Hit(decode(version, payload))),
-            (_, None, Some(lease)) => Ok(Lookup::Miss { lease }),
-            _ => Err(CacheError::Protocol(
-                "read.lua: neither a hit nor a lease".into(),
-            )),
-        }
+            .invoke(LEASE.key(keys.fill_lease()).arg(token).arg(LEASE_TTL_MS))
+            .await
     }
 
-    /// Reads Postgres and stores what it read under the version read with it, if the lease
-    /// still holds and no newer version is published.
-    async fn fill(
-        &self,
-        db: &PgPool,
-        keys: &ProductKeys,
-        id: i64,
-        lease: &str,
-    ) -> ApiResult<ProductRead> {
+    /// Takes the lease, reads Postgres, and stores what it read under the version read with
+    /// it, if the lease still holds and no newer version is stored.
+    async fn fill(&self, db: &PgPool, keys: &ProductKeys, id: i64) -> ApiResult<ProductRead> {
+        let lease = match self.take_lease(keys).await {
+            Ok(lease) => lease,
+            Err(error) => return self.backend.bypass(db, id, error).await,
+        };
         let state = self.backend.load(db, id).await?;
         self.backend.hooks.before_fill(id).await;
         // An id that never existed is not cached: ids are cheap to invent.
         if let Some(state) = &state {
-            match self.store(keys, state, lease).await {
+            match self.store(keys, state, &lease).await {
                 Ok(true) => {}
                 Ok(false) => self.backend.metrics.fills_refused.increment(1),
                 Err(error) => tracing::debug!(product = id, %error, "cache fill failed"),
@@ -198,23 +175,17 @@ impl VersionedCache {
         state: &ProductState,
         lease: &str,
     ) -> Result<bool, CacheError> {
-        let payload = match state {
-            ProductState::Live(product) => VersionedBody::of(product).body,
-            ProductState::Deleted { .. } => TOMBSTONE.into(),
-        };
-        let version = state.version();
+        let body = VersionedBody::of_state(state).map(|body| body.body);
         let stored: i64 = self
             .backend
             .redis()
             .invoke(
                 PUBLISH
-                    .key(keys.version_pointer())
-                    .key(keys.payload(version))
+                    .key(keys.current())
                     .key(keys.fill_lease())
-                    .arg(version)
-                    .arg(payload.as_ref())
+                    .arg(state.version())
+                    .arg(encode(state.version(), body.as_deref()))
                     .arg(self.backend.ttl_secs())
-                    .arg(keys.payload_prefix())
                     .arg(lease),
             )
             .await?;
@@ -222,16 +193,51 @@ impl VersionedCache {
     }
 }
 
-fn hit(found: Option<VersionedBody>) -> ProductRead {
+fn hit(copy: CachedCopy) -> ProductRead {
     ProductRead {
-        found,
+        found: copy.payload.map(|body| VersionedBody {
+            version: copy.version,
+            body,
+        }),
         status: CacheStatus::Hit,
     }
 }
 
-fn decode(version: i64, payload: Vec<u8>) -> Option<VersionedBody> {
-    (payload != TOMBSTONE).then(|| VersionedBody {
+/// `<version>\n<json>`; a deletion's tombstone has nothing after the newline.
+fn encode(version: i64, json: Option<&[u8]>) -> Vec<u8> {
+    let json = json.unwrap_or_default();
+    let mut copy = Vec::with_capacity(20 + json.len());
+    copy.extend_from_slice(version.to_string().as_bytes());
+    copy.push(b'\n');
+    copy.extend_from_slice(json);
+    copy
+}
+
+/// The inverse of `encode`, without copying the JSON.
+fn decode(copy: Bytes) -> Option<CachedCopy> {
+    let newline = copy.iter().position(|&b| b == b'\n')?;
+    let version = std::str::from_utf8(&copy[..newline]).ok()?.parse().ok()?;
+    let json = copy.slice(newline + 1..);
+    Some(CachedCopy {
         version,
-        body: payload.into(),
+        payload: (!json.is_empty()).then_some(json),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_round_trip() {
+        let copy = decode(encode(12, Some(br#"{"id":1}"#)).into()).unwrap();
+        assert_eq!(copy.version, 12);
+        assert_eq!(copy.payload.as_deref(), Some(&br#"{"id":1}"#[..]));
+
+        let tombstone = decode(encode(13, None).into()).unwrap();
+        assert_eq!((tombstone.version, tombstone.payload), (13, None));
+
+        assert!(decode(Bytes::from_static(b"no newline")).is_none());
+        assert!(decode(Bytes::from_static(b"x\n{}")).is_none());
+    }
 }
