@@ -7,12 +7,13 @@
 
 use std::sync::Arc;
 
-use sqlx::{PgPool, Postgres, Transaction};
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::{
     cache::{ProductCache, ProductRead},
     db,
-    error::ApiResult,
+    error::{ApiError, ApiResult},
     faults::WriteFaults,
     order::OrderLines,
     product::{NewProduct, Product, ProductPatch, ProductState},
@@ -28,6 +29,9 @@ struct Inner {
     cache: ProductCache,
     faults: WriteFaults,
 }
+
+/// A change made inside a write's transaction: what to answer, and every product it changed.
+type Change<'c, T> = BoxFuture<'c, ApiResult<(T, Vec<ProductState>)>>;
 
 impl Catalog {
     pub fn new(db: PgPool, cache: ProductCache, faults: WriteFaults) -> Self {
@@ -54,41 +58,41 @@ impl Catalog {
     }
 
     pub async fn create(&self, new: &NewProduct) -> ApiResult<Product> {
-        let mut tx = self.inner.db.begin().await?;
-        let product = db::products::insert(&mut tx, new).await?;
-        self.commit_and_publish(tx, &[ProductState::Live(product.clone())])
-            .await?;
-        Ok(product)
+        let new = new.clone();
+        self.write(move |tx| Box::pin(async move { live(db::products::insert(tx, &new).await?) }))
+            .await
     }
 
     pub async fn update(&self, id: i64, patch: &ProductPatch) -> ApiResult<Product> {
-        let mut tx = self.inner.db.begin().await?;
-        let product = db::products::update(&mut tx, id, patch).await?;
-        self.commit_and_publish(tx, &[ProductState::Live(product.clone())])
-            .await?;
-        Ok(product)
+        let patch = patch.clone();
+        self.write(move |tx| {
+            Box::pin(async move { live(db::products::update(tx, id, &patch).await?) })
+        })
+        .await
     }
 
     pub async fn set_stock(&self, id: i64, stock: i64) -> ApiResult<Product> {
-        let mut tx = self.inner.db.begin().await?;
-        let product = db::products::set_stock(&mut tx, id, stock).await?;
-        self.commit_and_publish(tx, &[ProductState::Live(product.clone())])
-            .await?;
-        Ok(product)
+        self.write(move |tx| {
+            Box::pin(async move { live(db::products::set_stock(tx, id, stock).await?) })
+        })
+        .await
     }
 
     pub async fn adjust_stock(&self, id: i64, delta: i64) -> ApiResult<Product> {
-        let mut tx = self.inner.db.begin().await?;
-        let product = db::products::adjust_stock(&mut tx, id, delta).await?;
-        self.commit_and_publish(tx, &[ProductState::Live(product.clone())])
-            .await?;
-        Ok(product)
+        self.write(move |tx| {
+            Box::pin(async move { live(db::products::adjust_stock(tx, id, delta).await?) })
+        })
+        .await
     }
 
     pub async fn delete(&self, id: i64) -> ApiResult<()> {
-        let mut tx = self.inner.db.begin().await?;
-        let deleted = db::products::delete(&mut tx, id).await?;
-        self.commit_and_publish(tx, &[deleted]).await
+        self.write(move |tx| {
+            Box::pin(async move {
+                let deleted = db::products::delete(tx, id).await?;
+                Ok(((), vec![deleted]))
+            })
+        })
+        .await
     }
 
     /// Places an order; every product it changed is published before the answer.
@@ -97,16 +101,43 @@ impl Catalog {
         lines: &OrderLines,
         idempotency_key: Option<&str>,
     ) -> ApiResult<db::orders::Placed> {
-        let mut tx = self.inner.db.begin().await?;
-        let placed = db::orders::place(&mut tx, lines, idempotency_key).await?;
-        let changed: Vec<ProductState> = match &placed {
-            db::orders::Placed::New { changed, .. } => {
-                changed.iter().cloned().map(ProductState::Live).collect()
-            }
-            db::orders::Placed::Replayed(_) => Vec::new(),
-        };
-        self.commit_and_publish(tx, &changed).await?;
-        Ok(placed)
+        let lines = lines.clone();
+        let key = idempotency_key.map(str::to_owned);
+        self.write(move |tx| {
+            Box::pin(async move {
+                let placed = db::orders::place(tx, &lines, key.as_deref()).await?;
+                let changed = match &placed {
+                    db::orders::Placed::New { changed, .. } => {
+                        changed.iter().cloned().map(ProductState::Live).collect()
+                    }
+                    db::orders::Placed::Replayed(_) => Vec::new(),
+                };
+                Ok((placed, changed))
+            })
+        })
+        .await
+    }
+
+    /// Runs `change` in a transaction, then commits and publishes what it changed.
+    ///
+    /// The write runs in a task of its own, so it goes to the end even when the request that
+    /// asked for it goes away (the client disconnects, the request times out): a transaction
+    /// dropped half way through, with the connection it holds, is what the pool copes with
+    /// worst, and a write cut between commit and publish would leave its repair to the relay.
+    async fn write<T, F>(&self, change: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> Change<'c, T> + Send + 'static,
+    {
+        let catalog = self.clone();
+        tokio::spawn(async move {
+            let mut tx = catalog.inner.db.begin().await?;
+            let (answer, changed) = change(&mut tx).await?;
+            catalog.commit_and_publish(tx, &changed).await?;
+            Ok(answer)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("write task failed: {e}")))?
     }
 
     /// Commits `tx` with an outbox row per changed product, then publishes each change and
@@ -143,4 +174,9 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+/// The answer and the change of a write that leaves one live product.
+fn live(product: Product) -> ApiResult<(Product, Vec<ProductState>)> {
+    Ok((product.clone(), vec![ProductState::Live(product)]))
 }

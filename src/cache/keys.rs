@@ -1,40 +1,39 @@
 //! The Redis key layout. The `{product:<id>}` hash tag puts all of one product's keys in one
 //! Redis Cluster slot, so one script can touch them together.
 
-/// The keys of one product under a deployment's prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductKeys {
-    /// `<prefix>:{product:<id>}`
-    base: String,
+/// The keys of one product under a deployment's prefix. Each key is formatted when asked for,
+/// so a read allocates the one key it uses and nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProductKeys<'a> {
+    prefix: &'a str,
+    id: i64,
 }
 
-impl ProductKeys {
-    pub fn new(prefix: &str, id: i64) -> Self {
-        Self {
-            base: format!("{prefix}:{{product:{id}}}"),
-        }
+impl<'a> ProductKeys<'a> {
+    pub fn new(prefix: &'a str, id: i64) -> Self {
+        Self { prefix, id }
     }
 
     /// The payload key of `ttl` and `delete`: `<prefix>:{product:<id>}`.
-    pub fn plain(&self) -> &str {
-        &self.base
+    pub fn plain(&self) -> String {
+        format!("{}:{{product:{}}}", self.prefix, self.id)
     }
 
     /// The versioned copy of `versioned`: `<prefix>:{product:<id>}:current`, holding
     /// `<version>\n<json>`.
     pub fn current(&self) -> String {
-        format!("{}:current", self.base)
+        format!("{}:{{product:{}}}:current", self.prefix, self.id)
     }
 
     /// The payload key of one version in the article's design (benchmark only):
     /// `<prefix>:{product:<id>}:v<version>`.
     pub fn payload(&self, version: i64) -> String {
-        format!("{}:v{version}", self.base)
+        format!("{}:{{product:{}}}:v{version}", self.prefix, self.id)
     }
 
     /// The fill lease of `versioned`: `<prefix>:{product:<id>}:lease`.
     pub fn fill_lease(&self) -> String {
-        format!("{}:lease", self.base)
+        format!("{}:{{product:{}}}:lease", self.prefix, self.id)
     }
 }
 

@@ -242,7 +242,7 @@ impl CacheBackend {
             .expect("Redis strategies are built with a client")
     }
 
-    fn keys(&self, id: i64) -> ProductKeys {
+    fn keys(&self, id: i64) -> ProductKeys<'_> {
         ProductKeys::new(&self.prefix, id)
     }
 

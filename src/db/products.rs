@@ -2,7 +2,7 @@
 //! statement and returns the new row, so the version a caller publishes is exactly the one
 //! Postgres committed.
 
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 use crate::{
     error::{is_unique_violation, ApiError, ApiResult},
@@ -107,15 +107,15 @@ pub async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> ApiResul
     .ok_or_else(|| not_found(id))
 }
 
-/// Adds `delta` to the stock. The row is locked while the bounds are checked, so concurrent
-/// adjustments queue and can never take the stock below zero between a read and a write.
+/// Adds `delta` to the stock, inside the caller's transaction. The row is locked while the
+/// bounds are checked, so concurrent adjustments queue and can never take the stock below zero
+/// between a read and a write.
 pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> ApiResult<Product> {
-    let mut tx = conn.begin().await?;
     let stock: Option<i64> = sqlx::query_scalar(
         "SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
     )
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let stock = stock.ok_or_else(|| not_found(id))?;
     let new_stock = stock + delta;
@@ -136,9 +136,8 @@ pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> ApiRe
     ))
     .bind(id)
     .bind(new_stock)
-    .fetch_one(&mut *tx)
+    .fetch_one(conn)
     .await?;
-    tx.commit().await?;
     Ok(product)
 }
 

@@ -12,8 +12,8 @@ use tokio::sync::{oneshot, Mutex};
 
 use crate::{
     helpers::{
-        assert_error, cached_config, spawn_app_with, spawn_app_with_hooks, unique_prefix, TestApp,
-        TestDatabase, SHARED_REDIS,
+        assert_error, cached_config, spawn_app_with, spawn_app_with_hooks, spawn_versioned,
+        unique_prefix, TestApp, TestDatabase, SHARED_REDIS,
     },
     redis_server::{command_calls, RedisServer},
 };
@@ -241,17 +241,7 @@ async fn the_version_never_goes_back_after_flush_pointer_loss_or_restart() {
 #[tokio::test]
 async fn a_warm_read_is_one_redis_command_and_no_postgres_query() {
     let redis = RedisServer::start();
-    let db = TestDatabase::new();
-    let app = spawn_app_with(
-        cached_config(
-            &db,
-            CacheStrategy::Versioned,
-            &redis.url(),
-            &unique_prefix(),
-        ),
-        db,
-    )
-    .await;
+    let app = spawn_versioned(&redis.url()).await;
     let id = app.create_product("WARM-1", 5).await["id"]
         .as_i64()
         .unwrap();
@@ -287,17 +277,7 @@ async fn a_warm_read_is_one_redis_command_and_no_postgres_query() {
 
 #[tokio::test]
 async fn concurrent_cold_reads_on_one_instance_share_one_postgres_read() {
-    let db = TestDatabase::new();
-    let app = spawn_app_with(
-        cached_config(
-            &db,
-            CacheStrategy::Versioned,
-            SHARED_REDIS,
-            &unique_prefix(),
-        ),
-        db,
-    )
-    .await;
+    let app = spawn_versioned(SHARED_REDIS).await;
     let id = app.insert_cold_product("COLD-1", 5).await;
     let stats = app.catalog.cache().stats();
     let before = stats.database_reads.load(Ordering::Relaxed);
@@ -323,11 +303,7 @@ async fn a_write_storm_leaves_bounded_keys_all_with_a_ttl() {
         db,
     )
     .await;
-    let mut conn = app.pool.acquire().await.unwrap();
-    shopnow::db::products::seed_demo(&mut conn, 200)
-        .await
-        .unwrap();
-    drop(conn);
+    app.seed(200).await;
 
     // 200 products x 50 writes, with reads racing them so that fills and leases happen too.
     let catalog = &app.catalog;
@@ -386,17 +362,7 @@ async fn a_delete_answers_404_on_every_instance_at_once() {
 
 #[tokio::test]
 async fn a_matching_etag_answers_304_from_the_cache() {
-    let db = TestDatabase::new();
-    let app = spawn_app_with(
-        cached_config(
-            &db,
-            CacheStrategy::Versioned,
-            SHARED_REDIS,
-            &unique_prefix(),
-        ),
-        db,
-    )
-    .await;
+    let app = spawn_versioned(SHARED_REDIS).await;
     let id = app.create_product("ETAG-C", 5).await["id"]
         .as_i64()
         .unwrap();
@@ -417,17 +383,7 @@ async fn a_matching_etag_answers_304_from_the_cache() {
 async fn with_redis_down_the_api_serves_from_postgres_and_uses_redis_when_it_returns() {
     let mut redis = RedisServer::start();
     redis.stop();
-    let db = TestDatabase::new();
-    let app = spawn_app_with(
-        cached_config(
-            &db,
-            CacheStrategy::Versioned,
-            &redis.url(),
-            &unique_prefix(),
-        ),
-        db,
-    )
-    .await;
+    let app = spawn_versioned(&redis.url()).await;
 
     let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(
@@ -471,17 +427,7 @@ async fn with_redis_down_the_api_serves_from_postgres_and_uses_redis_when_it_ret
 #[tokio::test]
 async fn a_paused_redis_is_bypassed_within_the_timeout() {
     let redis = RedisServer::start();
-    let db = TestDatabase::new();
-    let app = spawn_app_with(
-        cached_config(
-            &db,
-            CacheStrategy::Versioned,
-            &redis.url(),
-            &unique_prefix(),
-        ),
-        db,
-    )
-    .await;
+    let app = spawn_versioned(&redis.url()).await;
     let id = app.create_product("PAUSE-1", 5).await["id"]
         .as_i64()
         .unwrap();
@@ -510,4 +456,53 @@ async fn a_paused_redis_is_bypassed_within_the_timeout() {
         "{metrics}"
     );
     // The test's server is killed on drop, pause and all.
+}
+
+#[tokio::test]
+async fn writes_whose_clients_give_up_still_finish_and_leave_the_pool_healthy() {
+    let app = spawn_versioned(SHARED_REDIS).await;
+    let id = app.create_product("GIVEUP-1", 1_000).await["id"]
+        .as_i64()
+        .unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(2))
+        .build()
+        .unwrap();
+    let url = app.url(&format!("/v1/products/{id}/stock/adjustments"));
+    let attempts = (0..100).map(|_| {
+        impatient
+            .post(&url)
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .json(&json!({"delta": 1}))
+            .send()
+    });
+    join_all(attempts).await; // most are dropped by the client mid-flight
+
+    // Every write that started runs to its end, publish included: eventually the cache holds
+    // the version Postgres holds, and no connection is left inside a transaction.
+    let settled = crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
+        let (_, version) = app.stored(id).await;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        open == 0 && app.product(id).await["version"] == version
+    })
+    .await;
+    assert!(settled.is_some(), "the cut-off writes settled");
+
+    // And the pool still serves: 100 more writes, each answered.
+    for _ in 0..100 {
+        adjust(&app, id, 1).await;
+    }
+    let (stock, version) = app.stored(id).await;
+    assert_eq!(
+        stock - 1_000,
+        version - 1,
+        "every committed write took exactly its delta"
+    );
+    assert_eq!(app.product(id).await["version"], version);
 }

@@ -72,6 +72,13 @@ pub fn cached_config(
     config
 }
 
+/// One `versioned` instance on `redis_url`, with a database and a key prefix of its own.
+pub async fn spawn_versioned(redis_url: &str) -> TestApp {
+    let db = TestDatabase::new();
+    let config = cached_config(&db, CacheStrategy::Versioned, redis_url, &unique_prefix());
+    spawn_app_with(config, db).await
+}
+
 /// A key prefix no other test uses.
 pub fn unique_prefix() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
@@ -198,6 +205,14 @@ impl TestApp {
             request = request.header("Idempotency-Key", key);
         }
         request.send().await.expect("POST /v1/orders")
+    }
+
+    /// Seeds demo products 1..=count straight into Postgres (nothing cached).
+    pub async fn seed(&self, count: i64) {
+        let mut conn = self.pool.acquire().await.unwrap();
+        shopnow::db::products::seed_demo(&mut conn, count)
+            .await
+            .unwrap();
     }
 
     /// Inserts a product straight into Postgres, so that no write-through has cached it.

@@ -115,11 +115,7 @@ async fn writes_while_redis_is_down_are_published_when_it_returns() {
         db,
     )
     .await;
-    let mut conn = app.pool.acquire().await.unwrap();
-    shopnow::db::products::seed_demo(&mut conn, 50)
-        .await
-        .unwrap();
-    drop(conn);
+    app.seed(50).await;
     for id in 1..=50 {
         app.product(id).await; // cache every product at version 1
     }
@@ -176,11 +172,7 @@ async fn three_relays_share_the_outbox_without_leftovers() {
         db,
     )
     .await;
-    let mut conn = writer.pool.acquire().await.unwrap();
-    shopnow::db::products::seed_demo(&mut conn, 30)
-        .await
-        .unwrap();
-    drop(conn);
+    writer.seed(30).await;
 
     let catalog = &writer.catalog;
     futures::stream::iter((0..300).map(|n| 1 + n % 30))
@@ -211,11 +203,7 @@ async fn an_instance_killed_during_a_write_burst_leaves_nothing_stale_beyond_the
     let prefix = unique_prefix();
     let config = cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix);
     let survivor = spawn_app_with(config.clone(), db).await;
-    let mut conn = survivor.pool.acquire().await.unwrap();
-    shopnow::db::products::seed_demo(&mut conn, 20)
-        .await
-        .unwrap();
-    drop(conn);
+    survivor.seed(20).await;
     for id in 1..=20 {
         survivor.product(id).await;
     }

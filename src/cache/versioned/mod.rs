@@ -86,7 +86,7 @@ impl VersionedCache {
     async fn look_again_or_fill(
         &self,
         db: &PgPool,
-        keys: &ProductKeys,
+        keys: &ProductKeys<'_>,
         id: i64,
     ) -> ApiResult<ProductRead> {
         match self.lookup(keys).await {
@@ -118,7 +118,7 @@ impl VersionedCache {
     }
 
     /// One GET: the product's versioned copy, if any.
-    async fn lookup(&self, keys: &ProductKeys) -> Result<Option<CachedCopy>, CacheError> {
+    async fn lookup(&self, keys: &ProductKeys<'_>) -> Result<Option<CachedCopy>, CacheError> {
         let stored: Option<Vec<u8>> = self
             .backend
             .redis()
@@ -133,7 +133,7 @@ impl VersionedCache {
     }
 
     /// `lease.lua`: the lease a fill needs, taken before Postgres is read.
-    async fn take_lease(&self, keys: &ProductKeys) -> Result<String, CacheError> {
+    async fn take_lease(&self, keys: &ProductKeys<'_>) -> Result<String, CacheError> {
         let token = format!(
             "{}:{}",
             self.instance,
@@ -147,7 +147,7 @@ impl VersionedCache {
 
     /// Takes the lease, reads Postgres, and stores what it read under the version read with
     /// it, if the lease still holds and no newer version is stored.
-    async fn fill(&self, db: &PgPool, keys: &ProductKeys, id: i64) -> ApiResult<ProductRead> {
+    async fn fill(&self, db: &PgPool, keys: &ProductKeys<'_>, id: i64) -> ApiResult<ProductRead> {
         let lease = match self.take_lease(keys).await {
             Ok(lease) => lease,
             Err(error) => return self.backend.bypass(db, id, error).await,
@@ -171,7 +171,7 @@ impl VersionedCache {
     /// Runs `publish.lua`; `Ok(false)` when the version was refused.
     async fn store(
         &self,
-        keys: &ProductKeys,
+        keys: &ProductKeys<'_>,
         state: &ProductState,
         lease: &str,
     ) -> Result<bool, CacheError> {
