@@ -74,13 +74,24 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Variables whose values may carry credentials: an error names them but never echoes them.
+const SECRET_VARIABLES: [&str; 3] = ["DATABASE_URL", "REDIS_URL", "SHOPNOW_ADMIN_TOKEN"];
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {}={:?}: {}",
-            self.variable, self.value, self.reason
-        )
+        if SECRET_VARIABLES.contains(&self.variable) {
+            write!(
+                f,
+                "invalid {} (value not shown): {}",
+                self.variable, self.reason
+            )
+        } else {
+            write!(
+                f,
+                "invalid {}={:?}: {}",
+                self.variable, self.value, self.reason
+            )
+        }
     }
 }
 
@@ -126,7 +137,7 @@ impl Config {
             redis: RedisConfig {
                 urls: redis_urls,
                 cluster,
-                timeout: var("SHOPNOW_REDIS_TIMEOUT_MS").millis(200)?,
+                timeout: var("SHOPNOW_REDIS_TIMEOUT_MS").positive(200, Duration::from_millis)?,
             },
             listen: var("SHOPNOW_LISTEN").parse(DEFAULT_LISTEN.parse().expect("valid default"))?,
             cache: CacheConfig {
@@ -140,12 +151,14 @@ impl Config {
                         Err("use letters, digits and - _ . : only".to_string())
                     }
                 })?,
-                ttl: var("SHOPNOW_CACHE_TTL_SECS").positive_secs(DEFAULT_CACHE_TTL_SECS)?,
+                ttl: var("SHOPNOW_CACHE_TTL_SECS")
+                    .positive(DEFAULT_CACHE_TTL_SECS, Duration::from_secs)?,
             },
             admin_token: var("SHOPNOW_ADMIN_TOKEN").value,
             http: HttpConfig {
                 body_limit_bytes: var("SHOPNOW_BODY_LIMIT_BYTES").parse(64 * 1024)?,
-                request_timeout: var("SHOPNOW_REQUEST_TIMEOUT_MS").millis(10_000)?,
+                request_timeout: var("SHOPNOW_REQUEST_TIMEOUT_MS")
+                    .positive(10_000, Duration::from_millis)?,
                 drain_delay: var("SHOPNOW_DRAIN_DELAY_MS").millis(0)?,
                 shutdown_timeout: var("SHOPNOW_SHUTDOWN_TIMEOUT_MS").millis(20_000)?,
             },
@@ -202,11 +215,12 @@ impl Var {
         self.parse(default_ms).map(Duration::from_millis)
     }
 
-    fn positive_secs(&self, default_secs: u64) -> Result<Duration, ConfigError> {
-        self.parse_with(Duration::from_secs(default_secs), |raw| {
+    /// A duration of at least one `unit`.
+    fn positive(&self, default: u64, unit: fn(u64) -> Duration) -> Result<Duration, ConfigError> {
+        self.parse_with(unit(default), |raw| {
             match raw.parse::<u64>().map_err(|e| e.to_string())? {
                 0 => Err("must be at least 1".to_string()),
-                secs => Ok(Duration::from_secs(secs)),
+                n => Ok(unit(n)),
             }
         })
     }
@@ -275,11 +289,21 @@ mod tests {
             ("SHOPNOW_CACHE_PREFIX", "has space"),
             ("SHOPNOW_LOG_FORMAT", "xml"),
             ("SHOPNOW_SAMPLER_RATE", "-1"),
+            ("SHOPNOW_REDIS_TIMEOUT_MS", "0"),
             ("SHOPNOW_FAULTS", "explode=1"),
         ] {
             let err = config(&[(name, value)]).err().unwrap();
             assert_eq!(err.variable, name, "{value}");
         }
+    }
+
+    #[test]
+    fn an_error_never_echoes_a_credential() {
+        let err = config(&[("DATABASE_URL", "mysql://user:hunter2@db/x")])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("DATABASE_URL"));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
