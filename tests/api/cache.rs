@@ -32,20 +32,6 @@ async fn two_instances(strategy: CacheStrategy, redis_url: &str) -> (TestApp, Te
     (a, b)
 }
 
-async fn adjust(app: &TestApp, id: i64, delta: i64) -> Value {
-    let response = app
-        .admin(
-            Method::POST,
-            &format!("/v1/products/{id}/stock/adjustments"),
-        )
-        .json(&json!({ "delta": delta }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
 /// Adjusts stock on `writer`, then reads on `reader`, `rounds` times; returns how many reads
 /// showed an older version than the write just acknowledged, and how many were cache hits.
 async fn stale_reads_across_instances(
@@ -62,7 +48,7 @@ async fn stale_reads_across_instances(
     let mut hits = 0;
     for round in 0..rounds {
         let delta = if round % 2 == 0 { -1 } else { 1 };
-        let written = adjust(writer, id, delta).await;
+        let written = writer.adjust(id, delta).await;
         let response = reader.get(&format!("/v1/products/{id}")).await;
         assert_eq!(response.status(), StatusCode::OK);
         if response.headers()["x-cache"] == "hit" {
@@ -164,7 +150,7 @@ async fn late_fill(strategy: CacheStrategy) -> i64 {
         .await
         .expect("the reader reached its fill within 10 s")
         .unwrap();
-    let written = adjust(&writer, id, -1).await;
+    let written = writer.adjust(id, -1).await;
     assert_eq!(written["version"], 2);
     held.release.send(()).unwrap();
     let slow = slow_read.await.unwrap();
@@ -187,13 +173,8 @@ async fn delete_strategy_loses_the_late_fill_race() {
 #[tokio::test]
 async fn the_version_never_goes_back_after_flush_pointer_loss_or_restart() {
     let mut redis = RedisServer::start();
-    let db = TestDatabase::new();
-    let prefix = unique_prefix();
-    let app = spawn_app_with(
-        cached_config(&db, CacheStrategy::Versioned, &redis.url(), &prefix),
-        db,
-    )
-    .await;
+    let app = spawn_versioned(&redis.url()).await;
+    let prefix = app.prefix.clone();
     let id = app.create_product("FAULT-1", 100).await["id"]
         .as_i64()
         .unwrap();
@@ -208,7 +189,7 @@ async fn the_version_never_goes_back_after_flush_pointer_loss_or_restart() {
         "restart",
         "del-pointer",
     ] {
-        expected = adjust(&app, id, -1).await["version"].as_i64().unwrap();
+        expected = app.adjust(id, -1).await["version"].as_i64().unwrap();
         assert_eq!(app.product(id).await["version"], expected, "before {fault}");
         match fault {
             "flushall" => {
@@ -393,7 +374,7 @@ async fn with_redis_down_the_api_serves_from_postgres_and_uses_redis_when_it_ret
     let id = app.create_product("DOWN-1", 5).await["id"]
         .as_i64()
         .unwrap();
-    adjust(&app, id, -2).await;
+    app.adjust(id, -2).await;
     let response = app.get(&format!("/v1/products/{id}")).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-cache"], "bypass");
@@ -449,7 +430,7 @@ async fn a_paused_redis_is_bypassed_within_the_timeout() {
     assert_eq!(response.headers()["x-cache"], "bypass");
     assert_eq!(response.json::<Value>().await.unwrap()["version"], 1);
     // A write goes on too; its publish fails and is counted.
-    assert_eq!(adjust(&app, id, -1).await["version"], 2);
+    assert_eq!(app.adjust(id, -1).await["version"], 2);
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("cache_publish_failures_total{strategy=\"versioned\"}"),
@@ -496,7 +477,7 @@ async fn writes_whose_clients_give_up_still_finish_and_leave_the_pool_healthy() 
 
     // And the pool still serves: 100 more writes, each answered.
     for _ in 0..100 {
-        adjust(&app, id, 1).await;
+        app.adjust(id, 1).await;
     }
     let (stock, version) = app.stored(id).await;
     assert_eq!(

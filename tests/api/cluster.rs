@@ -3,7 +3,7 @@
 use std::{process::Command, time::Duration};
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use shopnow::cache::CacheStrategy;
 
 use crate::{
@@ -100,15 +100,7 @@ async fn versioned_reads_work_the_same_on_a_redis_cluster() {
     for &id in &ids {
         let path = format!("/v1/products/{id}");
         assert_eq!(app.get(&path).await.headers()["x-cache"], "miss");
-        let written: Value = app
-            .admin(Method::POST, &format!("{path}/stock/adjustments"))
-            .json(&json!({"delta": -5}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let written = app.adjust(id, -5).await;
         let response = app.get(&path).await;
         assert_eq!(response.headers()["x-cache"], "hit");
         let read: Value = response.json().await.unwrap();

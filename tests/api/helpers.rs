@@ -96,6 +96,8 @@ pub struct TestApp {
     pub pool: PgPool,
     /// The instance's own catalog, for counters and for writes that skip HTTP.
     pub catalog: Catalog,
+    /// The instance's Redis key prefix.
+    pub prefix: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -130,6 +132,7 @@ pub async fn spawn_app_with_hooks(
     if std::env::var_os("TEST_LOG").is_some() {
         shopnow::observability::init_logging(LogFormat::Text);
     }
+    let prefix = config.cache.prefix.clone();
     let app = Application::build_with_hooks(config, hooks)
         .await
         .expect("app builds");
@@ -146,6 +149,7 @@ pub async fn spawn_app_with_hooks(
         db,
         pool,
         catalog,
+        prefix,
         stop: Some(stop_tx),
         server: Some(server),
     }
@@ -205,6 +209,21 @@ impl TestApp {
             request = request.header("Idempotency-Key", key);
         }
         request.send().await.expect("POST /v1/orders")
+    }
+
+    /// Adjusts a product's stock through the API; returns the product it answers.
+    pub async fn adjust(&self, id: i64, delta: i64) -> Value {
+        let response = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/v1/products/{id}/stock/adjustments"),
+            )
+            .json(&json!({ "delta": delta }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "adjust {id} by {delta}");
+        response.json().await.unwrap()
     }
 
     /// Seeds demo products 1..=count straight into Postgres (nothing cached).

@@ -4,8 +4,8 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use futures::StreamExt;
 use redis::AsyncCommands;
-use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use reqwest::StatusCode;
+use serde_json::json;
 use shopnow::{
     cache::{CacheStrategy, ProductKeys},
     faults::WriteFaults,
@@ -14,8 +14,8 @@ use sqlx::PgPool;
 
 use crate::{
     helpers::{
-        cached_config, eventually, spawn_app_with, unique_prefix, ProcessInstance, TestApp,
-        TestDatabase, SHARED_REDIS,
+        cached_config, eventually, spawn_app_with, spawn_versioned, unique_prefix, ProcessInstance,
+        TestApp, TestDatabase, SHARED_REDIS,
     },
     redis_server::RedisServer,
 };
@@ -70,18 +70,7 @@ async fn a_skipped_publish_is_repaired_by_the_relay_within_two_seconds() {
 
     let id = writer.insert_cold_product("SKIP-1", 10).await;
     assert_eq!(reader.product(id).await["version"], 1);
-    let written: Value = writer
-        .admin(
-            Method::POST,
-            &format!("/v1/products/{id}/stock/adjustments"),
-        )
-        .json(&json!({"delta": -4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let written = writer.adjust(id, -4).await;
     assert_eq!(written["version"], 2);
     assert_eq!(
         outbox_rows(&reader.pool).await,
@@ -108,13 +97,8 @@ async fn a_skipped_publish_is_repaired_by_the_relay_within_two_seconds() {
 #[tokio::test]
 async fn writes_while_redis_is_down_are_published_when_it_returns() {
     let mut redis = RedisServer::start();
-    let db = TestDatabase::new();
-    let prefix = unique_prefix();
-    let app = spawn_app_with(
-        cached_config(&db, CacheStrategy::Versioned, &redis.url(), &prefix),
-        db,
-    )
-    .await;
+    let app = spawn_versioned(&redis.url()).await;
+    let prefix = app.prefix.clone();
     app.seed(50).await;
     for id in 1..=50 {
         app.product(id).await; // cache every product at version 1
