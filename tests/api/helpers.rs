@@ -46,10 +46,15 @@ impl Drop for TestDatabase {
                 .expect("runtime");
             runtime.block_on(async {
                 let url = format!("{}/postgres", postgres_server());
-                if let Ok(mut conn) = PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
+                // Suites running in parallel can briefly use every Postgres connection: retry.
+                for attempt in 1..=10u64 {
+                    if let Ok(mut conn) = PgConnection::connect(&url).await {
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        if sqlx::query(&drop).execute(&mut conn).await.is_ok() {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
                 }
             });
         })
