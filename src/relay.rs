@@ -6,8 +6,9 @@
 //! transaction. Publishing the current row rather than the outbox's version is what makes a
 //! late repair safe: the stored version only ever rises, and the current row is the newest.
 //!
-//! Repair bound: a lost publish is repaired within `GRACE + POLL_INTERVAL` (plus one publish)
-//! once Redis answers; while Redis is down the relay retries every `POLL_INTERVAL`.
+//! Repair bound: a row is taken once it is older than `GRACE`, at the next pass (every
+//! `POLL_INTERVAL`). While Redis refuses publishes the relay backs off, doubling its pause up to
+//! `MAX_BACKOFF`, so a lost publish is repaired within `REPAIR_BOUND` of Redis answering again.
 
 use std::{collections::BTreeMap, time::Duration};
 
