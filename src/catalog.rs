@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::{
-    cache::{ProductCache, ProductRead},
+    cache::{ProductCache, ProductRead, PublishSite},
     db,
     error::{ApiError, ApiResult},
     faults::WriteFaults,
@@ -160,8 +160,13 @@ impl Catalog {
         if self.inner.faults.should_skip_publish() {
             return Ok(());
         }
+        self.inner.faults.maybe_delay_publish().await;
         let mut published = Vec::with_capacity(changed.len());
         for (state, row) in changed.iter().zip(outbox_rows) {
+            cache
+                .hooks()
+                .before_publish(PublishSite::WriteThrough, state.id())
+                .await;
             if cache.publish(state).await.is_ok() {
                 published.push(row);
             }

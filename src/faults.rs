@@ -1,14 +1,20 @@
 //! Faults injected into the write path, for tests and the stale-read checker.
 //!
-//! `SHOPNOW_FAULTS=skip-publish=0.05,crash-after-commit=0.001` gives each write that chance of
-//! skipping its cache publish, or of aborting the process right after its commit: the two ways a
-//! publish is lost in production. A release build honours the variable only when compiled with
-//! the `fault-injection` feature, so configuration alone cannot break a production binary.
+//! `SHOPNOW_FAULTS=skip-publish=0.05,crash-after-commit=0.001,delay-publish=0.1` gives each
+//! write that chance of skipping its cache publish, of aborting the process right after its
+//! commit (the two ways a publish is lost in production), or of stalling `PUBLISH_DELAY` between
+//! its commit and its publish (a scheduler pause, a VM steal, a GC-like stop). A release build
+//! honours the variable only when compiled with the `fault-injection` feature, so configuration
+//! alone cannot break a production binary.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 /// Whether this build may inject faults.
 pub const AVAILABLE: bool = cfg!(any(debug_assertions, feature = "fault-injection"));
+
+/// How long `delay-publish` stalls a writer between its commit and its publish: long enough for
+/// another write of the product to be acknowledged and for Redis to lose the key meanwhile.
+pub const PUBLISH_DELAY: Duration = Duration::from_millis(300);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct WriteFaults {
@@ -16,10 +22,12 @@ pub struct WriteFaults {
     pub skip_publish: f64,
     /// Chance that the process aborts right after a commit, before the publish.
     pub crash_after_commit: f64,
+    /// Chance that a committed write waits `PUBLISH_DELAY` before its publish.
+    pub delay_publish: f64,
 }
 
 impl WriteFaults {
-    /// Parses `skip-publish=P,crash-after-commit=P`, each probability in 0..=1.
+    /// Parses `skip-publish=P,crash-after-commit=P,delay-publish=P`, each probability in 0..=1.
     pub fn parse(spec: &str) -> Result<Self, String> {
         let mut faults = Self::default();
         for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -34,9 +42,11 @@ impl WriteFaults {
             match name {
                 "skip-publish" => faults.skip_publish = chance,
                 "crash-after-commit" => faults.crash_after_commit = chance,
+                "delay-publish" => faults.delay_publish = chance,
                 _ => {
                     return Err(format!(
-                        "unknown fault {name:?}; known: skip-publish, crash-after-commit"
+                        "unknown fault {name:?}; known: skip-publish, crash-after-commit, \
+                         delay-publish"
                     ))
                 }
             }
@@ -46,6 +56,13 @@ impl WriteFaults {
 
     pub fn should_skip_publish(&self) -> bool {
         happens(self.skip_publish)
+    }
+
+    /// Stalls the writer between its commit and its publish, now and then.
+    pub async fn maybe_delay_publish(&self) {
+        if happens(self.delay_publish) {
+            tokio::time::sleep(PUBLISH_DELAY).await;
+        }
     }
 
     /// Aborts the process (no destructors, no flush), as a crash or SIGKILL would.
@@ -65,8 +82,8 @@ impl fmt::Display for WriteFaults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "skip-publish={},crash-after-commit={}",
-            self.skip_publish, self.crash_after_commit
+            "skip-publish={},crash-after-commit={},delay-publish={}",
+            self.skip_publish, self.crash_after_commit, self.delay_publish
         )
     }
 }
@@ -77,9 +94,11 @@ mod tests {
 
     #[test]
     fn fault_specs_parse_and_reject_nonsense() {
-        let faults = WriteFaults::parse("skip-publish=0.5, crash-after-commit=0").unwrap();
+        let faults =
+            WriteFaults::parse("skip-publish=0.5, crash-after-commit=0,delay-publish=1").unwrap();
         assert_eq!(faults.skip_publish, 0.5);
         assert_eq!(faults.crash_after_commit, 0.0);
+        assert_eq!(faults.delay_publish, 1.0);
         assert!(WriteFaults::parse("skip-publish=2").is_err());
         assert!(WriteFaults::parse("explode=0.1").is_err());
         assert!(WriteFaults::parse("skip-publish").is_err());

@@ -15,6 +15,7 @@ use std::{collections::BTreeMap, time::Duration};
 use sqlx::{Connection, PgPool};
 
 use crate::{
+    cache::PublishSite,
     catalog::Catalog,
     db::{self, outbox::PendingPublish},
 };
@@ -94,6 +95,11 @@ pub async fn relay_once(catalog: &Catalog) -> anyhow::Result<Pass> {
             done.extend(rows); // the product is gone entirely; nothing to publish
             continue;
         };
+        catalog
+            .cache()
+            .hooks()
+            .before_publish(PublishSite::Relay, product_id)
+            .await;
         if catalog.cache().publish(&current).await.is_err() {
             // Redis is unreachable: keep the rest for the next pass.
             complete = false;

@@ -8,15 +8,16 @@
 //!   flight may legitimately be between commit and publish, so an older copy is re-checked
 //!   after the bound before it counts.
 //!
-//! A wrong copy is counted (`cache_consistency_violations_total`), logged, and repaired by
-//! publishing the current row.
+//! A wrong copy is counted (`cache_consistency_violations_total`), logged, and dropped: the next
+//! read fills it from Postgres under a lease. Rewriting it from the row read here could bring
+//! back a version older than one acknowledged while the sampler worked.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
 use rand::Rng;
 
 use crate::{
-    cache::{CachedCopy, VersionedBody},
+    cache::{CachedCopy, PublishSite, VersionedBody},
     catalog::Catalog,
     db,
     product::ProductState,
@@ -115,10 +116,13 @@ async fn check(catalog: &Catalog, id: i64) -> anyhow::Result<()> {
             reason,
             "cache inconsistency"
         );
-        let mut conn = catalog.db().acquire().await?;
-        if let Some(current) = db::products::load_state(&mut conn, id).await? {
-            let _ = cache.repair(&current).await;
+        cache.hooks().before_publish(PublishSite::Repair, id).await;
+        // Dropped, never rewritten: the row read above may be older than a version
+        // acknowledged since. The next read fills the copy under a lease.
+        if let Err(error) = cache.repair(id).await {
+            tracing::warn!(product = id, %error, "could not drop a wrong cached copy");
         }
+        stats.consistency_repairs.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
 }

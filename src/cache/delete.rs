@@ -34,6 +34,10 @@ impl DeleteCache {
     }
 
     pub async fn publish(&self, state: &ProductState) -> Result<(), CacheError> {
-        self.reads.forget(state.id()).await
+        self.forget(state.id()).await
+    }
+
+    pub async fn forget(&self, id: i64) -> Result<(), CacheError> {
+        self.reads.forget(id).await
     }
 }

@@ -34,6 +34,7 @@ use sqlx::PgPool;
 
 pub use self::keys::ProductKeys;
 pub use self::redis_client::{CacheError, RedisClient};
+pub use self::versioned::Published;
 use crate::{
     config::{CacheConfig, RedisConfig},
     db,
@@ -164,18 +165,41 @@ pub struct CachedCopy {
     pub payload: Option<Bytes>,
 }
 
+/// A hook awaited at one point of a path, given that point's arguments.
+pub type Hook<Args> = Arc<dyn Fn(Args) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// Test and checker hooks: code-level only, never switched on by configuration.
 #[derive(Clone, Default)]
 pub struct CacheHooks {
     /// Awaited between a miss's Postgres read and its fill, to hold a reader in the window
     /// where the `delete` strategy loses its race.
-    pub before_fill: Option<Arc<dyn Fn(i64) -> BoxFuture<'static, ()> + Send + Sync>>,
+    pub before_fill: Option<Hook<i64>>,
+    /// Awaited between the Postgres read (or commit) behind a publish and the publish itself,
+    /// to hold a writer, the relay or the sampler in the window where a key loss happens.
+    pub before_publish: Option<Hook<(PublishSite, i64)>>,
+}
+
+/// Which path is about to write to the cache, for `CacheHooks::before_publish`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishSite {
+    /// A writer, between its commit and its write-through publish.
+    WriteThrough,
+    /// The outbox relay, between re-reading a product and publishing it.
+    Relay,
+    /// The consistency sampler, between finding a wrong copy and repairing it.
+    Repair,
 }
 
 impl CacheHooks {
     async fn before_fill(&self, id: i64) {
         if let Some(hook) = &self.before_fill {
             hook(id).await;
+        }
+    }
+
+    pub async fn before_publish(&self, site: PublishSite, id: i64) {
+        if let Some(hook) = &self.before_publish {
+            hook((site, id)).await;
         }
     }
 }
@@ -189,6 +213,8 @@ pub struct CacheStats {
     pub consistency_checks: AtomicU64,
     /// Copies the sampler found wrong.
     pub consistency_violations: AtomicU64,
+    /// Wrong copies the sampler has finished repairing (or tried to).
+    pub consistency_repairs: AtomicU64,
 }
 
 /// Prometheus counters of one strategy, registered once so the hot path does no lookups.
@@ -199,6 +225,8 @@ struct CacheMetrics {
     bypasses: Counter,
     fills_refused: Counter,
     publish_failures: Counter,
+    /// `versioned` publishes by outcome: replaced, newer_kept, nothing_stored.
+    publishes: [Counter; 3],
     database_reads: Counter,
 }
 
@@ -211,8 +239,20 @@ impl CacheMetrics {
             bypasses: reads("bypass"),
             fills_refused: metrics::counter!("cache_fills_refused_total", "strategy" => strategy.as_str()),
             publish_failures: metrics::counter!("cache_publish_failures_total", "strategy" => strategy.as_str()),
+            publishes: [Published::Replaced, Published::NewerKept, Published::NothingStored].map(
+                |outcome| metrics::counter!("cache_publishes_total", "strategy" => strategy.as_str(), "result" => outcome.as_str()),
+            ),
             database_reads: metrics::counter!("cache_database_reads_total", "strategy" => strategy.as_str()),
         }
+    }
+
+    fn count_publish(&self, published: Published) {
+        let index = match published {
+            Published::Replaced => 0,
+            Published::NewerKept => 1,
+            Published::NothingStored => 2,
+        };
+        self.publishes[index].increment(1);
     }
 
     fn count(&self, read: &ProductRead) {
@@ -335,6 +375,10 @@ impl ProductCache {
         self.backend().stats.clone()
     }
 
+    pub fn hooks(&self) -> &CacheHooks {
+        &self.backend().hooks
+    }
+
     pub async fn health(&self) -> CacheHealth {
         match &self.backend().redis {
             None => CacheHealth::Disabled,
@@ -366,13 +410,13 @@ impl ProductCache {
         }
     }
 
-    /// Replaces whatever the cache holds for a product with `current`, its row as it is now.
-    pub async fn repair(&self, current: &ProductState) -> Result<(), CacheError> {
+    /// Drops a copy the sampler found wrong; the next read fills it from Postgres.
+    pub async fn repair(&self, id: i64) -> Result<(), CacheError> {
         match self {
             Self::None(_) | Self::Article(_) => Ok(()),
-            Self::Ttl(cache) => cache.forget(current.id()).await,
-            Self::Delete(cache) => cache.publish(current).await,
-            Self::Versioned(cache) => cache.repair(current).await,
+            Self::Ttl(cache) => cache.forget(id).await,
+            Self::Delete(cache) => cache.forget(id).await,
+            Self::Versioned(cache) => cache.drop_copy(id).await,
         }
     }
 
@@ -387,7 +431,9 @@ impl ProductCache {
         let result = match self {
             Self::None(_) | Self::Ttl(_) | Self::Article(_) => Ok(()),
             Self::Delete(cache) => cache.publish(state).await,
-            Self::Versioned(cache) => cache.publish(state).await,
+            Self::Versioned(cache) => cache.publish(state).await.map(|published| {
+                self.backend().metrics.count_publish(published);
+            }),
         };
         if let Err(error) = &result {
             self.backend().metrics.publish_failures.increment(1);

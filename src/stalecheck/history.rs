@@ -170,6 +170,33 @@ fn check_product(
     }
 }
 
+/// How often a run hit the window of a delayed publish: a write whose publish was stalled at
+/// least `delay` (it took that long), while another write of the same product with a newer
+/// version was acknowledged and then every copy was dropped (at a time in `key_drops`) before
+/// the stalled write finished. A publish that wrote into the empty key there would have brought
+/// the older version back.
+pub fn delayed_publish_hits(ops: &[Op], key_drops: &[u64], delay_us: u64) -> u64 {
+    let mut drops = key_drops.to_vec();
+    drops.sort_unstable();
+    let dropped_between = |after: u64, before: u64| {
+        let first = drops.partition_point(|&t| t <= after);
+        drops.get(first).is_some_and(|&t| t < before)
+    };
+    let writes: Vec<&Op> = ops.iter().filter(|op| op.kind == OpKind::Write).collect();
+    writes
+        .iter()
+        .filter(|stalled| stalled.end_us - stalled.start_us >= delay_us)
+        .filter(|stalled| {
+            writes.iter().any(|newer| {
+                newer.product == stalled.product
+                    && newer.version > stalled.version
+                    && newer.end_us < stalled.end_us
+                    && dropped_between(newer.end_us, stalled.end_us)
+            })
+        })
+        .count() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +299,21 @@ mod tests {
         let verdict = check(&ops, &finals(2), &windows);
         assert_eq!(verdict.stale_in_repair_window, 1);
         assert_eq!(verdict.stale_reads, 1);
+    }
+
+    #[test]
+    fn a_delayed_publish_counts_when_a_newer_write_and_a_key_drop_fell_inside_its_delay() {
+        let stalled = write(0, 400, 2, 9);
+        let newer = write(100, 150, 3, 8);
+        let ops = [stalled, newer];
+        assert_eq!(delayed_publish_hits(&ops, &[200], 300), 1);
+        // The drop came before the newer write was acknowledged: its publish found no copy, so
+        // nothing was stored that the stalled publish could have been compared against either.
+        assert_eq!(delayed_publish_hits(&ops, &[120], 300), 0);
+        // The drop came after the stalled write finished.
+        assert_eq!(delayed_publish_hits(&ops, &[500], 300), 0);
+        // The write was not stalled long enough to be a delayed one.
+        assert_eq!(delayed_publish_hits(&ops, &[200], 500), 0);
     }
 
     #[test]

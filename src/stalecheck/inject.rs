@@ -19,7 +19,8 @@ pub enum Fault {
     /// FLUSHALL on the checker's Redis.
     RedisFlush,
     /// DEL of every versioned copy of the run (the key that holds a product's version).
-    RedisEvictPointers,
+    #[value(alias = "redis-evict-pointers")]
+    RedisDropCopies,
     /// Kill the checker's redis-server and start it again, empty.
     RedisRestart,
     /// CLIENT PAUSE WRITE for a second: reads answer, publishes time out.
@@ -30,7 +31,15 @@ pub enum Fault {
     InstanceKill,
     /// Instances abort right after a commit now and then (`SHOPNOW_FAULTS`); restarted.
     CrashAfterCommit,
+    /// Instances stall a fifth of their writes between commit and publish for
+    /// `faults::PUBLISH_DELAY` (`SHOPNOW_FAULTS=delay-publish=0.2`), while every copy of the run
+    /// is dropped every `KEY_DROP_INTERVAL`: a stalled publish then often arrives after a newer
+    /// write was acknowledged and its copy lost.
+    DelayedPublish,
 }
+
+/// How often the `delayed-publish` fault drops every copy of the run.
+const KEY_DROP_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Fault {
     pub fn name(self) -> String {
@@ -38,6 +47,46 @@ impl Fault {
             .map(|v| v.get_name().to_string())
             .unwrap_or_default()
     }
+
+    /// Whether this fault is in force all run long (set on the instances when they start)
+    /// rather than injected now and then.
+    fn is_continuous(self) -> bool {
+        matches!(self, Self::CrashAfterCommit | Self::DelayedPublish)
+    }
+
+    /// Whether the design allows stale reads while this fault lasts and for the repair bound
+    /// after it: only faults that make a publish fail. Losing copies is not one of them: a lost
+    /// copy is a miss, never an older version.
+    fn opens_repair_window(self) -> bool {
+        !matches!(
+            self,
+            Self::RedisFlush | Self::RedisDropCopies | Self::DelayedPublish
+        )
+    }
+
+    /// `SHOPNOW_FAULTS` for the spawned instances, when one of `faults` needs it.
+    pub fn instance_faults(faults: &[Fault]) -> Option<String> {
+        let entries: Vec<&str> = faults
+            .iter()
+            .filter_map(|fault| match fault {
+                Self::CrashAfterCommit => Some("crash-after-commit=0.002"),
+                Self::DelayedPublish => Some("delay-publish=0.2"),
+                _ => None,
+            })
+            .collect();
+        (!entries.is_empty()).then(|| entries.join(","))
+    }
+}
+
+/// What the injector did during a run.
+#[derive(Debug, Default)]
+pub struct Injected {
+    /// Repair windows, in microseconds since the run's origin.
+    pub windows: Vec<Window>,
+    /// The name of each fault injected, once per injection.
+    pub faults: Vec<String>,
+    /// When every copy was dropped by `delayed-publish`, in microseconds since the origin.
+    pub key_drops: Vec<u64>,
 }
 
 /// What faults act on.
@@ -48,37 +97,45 @@ pub struct Targets {
     pub instances: Arc<Mutex<Vec<Instance>>>,
 }
 
-/// Injects `faults` in turn every `interval` until `deadline`, and restarts crashed instances.
-/// Returns the repair windows, in microseconds since `origin`, and the faults injected.
+/// Injects `faults` in turn every `interval` until `deadline`, restarts crashed instances, and
+/// drops every copy every `KEY_DROP_INTERVAL` under `delayed-publish`.
 pub async fn run(
     faults: Vec<Fault>,
     interval: Duration,
     targets: Arc<Targets>,
     origin: Instant,
     deadline: Instant,
-) -> (Vec<Window>, Vec<String>) {
-    let mut windows = Vec::new();
-    let mut injected = Vec::new();
+) -> Injected {
+    let mut injected = Injected::default();
     let periodic: Vec<Fault> = faults
         .iter()
         .copied()
-        .filter(|f| *f != Fault::CrashAfterCommit)
+        .filter(|f| !f.is_continuous())
         .collect();
     let watch_crashes = faults.contains(&Fault::CrashAfterCommit);
+    let drop_keys = faults.contains(&Fault::DelayedPublish);
     let mut next_fault = Instant::now() + interval;
+    let mut next_drop = Instant::now() + KEY_DROP_INTERVAL;
     let mut turn = 0;
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         if watch_crashes {
             let started = origin.elapsed();
             let restarted = restart_crashed(targets.clone()).await;
             for _ in 0..restarted {
-                injected.push(Fault::CrashAfterCommit.name());
-                // The crash happened up to one check (50 ms) before it was seen.
-                windows.push(window(
+                injected.faults.push(Fault::CrashAfterCommit.name());
+                // The crash happened up to one check before it was seen.
+                injected.windows.push(window(
                     started.saturating_sub(Duration::from_millis(100)),
                     origin.elapsed(),
                 ));
+            }
+        }
+        if drop_keys && Instant::now() >= next_drop {
+            next_drop = Instant::now() + KEY_DROP_INTERVAL;
+            match drop_copies(&targets).await {
+                Ok(()) => injected.key_drops.push(origin.elapsed().as_micros() as u64),
+                Err(error) => tracing::warn!(%error, "dropping copies failed"),
             }
         }
         if periodic.is_empty() || Instant::now() < next_fault {
@@ -90,13 +147,22 @@ pub async fn run(
         let started = origin.elapsed();
         match apply(fault, &targets, interval).await {
             Ok(()) => {
-                injected.push(fault.name());
-                windows.push(window(started, origin.elapsed()));
+                injected.faults.push(fault.name());
+                if fault.opens_repair_window() {
+                    injected.windows.push(window(started, origin.elapsed()));
+                }
             }
             Err(error) => tracing::warn!(fault = %fault.name(), %error, "fault injection failed"),
         }
     }
-    (windows, injected)
+    if drop_keys {
+        injected.faults.push(format!(
+            "{} ({} key drops)",
+            Fault::DelayedPublish.name(),
+            injected.key_drops.len()
+        ));
+    }
+    injected
 }
 
 fn window(start: Duration, end: Duration) -> Window {
@@ -118,20 +184,7 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
             let mut redis = redis_connection(&targets.redis_url).await?;
             redis::cmd("FLUSHALL").query_async::<()>(&mut redis).await?;
         }
-        Fault::RedisEvictPointers => {
-            let mut redis = redis_connection(&targets.redis_url).await?;
-            let pattern = format!("{}:*:current", targets.prefix);
-            let copies: Vec<String> = redis::cmd("KEYS")
-                .arg(pattern)
-                .query_async(&mut redis)
-                .await?;
-            if !copies.is_empty() {
-                redis::cmd("DEL")
-                    .arg(copies)
-                    .query_async::<()>(&mut redis)
-                    .await?;
-            }
-        }
+        Fault::RedisDropCopies => drop_copies(targets).await?,
         Fault::RedisRestart => {
             let redis = targets.redis.clone();
             tokio::task::spawn_blocking(move || {
@@ -192,7 +245,24 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
             })
             .await??;
         }
-        Fault::CrashAfterCommit => {}
+        Fault::CrashAfterCommit | Fault::DelayedPublish => {}
+    }
+    Ok(())
+}
+
+/// DEL of every versioned copy of the run.
+async fn drop_copies(targets: &Targets) -> anyhow::Result<()> {
+    let mut redis = redis_connection(&targets.redis_url).await?;
+    let pattern = format!("{}:*:current", targets.prefix);
+    let copies: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut redis)
+        .await?;
+    if !copies.is_empty() {
+        redis::cmd("DEL")
+            .arg(copies)
+            .query_async::<()>(&mut redis)
+            .await?;
     }
     Ok(())
 }

@@ -24,8 +24,7 @@ use sqlx::{migrate::MigrateDatabase, PgPool, Postgres};
 
 use self::{
     cluster::{Instance, InstanceSpec, OwnRedis},
-    history::Window,
-    inject::{Fault, Targets},
+    inject::{Fault, Injected, Targets},
     report::{Report, Run},
     workload::{Progress, Workload},
 };
@@ -114,8 +113,8 @@ pub async fn run(args: StalecheckArgs, config: &Config) -> anyhow::Result<()> {
             if count == 0 {
                 bail!("--spawn needs at least one instance");
             }
-            if args.faults.contains(&Fault::CrashAfterCommit) && !faults::AVAILABLE {
-                bail!("crash-after-commit needs a build with fault injection: cargo build --release --features fault-injection");
+            if Fault::instance_faults(&args.faults).is_some() && !faults::AVAILABLE {
+                bail!("crash-after-commit and delayed-publish need a build with fault injection: cargo build --release --features fault-injection");
             }
             let mut runs = Vec::new();
             for strategy in &args.strategies {
@@ -182,10 +181,7 @@ async fn spawned_run(
         prefix: format!("stalecheck-{}", uuid::Uuid::new_v4().simple()),
         admin_token: uuid::Uuid::new_v4().simple().to_string(),
         fill_delay_ms: args.fill_delay_ms,
-        faults: args
-            .faults
-            .contains(&Fault::CrashAfterCommit)
-            .then(|| "crash-after-commit=0.002".to_string()),
+        faults: Fault::instance_faults(&args.faults),
     };
     let first = tokio::task::spawn_blocking({
         let spec = spec.clone();
@@ -237,7 +233,7 @@ async fn spawned_run(
         origin + args.duration,
     ));
     let recording = workload::run(&workload, origin, progress).await;
-    let (windows, injected) = injector.await.unwrap_or_default();
+    let injected = injector.await.unwrap_or_default();
     display.abort();
 
     tokio::task::spawn_blocking(move || {
@@ -253,7 +249,6 @@ async fn spawned_run(
         count,
         recording,
         &final_versions,
-        &windows,
         injected,
     ))
 }
@@ -309,8 +304,7 @@ async fn target_run(args: &StalecheckArgs) -> anyhow::Result<Run> {
         targets.len(),
         recording,
         &final_versions,
-        &[],
-        Vec::new(),
+        Injected::default(),
     ))
 }
 
@@ -319,19 +313,25 @@ fn finish(
     instances: usize,
     recording: workload::Recording,
     final_versions: &HashMap<i64, i64>,
-    windows: &[Window],
-    faults: Vec<String>,
+    injected: Injected,
 ) -> Run {
-    let verdict = history::check(&recording.ops, final_versions, windows);
-    Run::new(
+    let verdict = history::check(&recording.ops, final_versions, &injected.windows);
+    let delayed_publish_hits = history::delayed_publish_hits(
+        &recording.ops,
+        &injected.key_drops,
+        faults::PUBLISH_DELAY.as_micros() as u64,
+    );
+    let mut run = Run::new(
         strategy.to_string(),
         instances,
         &verdict,
         recording.failures,
         recording.read_latencies_us,
         recording.elapsed.as_secs_f64(),
-        faults,
-    )
+        injected.faults,
+    );
+    run.delayed_publish_hits = delayed_publish_hits;
+    run
 }
 
 /// Creates the products of a run with plenty of stock, so that adjustments never run out.

@@ -28,6 +28,9 @@ pub struct Run {
     pub reads_per_s: f64,
     pub duration_s: f64,
     pub faults: Vec<String>,
+    /// Under `delayed-publish`: stalled publishes that outlived a newer acknowledged write and
+    /// a drop of its copy (`history::delayed_publish_hits`).
+    pub delayed_publish_hits: u64,
 }
 
 impl Run {
@@ -76,6 +79,7 @@ impl Run {
             },
             duration_s,
             faults,
+            delayed_publish_hits: 0,
         }
     }
 }
@@ -133,6 +137,13 @@ pub fn table(runs: &[Run]) -> String {
                 "{:<10} failed requests by cause: {}",
                 "",
                 causes.join(", ")
+            );
+        }
+        if run.delayed_publish_hits > 0 {
+            let _ = writeln!(
+                out,
+                "{:<10} delayed publishes that outlived a newer acknowledged write and a drop of its copy: {}",
+                "", run.delayed_publish_hits
             );
         }
         if run.conflicting_versions + run.phantom_versions > 0 {

@@ -73,8 +73,10 @@ async fn versioned_reads_on_another_instance_see_every_acknowledged_write() {
     let (a, b) = two_instances(CacheStrategy::Versioned, SHARED_REDIS).await;
     let (stale, hits) = stale_reads_across_instances(&a, &b, 1_000).await;
     assert_eq!(stale, 0);
-    // Write-through: each write leaves its version in Redis, so the next read is a hit.
-    assert_eq!(hits, 1_000);
+    // Write-through: each write replaces the copy, so the next read is a hit. The one miss is the
+    // first read: a publish never fills a missing copy (a stalled publisher could put back an
+    // older version that way), so a new product is cached by its first read.
+    assert_eq!(hits, 999);
 }
 
 #[tokio::test]
@@ -106,6 +108,7 @@ fn hold_first_fill() -> (CacheHooks, HeldFill) {
             }
             .boxed()
         })),
+        ..Default::default()
     };
     (
         hooks,
@@ -182,12 +185,7 @@ async fn the_version_never_goes_back_after_flush_pointer_loss_or_restart() {
 
     let mut expected = 1;
     for fault in [
-        "flushall",
-        "del-pointer",
-        "restart",
-        "flushall",
-        "restart",
-        "del-pointer",
+        "flushall", "del-copy", "restart", "flushall", "restart", "del-copy",
     ] {
         expected = app.adjust(id, -1).await["version"].as_i64().unwrap();
         assert_eq!(app.product(id).await["version"], expected, "before {fault}");
@@ -297,6 +295,11 @@ async fn a_write_storm_leaves_bounded_keys_all_with_a_ttl() {
             }
         })
         .await;
+    // A fill racing 15 writers of its product is often refused (each publish ends its lease),
+    // so a product may come out of the storm uncached; one more read fills it.
+    for id in 1..=200 {
+        catalog.read(id).await.unwrap();
+    }
 
     let mut redis = redis::Client::open(SHARED_REDIS)
         .unwrap()
@@ -412,6 +415,7 @@ async fn a_paused_redis_is_bypassed_within_the_timeout() {
     let id = app.create_product("PAUSE-1", 5).await["id"]
         .as_i64()
         .unwrap();
+    app.product(id).await; // the first read fills the copy
     assert_eq!(
         app.get(&format!("/v1/products/{id}")).await.headers()["x-cache"],
         "hit"

@@ -5,6 +5,7 @@ mod cache;
 mod cluster;
 mod errors;
 mod helpers;
+mod key_loss;
 mod ops;
 mod orders;
 mod outbox;

@@ -27,29 +27,50 @@ async fn outbox_rows(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-/// Product ids whose versioned copy in Redis is not at their Postgres version.
-async fn stale_copies(app: &TestApp, redis_url: &str, prefix: &str) -> Vec<i64> {
+/// A product's version in Postgres and the version of its copy in Redis, if any.
+struct CopyVersion {
+    id: i64,
+    postgres: i64,
+    copy: Option<i64>,
+}
+
+/// Every product's version in Postgres and in Redis under `prefix`.
+async fn copies(app: &TestApp, redis_url: &str, prefix: &str) -> Vec<CopyVersion> {
     let versions: Vec<(i64, i64)> = sqlx::query_as("SELECT id, version FROM products ORDER BY id")
         .fetch_all(&app.pool)
         .await
         .unwrap();
-    let Ok(client) = redis::Client::open(redis_url) else {
-        return vec![-1];
-    };
-    let Ok(mut redis) = client.get_multiplexed_async_connection().await else {
-        return vec![-1];
-    };
-    let mut stale = Vec::new();
-    for (id, version) in versions {
-        let copy: Option<String> = redis
-            .get(ProductKeys::new(prefix, id).current())
-            .await
-            .unwrap_or(None);
-        if copy.as_deref().and_then(crate::cache::stored_version) != Some(version) {
-            stale.push(id);
-        }
+    let mut redis = redis::Client::open(redis_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .ok();
+    let mut copies = Vec::new();
+    for (id, postgres) in versions {
+        let copy: Option<String> = match &mut redis {
+            Some(redis) => redis
+                .get(ProductKeys::new(prefix, id).current())
+                .await
+                .unwrap_or(None),
+            None => None,
+        };
+        copies.push(CopyVersion {
+            id,
+            postgres,
+            copy: copy.as_deref().and_then(crate::cache::stored_version),
+        });
     }
-    stale
+    copies
+}
+
+/// Product ids whose copy is not at their Postgres version (missing counts as not at it).
+async fn stale_copies(app: &TestApp, redis_url: &str, prefix: &str) -> Vec<i64> {
+    copies(app, redis_url, prefix)
+        .await
+        .into_iter()
+        .filter(|c| c.copy != Some(c.postgres))
+        .map(|c| c.id)
+        .collect()
 }
 
 #[tokio::test]
@@ -59,7 +80,7 @@ async fn a_skipped_publish_is_repaired_by_the_relay_within_two_seconds() {
     let mut writer_config = cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix);
     writer_config.faults = WriteFaults {
         skip_publish: 1.0,
-        crash_after_commit: 0.0,
+        ..Default::default()
     };
     let writer = spawn_app_with(writer_config, db.clone()).await;
     let reader = spawn_app_with(
@@ -94,8 +115,18 @@ async fn a_skipped_publish_is_repaired_by_the_relay_within_two_seconds() {
     assert_eq!(reader.product(id).await["stock"], 6);
 }
 
-#[tokio::test]
-async fn writes_while_redis_is_down_are_published_when_it_returns() {
+/// How Redis fails while writes go on.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// The process is stopped, then started again empty (it keeps nothing on disk).
+    Stopped,
+    /// Redis keeps its data and answers reads but refuses every write (`min-replicas-to-write`
+    /// with no replica): publishes fail while the old copies stay readable.
+    RefusingWrites,
+}
+
+/// 500 writes while Redis is out for 5 s; returns when Redis is back.
+async fn write_through_an_outage(outage: Outage) {
     let mut redis = RedisServer::start();
     let app = spawn_versioned(&redis.url()).await;
     let prefix = app.prefix.clone();
@@ -104,7 +135,10 @@ async fn writes_while_redis_is_down_are_published_when_it_returns() {
         app.product(id).await; // cache every product at version 1
     }
 
-    redis.stop();
+    match outage {
+        Outage::Stopped => redis.stop(),
+        Outage::RefusingWrites => redis.config_set("min-replicas-to-write", "1").await,
+    }
     let down_since = std::time::Instant::now();
     let catalog = &app.catalog;
     futures::stream::iter((0..500).map(|n| 1 + n % 50))
@@ -112,28 +146,49 @@ async fn writes_while_redis_is_down_are_published_when_it_returns() {
             catalog
                 .adjust_stock(id, 1)
                 .await
-                .expect("writes go on while Redis is down");
+                .expect("writes go on while Redis is out");
         })
         .await;
     assert!(outbox_rows(&app.pool).await >= 500);
     // The fault lasts 5 s, whatever the writes took.
     tokio::time::sleep(Duration::from_secs(5).saturating_sub(down_since.elapsed())).await;
-    redis.resume();
+    match outage {
+        Outage::Stopped => redis.resume(),
+        Outage::RefusingWrites => redis.config_set("min-replicas-to-write", "0").await,
+    }
 
     let url = redis.url();
     let repaired = eventually(Duration::from_secs(2), || async {
-        stale_copies(&app, &url, &prefix).await.is_empty()
+        let copies = copies(&app, &url, &prefix).await;
+        outbox_rows(&app.pool).await == 0
+            && match outage {
+                // Every copy Redis kept was replaced by its current version.
+                Outage::RefusingWrites => copies.iter().all(|c| c.copy == Some(c.postgres)),
+                // Redis came back empty: nothing may be older than Postgres.
+                Outage::Stopped => copies
+                    .iter()
+                    .all(|c| c.copy.is_none_or(|v| v >= c.postgres)),
+            }
     })
     .await;
     assert!(
         repaired.is_some(),
-        "every copy is at its Postgres version within 2 s of Redis returning"
+        "{outage:?}: every lost publish is repaired within 2 s of Redis accepting writes"
     );
     for id in 1..=50 {
         let read = app.product(id).await;
-        assert_eq!(read["version"], 11, "product {id}");
+        assert_eq!(read["version"], 11, "{outage:?}: product {id}");
     }
-    assert_eq!(outbox_rows(&app.pool).await, 0);
+}
+
+#[tokio::test]
+async fn writes_while_redis_is_down_are_published_when_it_returns() {
+    write_through_an_outage(Outage::Stopped).await;
+}
+
+#[tokio::test]
+async fn writes_while_redis_refuses_them_are_published_when_it_accepts_again() {
+    write_through_an_outage(Outage::RefusingWrites).await;
 }
 
 #[tokio::test]
@@ -143,7 +198,7 @@ async fn three_relays_share_the_outbox_without_leftovers() {
     let mut config = cached_config(&db, CacheStrategy::Versioned, SHARED_REDIS, &prefix);
     config.faults = WriteFaults {
         skip_publish: 1.0,
-        crash_after_commit: 0.0,
+        ..Default::default()
     };
     let writer = spawn_app_with(config, db.clone()).await;
     let _second = spawn_app_with(
@@ -157,6 +212,9 @@ async fn three_relays_share_the_outbox_without_leftovers() {
     )
     .await;
     writer.seed(30).await;
+    for id in 1..=30 {
+        writer.product(id).await; // cache every product at version 1
+    }
 
     let catalog = &writer.catalog;
     futures::stream::iter((0..300).map(|n| 1 + n % 30))

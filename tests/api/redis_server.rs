@@ -98,6 +98,17 @@ impl RedisServer {
         self.resume();
     }
 
+    /// `CONFIG SET name value`.
+    pub async fn config_set(&self, name: &str, value: &str) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap();
+    }
+
     /// A plain connection for the test's own commands.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())

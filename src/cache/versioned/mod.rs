@@ -1,16 +1,24 @@
 //! `versioned`: a product read from Redis is never older than the last acknowledged write.
 //!
+//! The rule every path that writes a copy keeps (publish, relay, sampler repair, fill): once
+//! version n of a product was acknowledged, the stored copy is either missing or at least n,
+//! whatever is delayed, lost, evicted or restarted in between.
+//!
 //! - Postgres owns the version (`version = version + 1` in the statement that changes the row);
 //!   Redis only holds copies, so losing Redis data can never make a version go back.
 //! - Each product has one key, `<prefix>:{product:<id>}:current`, holding its version and its
 //!   JSON together (`<version>\n<json>`). A read is one GET; the version comes with the bytes it
 //!   describes, so a version and its content can never be read apart.
-//! - Write-through: after commit, `publish.lua` replaces the copy only if the stored version is
-//!   lower (two writers may finish in any order). The client is answered after that.
-//! - Miss: one Postgres read per product at a time on this instance, then a fill through
-//!   `publish.lua` under the version read with the row. A fill needs the lease its miss took
-//!   (`lease.lua`): any publish since (or a loss of Redis data) ends the lease, so a slow fill
-//!   can never put back a version older than one already acknowledged.
+//! - Write-through: after commit, `publish.lua` replaces the copy only if it is stored and older
+//!   (two writers may finish in any order). A missing copy stays missing: the publisher may have
+//!   stalled past a newer acknowledged version whose copy Redis lost since. Every publish ends
+//!   the fill lease. The client is answered after that.
+//! - Miss: one Postgres read per product at a time on this instance, under a fill lease taken
+//!   before the read (`lease.lua`); `fill.lua` stores the row only while the lease holds. Any
+//!   publish since (or a loss of Redis data) ends the lease, so a slow fill can never put back a
+//!   version older than one already acknowledged.
+//! - Repair (the sampler found a wrong copy): the copy is dropped, never rewritten; the next read
+//!   fills it.
 //! - Deletes are versions too: a copy with an empty JSON is a tombstone and answers 404.
 //! - The key has the safety TTL; a new version replaces the old one in place.
 
@@ -31,12 +39,10 @@ use crate::{error::ApiResult, product::ProductState};
 
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("publish.lua")));
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
+static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fill.lua")));
 
 /// How long a miss's fill lease lives. A fill slower than this is refused, which is safe.
 const LEASE_TTL_MS: u64 = 10_000;
-
-/// The lease token a publish passes: it ends leases instead of needing one.
-const NO_LEASE: &str = "";
 
 pub struct VersionedCache {
     backend: CacheBackend,
@@ -96,10 +102,30 @@ impl VersionedCache {
         }
     }
 
-    /// Publishes a committed change: its copy replaces an older one.
-    pub async fn publish(&self, state: &ProductState) -> Result<(), CacheError> {
+    /// Publishes a committed change: its copy replaces an older stored one, and a missing copy
+    /// stays missing (`publish.lua` says why).
+    pub async fn publish(&self, state: &ProductState) -> Result<Published, CacheError> {
         let keys = self.backend.keys(state.id());
-        self.store(&keys, state, NO_LEASE).await.map(|_| ())
+        let outcome: i64 = self
+            .backend
+            .redis()
+            .invoke(
+                PUBLISH
+                    .key(keys.current())
+                    .key(keys.fill_lease())
+                    .arg(state.version())
+                    .arg(encode_state(state))
+                    .arg(self.backend.ttl_secs()),
+            )
+            .await?;
+        match outcome {
+            1 => Ok(Published::Replaced),
+            0 => Ok(Published::NewerKept),
+            2 => Ok(Published::NothingStored),
+            other => Err(CacheError::Protocol(format!(
+                "publish.lua answered {other}"
+            ))),
+        }
     }
 
     /// The stored copy, read without side effects.
@@ -107,14 +133,13 @@ impl VersionedCache {
         self.lookup(&self.backend.keys(id)).await
     }
 
-    /// Drops the stored copy, whatever it says, then publishes `current`.
-    pub async fn repair(&self, current: &ProductState) -> Result<(), CacheError> {
-        let keys = self.backend.keys(current.id());
+    /// Drops a wrong copy. Writing the row read a moment ago instead could bring back a version
+    /// older than one acknowledged meanwhile; the next read fills the key under a lease.
+    pub async fn drop_copy(&self, id: i64) -> Result<(), CacheError> {
         self.backend
             .redis()
-            .query::<()>(redis::cmd("DEL").arg(keys.current()))
-            .await?;
-        self.publish(current).await
+            .query::<()>(redis::cmd("DEL").arg(self.backend.keys(id).current()))
+            .await
     }
 
     /// One GET: the product's versioned copy, if any.
@@ -156,9 +181,21 @@ impl VersionedCache {
         self.backend.hooks.before_fill(id).await;
         // An id that never existed is not cached: ids are cheap to invent.
         if let Some(state) = &state {
-            match self.store(keys, state, &lease).await {
-                Ok(true) => {}
-                Ok(false) => self.backend.metrics.fills_refused.increment(1),
+            let stored: Result<i64, CacheError> = self
+                .backend
+                .redis()
+                .invoke(
+                    FILL.key(keys.current())
+                        .key(keys.fill_lease())
+                        .arg(state.version())
+                        .arg(encode_state(state))
+                        .arg(self.backend.ttl_secs())
+                        .arg(&lease),
+                )
+                .await;
+            match stored {
+                Ok(1) => {}
+                Ok(_) => self.backend.metrics.fills_refused.increment(1),
                 Err(error) => tracing::debug!(product = id, %error, "cache fill failed"),
             }
         }
@@ -167,29 +204,26 @@ impl VersionedCache {
             status: CacheStatus::Miss,
         })
     }
+}
 
-    /// Runs `publish.lua`; `Ok(false)` when the version was refused.
-    async fn store(
-        &self,
-        keys: &ProductKeys<'_>,
-        state: &ProductState,
-        lease: &str,
-    ) -> Result<bool, CacheError> {
-        let body = VersionedBody::of_state(state).map(|body| body.body);
-        let stored: i64 = self
-            .backend
-            .redis()
-            .invoke(
-                PUBLISH
-                    .key(keys.current())
-                    .key(keys.fill_lease())
-                    .arg(state.version())
-                    .arg(encode(state.version(), body.as_deref()))
-                    .arg(self.backend.ttl_secs())
-                    .arg(lease),
-            )
-            .await?;
-        Ok(stored == 1)
+/// What a publish did to the stored copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// The stored copy was older and now holds this version.
+    Replaced,
+    /// The stored copy is at this version or newer, and stays.
+    NewerKept,
+    /// No copy was stored, and none is: the next read fills it.
+    NothingStored,
+}
+
+impl Published {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replaced => "replaced",
+            Self::NewerKept => "newer_kept",
+            Self::NothingStored => "nothing_stored",
+        }
     }
 }
 
@@ -201,6 +235,12 @@ fn hit(copy: CachedCopy) -> ProductRead {
         }),
         status: CacheStatus::Hit,
     }
+}
+
+/// The copy of a product state: its version, then its JSON (none for a deletion).
+fn encode_state(state: &ProductState) -> Vec<u8> {
+    let body = VersionedBody::of_state(state).map(|body| body.body);
+    encode(state.version(), body.as_deref())
 }
 
 /// `<version>\n<json>`; a deletion's tombstone has nothing after the newline.
