@@ -70,6 +70,38 @@ async fn metrics_count_requests_by_matched_route() {
 }
 
 #[tokio::test]
+async fn invented_methods_and_paths_add_no_metric_series() {
+    let app = spawn_app().await;
+    for n in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("ZZ{n}").as_bytes()).unwrap();
+        for path in [format!("/nope-{n}"), "/v1/products/1".to_string()] {
+            let response = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_client_error(), "{method} {path}");
+        }
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .collect();
+    assert!(
+        !text.contains("ZZ") && !text.contains("/nope"),
+        "a client's method or path became a label"
+    );
+    assert!(
+        series
+            .iter()
+            .any(|l| l.contains("method=\"other\"") && l.contains("route=\"unmatched\"")),
+        "{series:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_request_id_is_echoed_or_made() {
     let app = spawn_app().await;
     let given = app
