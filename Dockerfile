@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # shopnow: multi-stage build. Dependencies are compiled in their own layer (cargo-chef), so a
-# change to the code rebuilds only the crate itself. The runtime image is distroless: no shell,
-# no package manager, a non-root user, and the one binary.
+# change to the code rebuilds only the workspace's crates. The runtime image is distroless: no
+# shell, no package manager, a non-root user, and the one binary.
+#   docker build .                       the API server (the default target)
+#   docker build --target stalecheck .   the stale-read checker (docker-compose.yml's profile)
 
 FROM rust:1.95-bookworm AS chef
 RUN cargo install cargo-chef --locked --version 0.1.73
@@ -15,7 +17,16 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bin shopnow
+RUN cargo build --release --locked -p shopnow
+
+FROM builder AS stalecheck-builder
+RUN cargo build --release --locked -p stalecheck
+
+# The checker: a client of the API over HTTP, in an image of its own.
+FROM gcr.io/distroless/cc-debian12:nonroot AS stalecheck
+COPY --from=stalecheck-builder /src/target/release/stalecheck /usr/local/bin/stalecheck
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/stalecheck"]
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /src/target/release/shopnow /usr/local/bin/shopnow

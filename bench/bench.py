@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+TESTKIT = None  # the testkit binary, from --testkit
 PRODUCTS = 10_000
 STRATEGIES = ["versioned", "ttl", "delete", "none", "article"]
 
@@ -30,10 +30,13 @@ def log(message):
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+def testkit(*args):
+    """Runs the testkit command (crates/testkit) and returns what it printed."""
+    return subprocess.run([TESTKIT, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return int(testkit("free-port"))
 
 
 def http(method, url, body=None, token=None):
@@ -55,19 +58,13 @@ def psql(database, sql):
 
 
 class Redis:
-    """The benchmark's own redis-server."""
+    """The benchmark's own redis-server, started by testkit; it stops when its stdin closes."""
 
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir, "--logfile", ""],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        for line in self.process.stdout:
-            if "Ready to accept connections" in line:
-                break
-        threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
+    def __init__(self):
+        self.process = subprocess.Popen([TESTKIT, "redis-server"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        self.url = self.process.stdout.readline().strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     def cli(self, *args):
         out = subprocess.run(["redis-cli", "-p", str(self.port), *args], check=True,
@@ -81,7 +78,7 @@ class Redis:
         return None
 
     def stop(self):
-        self.process.kill()
+        self.process.stdin.close()
         self.process.wait()
 
 
@@ -151,6 +148,7 @@ def delta(before, after, prefix):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--binary", required=True)
+    parser.add_argument("--testkit", required=True, help="the testkit binary (crates/testkit)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hot-rounds", type=int, default=5,
                         help="rounds of the hot-read comparison, whose ratios are the targets")
@@ -162,17 +160,20 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated parts: hot,spread,writes,orders,flash,memory")
     parser.add_argument("--json", default=None, help="where to write the results")
     args = parser.parse_args()
+    global TESTKIT
+    TESTKIT = args.testkit
     if args.quick:
         args.rounds, args.hot_rounds, args.seconds, args.memory_writes = 1, 1, 3, 50_000
     parts = set(args.only.split(",")) if args.only else {"hot", "spread", "writes", "orders", "flash", "memory"}
 
     workdir = tempfile.mkdtemp(prefix="shopnow-bench-")
-    database = f"shopnow_bench_{uuid.uuid4().hex[:12]}"
+    database_url = testkit("create-database", "--prefix", "shopnow_bench")
+    database = database_url.rsplit("/", 1)[1]
     token = uuid.uuid4().hex
-    redis = Redis(workdir)
+    redis = Redis()
     base_env = {
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
-        "REDIS_URL": f"redis://127.0.0.1:{redis.port}",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis.url,
         "SHOPNOW_ADMIN_TOKEN": token,
         "SHOPNOW_SAMPLER_RATE": "0",
         "RUST_LOG": "warn",
@@ -244,8 +245,7 @@ def main():
         for instance in instances.values():
             instance.stop()
         redis.stop()
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc",
-                        f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], capture_output=True)
+        testkit("drop-database", database_url)
 
     results["ratios"] = ratios(results)
     text = json.dumps(results, indent=2)

@@ -1,0 +1,130 @@
+//! Building and running one instance: connections, cache, background tasks, listener, and the
+//! graceful shutdown.
+
+use std::{future::Future, net::SocketAddr};
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::{
+    cache::ProductCache, catalog::Catalog, config::Config, db, hooks::Hooks, http, lifecycle,
+    lifecycle::Lifecycle, observability, relay, sampler,
+};
+
+/// Connections each instance keeps to Postgres at most.
+const DATABASE_POOL_SIZE: u32 = 16;
+
+/// A built instance: its listener is bound, so its address is known before it serves.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    lifecycle: Lifecycle,
+    catalog: Catalog,
+    config: Config,
+}
+
+impl Application {
+    /// Connects to Postgres (creating and migrating the database if needed), builds the cache
+    /// and binds the listener. Port 0 picks a free port. `hooks` are for tests and the checker;
+    /// `Hooks::default()` has none.
+    pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Self> {
+        // Install the recorder before anything records, so no early sample is lost.
+        observability::prometheus();
+        let pool = db::connect_and_migrate(&config.database_url, DATABASE_POOL_SIZE).await?;
+        let cache = ProductCache::new(&config.cache, &config.redis, hooks.clone())?;
+        let lifecycle = Lifecycle::default();
+        let catalog = Catalog::new(pool, cache, config.faults, hooks);
+        let state = http::AppState::new(
+            catalog.clone(),
+            config.admin_token.as_deref(),
+            lifecycle.clone(),
+        );
+        let router = http::router(state, &config.http);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding SHOPNOW_LISTEN={}", config.listen))?;
+        Ok(Self {
+            listener,
+            router,
+            lifecycle,
+            catalog,
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The instance's catalog: the same reads and writes the handlers make.
+    pub fn catalog(&self) -> Catalog {
+        self.catalog.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(lifecycle::termination_signal()).await
+    }
+
+    /// Serves until `stop` resolves, then drains: readiness goes to 503 at once, the listener
+    /// closes after the drain delay, and in-flight requests get at most the shutdown timeout.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(address = %self.local_addr(), "listening");
+        let Self {
+            listener,
+            router,
+            lifecycle,
+            catalog,
+            config,
+        } = self;
+        let background = spawn_background_tasks(&catalog, &config);
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain_delay = config.http.drain_delay;
+        let graceful = async move {
+            stop.await;
+            lifecycle.start_draining();
+            tracing::info!(?drain_delay, "draining: readiness is now 503");
+            tokio::time::sleep(drain_delay).await;
+            let _ = draining_tx.send(());
+        };
+        let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+        let deadline = async move {
+            if draining_rx.await.is_ok() {
+                tokio::time::sleep(config.http.shutdown_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result.context("serving HTTP")?,
+            () = deadline => tracing::warn!("shutdown timeout: dropping requests still in flight"),
+        }
+        for task in background {
+            task.abort();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The outbox relay (when the strategy publishes) and the consistency sampler (when the
+/// strategy caches and the rate is not 0).
+fn spawn_background_tasks(catalog: &Catalog, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if catalog.cache().publishes() {
+        tasks.push(tokio::spawn(relay::run(catalog.clone())));
+    }
+    if config.sampler_rate > 0 && config.cache.strategy != crate::cache::CacheStrategy::None {
+        tasks.push(tokio::spawn(sampler::run(
+            catalog.clone(),
+            config.sampler_rate,
+        )));
+    }
+    tasks
+}

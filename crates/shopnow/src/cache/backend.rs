@@ -1,0 +1,147 @@
+//! What every strategy shares: Redis (unless `none`), the key layout, settings, hooks, counters.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use metrics::Counter;
+use sqlx::PgPool;
+
+use super::{
+    CacheError, CacheStatus, CacheStrategy, ProductKeys, ProductRead, Published, VersionedBody,
+};
+use crate::{db, error::Result, hooks::Hooks, model::ProductState};
+
+/// Counters of one instance's cache, for tests and diagnostics (Prometheus has its own).
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Product reads that went to Postgres (misses and bypasses).
+    pub database_reads: AtomicU64,
+    /// Cached copies the sampler compared with Postgres.
+    pub consistency_checks: AtomicU64,
+    /// Copies the sampler found wrong.
+    pub consistency_violations: AtomicU64,
+    /// Wrong copies the sampler has finished dropping (or tried to).
+    pub consistency_repairs: AtomicU64,
+}
+
+/// Prometheus counters of one strategy, registered once so the hot path does no lookups.
+#[derive(Clone)]
+pub(super) struct CacheMetrics {
+    hits: Counter,
+    misses: Counter,
+    bypasses: Counter,
+    pub fills_refused: Counter,
+    pub publish_failures: Counter,
+    /// `versioned` publishes by outcome, in the order of `Published::ALL`.
+    publishes: [Counter; 3],
+    database_reads: Counter,
+}
+
+impl CacheMetrics {
+    fn new(strategy: CacheStrategy) -> Self {
+        let name = strategy.as_str();
+        let reads = |result: &'static str| metrics::counter!("cache_reads_total", "strategy" => name, "result" => result);
+        Self {
+            hits: reads("hit"),
+            misses: reads("miss"),
+            bypasses: reads("bypass"),
+            fills_refused: metrics::counter!("cache_fills_refused_total", "strategy" => name),
+            publish_failures: metrics::counter!("cache_publish_failures_total", "strategy" => name),
+            publishes: Published::ALL.map(|outcome| {
+                metrics::counter!("cache_publishes_total", "strategy" => name, "result" => outcome.as_str())
+            }),
+            database_reads: metrics::counter!("cache_database_reads_total", "strategy" => name),
+        }
+    }
+
+    pub fn count_read(&self, read: &ProductRead) {
+        match read.status {
+            CacheStatus::Hit => self.hits.increment(1),
+            CacheStatus::Miss => self.misses.increment(1),
+            CacheStatus::Bypass => self.bypasses.increment(1),
+        }
+    }
+
+    pub fn count_publish(&self, published: Published) {
+        let index = Published::ALL
+            .iter()
+            .position(|outcome| *outcome == published)
+            .expect("every outcome is in ALL");
+        self.publishes[index].increment(1);
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct CacheBackend {
+    redis: Option<super::RedisClient>,
+    prefix: String,
+    ttl: Duration,
+    pub hooks: Hooks,
+    pub stats: Arc<CacheStats>,
+    pub metrics: CacheMetrics,
+}
+
+impl CacheBackend {
+    pub fn new(
+        strategy: CacheStrategy,
+        redis: Option<super::RedisClient>,
+        prefix: String,
+        ttl: Duration,
+        hooks: Hooks,
+    ) -> Self {
+        Self {
+            redis,
+            prefix,
+            ttl,
+            hooks,
+            stats: Arc::default(),
+            metrics: CacheMetrics::new(strategy),
+        }
+    }
+
+    pub fn redis_client(&self) -> Option<&super::RedisClient> {
+        self.redis.as_ref()
+    }
+
+    pub fn redis(&self) -> &super::RedisClient {
+        self.redis
+            .as_ref()
+            .expect("Redis strategies are built with a client")
+    }
+
+    pub fn keys(&self, id: i64) -> ProductKeys<'_> {
+        ProductKeys::new(&self.prefix, id)
+    }
+
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl.as_secs().max(1)
+    }
+
+    /// Counts one product read that went to Postgres.
+    pub fn count_database_read(&self) {
+        self.stats.database_reads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.database_reads.increment(1);
+    }
+
+    /// Reads a product from Postgres, counted.
+    pub async fn load(&self, db: &PgPool, id: i64) -> Result<Option<ProductState>> {
+        self.count_database_read();
+        let mut conn = db.acquire().await?;
+        db::products::load_state(&mut conn, id).await
+    }
+
+    /// Serves a read from Postgres because Redis failed or is too slow.
+    pub async fn bypass(&self, db: &PgPool, id: i64, error: CacheError) -> Result<ProductRead> {
+        tracing::debug!(product = id, %error, "cache bypassed");
+        let state = self.load(db, id).await?;
+        Ok(ProductRead {
+            found: state.as_ref().and_then(VersionedBody::of_state),
+            status: CacheStatus::Bypass,
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! `delete`: "event-driven invalidation". Reads as `ttl` does; after each committed write the
+//! product's key is deleted.
+//!
+//! It loses a classic race: a reader misses and reads the old row from Postgres; a writer
+//! commits and deletes the key; the reader then stores the old row, which every instance serves
+//! until the TTL runs out. `versioned` closes that window; this strategy is kept to show it.
+
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+
+use super::{ttl::TtlCache, CacheBackend, CacheError, CachedCopy, ProductRead, Strategy};
+use crate::{error::Result, model::ProductState};
+
+pub struct DeleteCache {
+    reads: TtlCache,
+}
+
+impl DeleteCache {
+    pub(super) fn new(backend: CacheBackend) -> Self {
+        Self {
+            reads: TtlCache::new(backend),
+        }
+    }
+}
+
+impl Strategy for DeleteCache {
+    fn read<'a>(&'a self, db: &'a PgPool, id: i64) -> BoxFuture<'a, Result<ProductRead>> {
+        Box::pin(self.reads.read(db, id))
+    }
+
+    fn publishes(&self) -> bool {
+        true
+    }
+
+    fn publish<'a>(&'a self, state: &'a ProductState) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(self.reads.forget(state.id()))
+    }
+
+    fn peek(&self, id: i64) -> BoxFuture<'_, Result<Option<CachedCopy>, CacheError>> {
+        Box::pin(self.reads.peek(id))
+    }
+
+    fn drop_copy(&self, id: i64) -> BoxFuture<'_, Result<(), CacheError>> {
+        Box::pin(self.reads.forget(id))
+    }
+}

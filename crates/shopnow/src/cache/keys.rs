@@ -1,0 +1,52 @@
+//! The Redis key layout. The `{product:<id>}` hash tag puts all of one product's keys in one
+//! Redis Cluster slot, so one script can touch them together.
+
+/// The keys of one product under a deployment's prefix. Each key is formatted when asked for,
+/// so a read allocates the one key it uses and nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProductKeys<'a> {
+    prefix: &'a str,
+    id: i64,
+}
+
+impl<'a> ProductKeys<'a> {
+    pub fn new(prefix: &'a str, id: i64) -> Self {
+        Self { prefix, id }
+    }
+
+    /// The payload key of `ttl` and `delete`: `<prefix>:{product:<id>}`.
+    pub fn plain(&self) -> String {
+        format!("{}:{{product:{}}}", self.prefix, self.id)
+    }
+
+    /// The versioned copy of `versioned`: `<prefix>:{product:<id>}:current`, holding
+    /// `<version>\n<json>`.
+    pub fn current(&self) -> String {
+        format!("{}:{{product:{}}}:current", self.prefix, self.id)
+    }
+
+    /// The payload key of one version in the article's design (benchmark only):
+    /// `<prefix>:{product:<id>}:v<version>`.
+    #[cfg(feature = "article-design")]
+    pub fn payload(&self, version: i64) -> String {
+        format!("{}:{{product:{}}}:v{version}", self.prefix, self.id)
+    }
+
+    /// The fill lease of `versioned`: `<prefix>:{product:<id>}:lease`.
+    pub fn fill_lease(&self) -> String {
+        format!("{}:{{product:{}}}:lease", self.prefix, self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let keys = ProductKeys::new("shop", 42);
+        assert_eq!(keys.plain(), "shop:{product:42}");
+        assert_eq!(keys.current(), "shop:{product:42}:current");
+        assert_eq!(keys.fill_lease(), "shop:{product:42}:lease");
+    }
+}

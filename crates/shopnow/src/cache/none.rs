@@ -1,0 +1,29 @@
+//! `none`: every read goes to Postgres. The baseline the other strategies are measured against.
+
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+
+use super::{CacheBackend, CacheStatus, ProductRead, Strategy, VersionedBody};
+use crate::error::Result;
+
+pub struct NoCache {
+    backend: CacheBackend,
+}
+
+impl NoCache {
+    pub(super) fn new(backend: CacheBackend) -> Self {
+        Self { backend }
+    }
+}
+
+impl Strategy for NoCache {
+    fn read<'a>(&'a self, db: &'a PgPool, id: i64) -> BoxFuture<'a, Result<ProductRead>> {
+        Box::pin(async move {
+            let state = self.backend.load(db, id).await?;
+            Ok(ProductRead {
+                found: state.as_ref().and_then(VersionedBody::of_state),
+                status: CacheStatus::Bypass,
+            })
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! `ttl`: the article's bug, kept so it can be shown and measured.
+//!
+//! Read: GET the product's key; on a miss read Postgres and SET the key with a TTL. Writes do
+//! not touch Redis, so after a stock change every instance keeps serving the old stock until
+//! the TTL runs out.
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use super::{
+    CacheBackend, CacheError, CacheStatus, CachedCopy, ProductRead, Strategy, VersionedBody,
+};
+use crate::{error::Result, model::ProductState};
+
+pub struct TtlCache {
+    backend: CacheBackend,
+}
+
+impl TtlCache {
+    pub(super) fn new(backend: CacheBackend) -> Self {
+        Self { backend }
+    }
+
+    pub async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
+        let keys = self.backend.keys(id);
+        let cached: Result<Option<Vec<u8>>, CacheError> = self
+            .backend
+            .redis()
+            .query(redis::cmd("GET").arg(keys.plain()))
+            .await;
+        match cached {
+            Ok(Some(payload)) => match version_of(&payload) {
+                Some(version) => {
+                    return Ok(ProductRead {
+                        found: Some(VersionedBody {
+                            version,
+                            body: payload.into(),
+                        }),
+                        status: CacheStatus::Hit,
+                    })
+                }
+                None => tracing::warn!(product = id, "unreadable cache entry; reading Postgres"),
+            },
+            Ok(None) => {}
+            Err(error) => return self.backend.bypass(db, id, error).await,
+        }
+
+        let state = self.backend.load(db, id).await?;
+        self.backend.hooks.before_fill(id).await;
+        let found = match &state {
+            Some(ProductState::Live(product)) => {
+                let body = VersionedBody::of(product);
+                let stored: Result<(), CacheError> = self
+                    .backend
+                    .redis()
+                    .query(
+                        redis::cmd("SET")
+                            .arg(keys.plain())
+                            .arg(body.body.as_ref())
+                            .arg("EX")
+                            .arg(self.backend.ttl_secs()),
+                    )
+                    .await;
+                if let Err(error) = stored {
+                    tracing::debug!(product = id, %error, "cache fill failed");
+                }
+                Some(body)
+            }
+            // Deleted or never existed: not cached, so the next read asks Postgres again.
+            Some(ProductState::Deleted { .. }) | None => None,
+        };
+        Ok(ProductRead {
+            found,
+            status: CacheStatus::Miss,
+        })
+    }
+}
+
+impl Strategy for TtlCache {
+    fn read<'a>(&'a self, db: &'a PgPool, id: i64) -> BoxFuture<'a, Result<ProductRead>> {
+        Box::pin(TtlCache::read(self, db, id))
+    }
+
+    fn peek(&self, id: i64) -> BoxFuture<'_, Result<Option<CachedCopy>, CacheError>> {
+        Box::pin(TtlCache::peek(self, id))
+    }
+
+    fn drop_copy(&self, id: i64) -> BoxFuture<'_, Result<(), CacheError>> {
+        Box::pin(self.forget(id))
+    }
+}
+
+impl TtlCache {
+    pub async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
+        let keys = self.backend.keys(id);
+        let cached: Option<Vec<u8>> = self
+            .backend
+            .redis()
+            .query(redis::cmd("GET").arg(keys.plain()))
+            .await?;
+        Ok(cached.and_then(|payload| {
+            Some(CachedCopy {
+                version: version_of(&payload)?,
+                payload: Some(payload.into()),
+            })
+        }))
+    }
+
+    /// Drops the product's entry; the next read fills it from Postgres.
+    pub async fn forget(&self, id: i64) -> Result<(), CacheError> {
+        let keys = self.backend.keys(id);
+        self.backend
+            .redis()
+            .query(redis::cmd("DEL").arg(keys.plain()))
+            .await
+    }
+}
+
+/// The version inside a cached product JSON, for the ETag.
+fn version_of(payload: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: i64,
+    }
+    serde_json::from_slice::<VersionOnly>(payload)
+        .ok()
+        .map(|v| v.version)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_is_read_from_the_cached_json() {
+        assert_eq!(
+            super::version_of(br#"{"id":1,"version":7,"stock":3}"#),
+            Some(7)
+        );
+        assert_eq!(super::version_of(b"garbage"), None);
+    }
+}

@@ -1,0 +1,308 @@
+//! `versioned`: a product read from Redis is never older than the last acknowledged write.
+//!
+//! The rule every path that writes a copy keeps (publish, relay, sampler repair, fill): once
+//! version n of a product was acknowledged, the stored copy is either missing or at least n,
+//! whatever is delayed, lost, evicted or restarted in between.
+//!
+//! - Postgres owns the version (`version = version + 1` in the statement that changes the row);
+//!   Redis only holds copies, so losing Redis data can never make a version go back.
+//! - Each product has one key, `<prefix>:{product:<id>}:current`, holding its version and its
+//!   JSON together (`<version>\n<json>`). A read is one GET; the version comes with the bytes it
+//!   describes, so a version and its content can never be read apart.
+//! - Write-through: after commit, `publish.lua` replaces the copy only if it is stored and older
+//!   (two writers may finish in any order). A missing copy stays missing: the publisher may have
+//!   stalled past a newer acknowledged version whose copy Redis lost since. Every publish ends
+//!   the fill lease. The client is answered after that.
+//! - Miss: one Postgres read per product at a time on this instance, under a fill lease taken
+//!   before the read (`lease.lua`); `fill.lua` stores the row only while the lease holds. Any
+//!   publish since (or a loss of Redis data) ends the lease, so a slow fill can never put back a
+//!   version older than one already acknowledged.
+//! - Repair (the sampler found a wrong copy): the copy is dropped, never rewritten; the next read
+//!   fills it.
+//! - Deletes are versions too: a copy with an empty JSON is a tombstone and answers 404.
+//! - The key has the safety TTL; a new version replaces the old one in place.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    LazyLock,
+};
+
+use bytes::Bytes;
+use redis::Script;
+use sqlx::PgPool;
+
+use futures::future::BoxFuture;
+
+use super::{
+    single_flight::{SingleFlight, Turn},
+    CacheBackend, CacheError, CacheStatus, CachedCopy, ProductKeys, ProductRead, Strategy,
+    VersionedBody,
+};
+use crate::{error::Result, model::ProductState};
+
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("publish.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
+static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fill.lua")));
+
+/// How long a miss's fill lease lives. A fill slower than this is refused, which is safe.
+const LEASE_TTL_MS: u64 = 10_000;
+
+pub struct VersionedCache {
+    backend: CacheBackend,
+    flights: SingleFlight,
+    /// Lease tokens: unique per instance (`instance`) and per miss (`next_lease`).
+    instance: String,
+    next_lease: AtomicU64,
+}
+
+impl VersionedCache {
+    pub(super) fn new(backend: CacheBackend) -> Self {
+        Self {
+            backend,
+            flights: SingleFlight::default(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            next_lease: AtomicU64::new(1),
+        }
+    }
+
+    async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
+        let keys = self.backend.keys(id);
+        let mark = self.flights.mark();
+        match self.lookup(&keys).await {
+            Ok(Some(copy)) => return Ok(hit(copy)),
+            Ok(None) => {}
+            Err(error) => return self.backend.bypass(db, id, error).await,
+        }
+        match self.flights.join(id) {
+            Turn::Lead(_leader) if self.flights.finished_since(mark) => {
+                // A flight ended while this lookup ran; it may have filled this product.
+                self.look_again_or_fill(db, &keys, id).await
+            }
+            Turn::Lead(_leader) => self.fill(db, &keys, id).await,
+            Turn::Follow(leader) => {
+                leader.wait().await;
+                // The leader has most likely filled the cache: look again rather than take its
+                // row, which may predate this read.
+                self.look_again_or_fill(db, &keys, id).await
+            }
+        }
+    }
+
+    async fn look_again_or_fill(
+        &self,
+        db: &PgPool,
+        keys: &ProductKeys<'_>,
+        id: i64,
+    ) -> Result<ProductRead> {
+        match self.lookup(keys).await {
+            Ok(Some(copy)) => Ok(hit(copy)),
+            Ok(None) => self.fill(db, keys, id).await,
+            Err(error) => self.backend.bypass(db, id, error).await,
+        }
+    }
+
+    /// Publishes a committed change: its copy replaces an older stored one, and a missing copy
+    /// stays missing (`publish.lua` says why).
+    async fn publish(&self, state: &ProductState) -> Result<Published, CacheError> {
+        let keys = self.backend.keys(state.id());
+        let outcome: i64 = self
+            .backend
+            .redis()
+            .invoke(
+                PUBLISH
+                    .key(keys.current())
+                    .key(keys.fill_lease())
+                    .arg(state.version())
+                    .arg(encode_state(state))
+                    .arg(self.backend.ttl_secs()),
+            )
+            .await?;
+        match outcome {
+            1 => Ok(Published::Replaced),
+            0 => Ok(Published::NewerKept),
+            2 => Ok(Published::NothingStored),
+            other => Err(CacheError::Protocol(format!(
+                "publish.lua answered {other}"
+            ))),
+        }
+    }
+
+    /// Drops a wrong copy. Writing the row read a moment ago instead could bring back a version
+    /// older than one acknowledged meanwhile; the next read fills the key under a lease.
+    async fn drop_copy(&self, id: i64) -> Result<(), CacheError> {
+        self.backend
+            .redis()
+            .query::<()>(redis::cmd("DEL").arg(self.backend.keys(id).current()))
+            .await
+    }
+
+    /// One GET: the product's versioned copy, if any.
+    async fn lookup(&self, keys: &ProductKeys<'_>) -> Result<Option<CachedCopy>, CacheError> {
+        let stored: Option<Vec<u8>> = self
+            .backend
+            .redis()
+            .query(redis::cmd("GET").arg(keys.current()))
+            .await?;
+        match stored {
+            None => Ok(None),
+            Some(stored) => CachedCopy::decode(stored.into()).map(Some).ok_or_else(|| {
+                CacheError::Protocol(format!("malformed copy under {}", keys.current()))
+            }),
+        }
+    }
+
+    /// `lease.lua`: the lease a fill needs, taken before Postgres is read.
+    async fn take_lease(&self, keys: &ProductKeys<'_>) -> Result<String, CacheError> {
+        let token = format!(
+            "{}:{}",
+            self.instance,
+            self.next_lease.fetch_add(1, Ordering::Relaxed)
+        );
+        self.backend
+            .redis()
+            .invoke(LEASE.key(keys.fill_lease()).arg(token).arg(LEASE_TTL_MS))
+            .await
+    }
+
+    /// Takes the lease, reads Postgres, and stores what it read under the version read with
+    /// it, if the lease still holds and no newer version is stored.
+    async fn fill(&self, db: &PgPool, keys: &ProductKeys<'_>, id: i64) -> Result<ProductRead> {
+        let lease = match self.take_lease(keys).await {
+            Ok(lease) => lease,
+            Err(error) => return self.backend.bypass(db, id, error).await,
+        };
+        let state = self.backend.load(db, id).await?;
+        self.backend.hooks.before_fill(id).await;
+        // An id that never existed is not cached: ids are cheap to invent.
+        if let Some(state) = &state {
+            let stored: Result<i64, CacheError> = self
+                .backend
+                .redis()
+                .invoke(
+                    FILL.key(keys.current())
+                        .key(keys.fill_lease())
+                        .arg(state.version())
+                        .arg(encode_state(state))
+                        .arg(self.backend.ttl_secs())
+                        .arg(&lease),
+                )
+                .await;
+            match stored {
+                Ok(1) => {}
+                Ok(_) => self.backend.metrics.fills_refused.increment(1),
+                Err(error) => tracing::debug!(product = id, %error, "cache fill failed"),
+            }
+        }
+        Ok(ProductRead {
+            found: state.as_ref().and_then(VersionedBody::of_state),
+            status: CacheStatus::Miss,
+        })
+    }
+}
+
+impl Strategy for VersionedCache {
+    fn read<'a>(&'a self, db: &'a PgPool, id: i64) -> BoxFuture<'a, Result<ProductRead>> {
+        Box::pin(VersionedCache::read(self, db, id))
+    }
+
+    fn publishes(&self) -> bool {
+        true
+    }
+
+    fn publish<'a>(&'a self, state: &'a ProductState) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            let published = VersionedCache::publish(self, state).await?;
+            self.backend.metrics.count_publish(published);
+            Ok(())
+        })
+    }
+
+    fn peek(&self, id: i64) -> BoxFuture<'_, Result<Option<CachedCopy>, CacheError>> {
+        Box::pin(async move { self.lookup(&self.backend.keys(id)).await })
+    }
+
+    fn drop_copy(&self, id: i64) -> BoxFuture<'_, Result<(), CacheError>> {
+        Box::pin(VersionedCache::drop_copy(self, id))
+    }
+}
+
+/// What a publish did to the stored copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// The stored copy was older and now holds this version.
+    Replaced,
+    /// The stored copy is at this version or newer, and stays.
+    NewerKept,
+    /// No copy was stored, and none is: the next read fills it.
+    NothingStored,
+}
+
+impl Published {
+    pub const ALL: [Published; 3] = [Self::Replaced, Self::NewerKept, Self::NothingStored];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replaced => "replaced",
+            Self::NewerKept => "newer_kept",
+            Self::NothingStored => "nothing_stored",
+        }
+    }
+}
+
+fn hit(copy: CachedCopy) -> ProductRead {
+    ProductRead {
+        found: copy.payload.map(|body| VersionedBody {
+            version: copy.version,
+            body,
+        }),
+        status: CacheStatus::Hit,
+    }
+}
+
+/// The copy of a product state: its version, then its JSON (none for a deletion).
+fn encode_state(state: &ProductState) -> Vec<u8> {
+    let body = VersionedBody::of_state(state).map(|body| body.body);
+    encode(state.version(), body.as_deref())
+}
+
+/// `<version>\n<json>`; a deletion's tombstone has nothing after the newline.
+fn encode(version: i64, json: Option<&[u8]>) -> Vec<u8> {
+    let json = json.unwrap_or_default();
+    let mut copy = Vec::with_capacity(20 + json.len());
+    copy.extend_from_slice(version.to_string().as_bytes());
+    copy.push(b'\n');
+    copy.extend_from_slice(json);
+    copy
+}
+
+impl CachedCopy {
+    /// Reads a `versioned` copy as Redis stores it (`<version>\n<json>`), without copying the
+    /// JSON; `None` when it is not one.
+    pub fn decode(stored: Bytes) -> Option<Self> {
+        let newline = stored.iter().position(|&b| b == b'\n')?;
+        let version = std::str::from_utf8(&stored[..newline]).ok()?.parse().ok()?;
+        let json = stored.slice(newline + 1..);
+        Some(Self {
+            version,
+            payload: (!json.is_empty()).then_some(json),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_round_trip() {
+        let copy = CachedCopy::decode(encode(12, Some(br#"{"id":1}"#)).into()).unwrap();
+        assert_eq!(copy.version, 12);
+        assert_eq!(copy.payload.as_deref(), Some(&br#"{"id":1}"#[..]));
+
+        let tombstone = CachedCopy::decode(encode(13, None).into()).unwrap();
+        assert_eq!((tombstone.version, tombstone.payload), (13, None));
+
+        assert!(CachedCopy::decode(Bytes::from_static(b"no newline")).is_none());
+        assert!(CachedCopy::decode(Bytes::from_static(b"x\n{}")).is_none());
+    }
+}

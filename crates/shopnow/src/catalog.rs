@@ -1,0 +1,252 @@
+//! Product and order reads and writes: Postgres first, then the cache.
+//!
+//! Every write commits its change together with an outbox row, publishes the committed state to
+//! the cache, removes the outbox row, and only then answers. If the publish does not happen
+//! (Redis unreachable, or the process died), the row stays and the relay publishes it. Handlers
+//! call this and nothing else, so no write can forget the cache.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::{
+    cache::{CacheHealth, CacheStats, CacheStrategy, ProductCache, ProductRead},
+    db,
+    error::{Error, Result},
+    faults::WriteFaults,
+    hooks::{Hooks, PublishSite},
+    model::{NewProduct, Order, OrderLines, Product, ProductPatch, ProductState},
+};
+
+/// How long a readiness check waits for Postgres before calling it down.
+const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct Catalog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: PgPool,
+    cache: ProductCache,
+    faults: WriteFaults,
+    hooks: Hooks,
+}
+
+/// An order as placed, or as placed earlier under the same Idempotency-Key.
+pub struct PlacedOrder {
+    pub order: Order,
+    /// True when this is a retry: the order was placed before and no stock was taken now.
+    pub replayed: bool,
+}
+
+/// A change made inside a write's transaction: what to answer, and every product it changed.
+type Change<'c, T> = BoxFuture<'c, Result<(T, Vec<ProductState>)>>;
+
+impl Catalog {
+    pub fn new(db: PgPool, cache: ProductCache, faults: WriteFaults, hooks: Hooks) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                cache,
+                faults,
+                hooks,
+            }),
+        }
+    }
+
+    /// For the background tasks (relay, sampler), which work below the catalog's operations.
+    pub(crate) fn db(&self) -> &PgPool {
+        &self.inner.db
+    }
+
+    pub(crate) fn cache(&self) -> &ProductCache {
+        &self.inner.cache
+    }
+
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.inner.hooks
+    }
+
+    pub fn strategy(&self) -> CacheStrategy {
+        self.inner.cache.strategy()
+    }
+
+    /// The cache's counters, for tests and diagnostics.
+    pub fn cache_stats(&self) -> Arc<CacheStats> {
+        self.inner.cache.stats()
+    }
+
+    pub async fn cache_health(&self) -> CacheHealth {
+        self.inner.cache.health().await
+    }
+
+    /// Whether Postgres answers a trivial query within a second.
+    pub async fn database_ready(&self) -> bool {
+        tokio::time::timeout(
+            DATABASE_CHECK_TIMEOUT,
+            sqlx::query("SELECT 1").execute(&self.inner.db),
+        )
+        .await
+        .is_ok_and(|result| result.is_ok())
+    }
+
+    pub async fn read(&self, id: i64) -> Result<ProductRead> {
+        self.inner.cache.read(&self.inner.db, id).await
+    }
+
+    pub async fn list(&self, after: i64, limit: i64) -> Result<Vec<Product>> {
+        let mut conn = self.inner.db.acquire().await?;
+        db::products::list(&mut conn, after, limit).await
+    }
+
+    pub async fn order(&self, id: i64) -> Result<Order> {
+        let mut conn = self.inner.db.acquire().await?;
+        db::orders::find(&mut conn, id)
+            .await?
+            .ok_or_else(|| Error::order_not_found(id))
+    }
+
+    /// Makes sure demo products `DEMO-000001`..`count` exist; returns how many were inserted.
+    pub async fn seed_demo(&self, count: i64) -> Result<u64> {
+        let mut conn = self.inner.db.acquire().await?;
+        db::products::seed_demo(&mut conn, count).await
+    }
+
+    pub async fn create(&self, new: &NewProduct) -> Result<Product> {
+        let new = new.clone();
+        self.write(move |tx| Box::pin(async move { live(db::products::insert(tx, &new).await?) }))
+            .await
+    }
+
+    pub async fn update(&self, id: i64, patch: &ProductPatch) -> Result<Product> {
+        let patch = patch.clone();
+        self.write(move |tx| {
+            Box::pin(async move { live(db::products::update(tx, id, &patch).await?) })
+        })
+        .await
+    }
+
+    pub async fn set_stock(&self, id: i64, stock: i64) -> Result<Product> {
+        self.write(move |tx| {
+            Box::pin(async move { live(db::products::set_stock(tx, id, stock).await?) })
+        })
+        .await
+    }
+
+    pub async fn adjust_stock(&self, id: i64, delta: i64) -> Result<Product> {
+        self.write(move |tx| {
+            Box::pin(async move { live(db::products::adjust_stock(tx, id, delta).await?) })
+        })
+        .await
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<()> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let deleted = db::products::delete(tx, id).await?;
+                Ok(((), vec![deleted]))
+            })
+        })
+        .await
+    }
+
+    /// Places an order; every product it changed is published before the answer.
+    pub async fn place_order(
+        &self,
+        lines: &OrderLines,
+        idempotency_key: Option<&str>,
+    ) -> Result<PlacedOrder> {
+        let lines = lines.clone();
+        let key = idempotency_key.map(str::to_owned);
+        self.write(move |tx| {
+            Box::pin(async move {
+                Ok(match db::orders::place(tx, &lines, key.as_deref()).await? {
+                    db::orders::Placed::New { order, changed } => (
+                        PlacedOrder {
+                            order,
+                            replayed: false,
+                        },
+                        changed.into_iter().map(ProductState::Live).collect(),
+                    ),
+                    db::orders::Placed::Replayed(order) => (
+                        PlacedOrder {
+                            order,
+                            replayed: true,
+                        },
+                        Vec::new(),
+                    ),
+                })
+            })
+        })
+        .await
+    }
+
+    /// Runs `change` in a transaction, then commits and publishes what it changed.
+    ///
+    /// The write runs in a task of its own, so it goes to the end even when the request that
+    /// asked for it goes away (the client disconnects, the request times out): a transaction
+    /// dropped half way through, with the connection it holds, is what the pool copes with
+    /// worst, and a write cut between commit and publish would leave its repair to the relay.
+    async fn write<T, F>(&self, change: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> Change<'c, T> + Send + 'static,
+    {
+        let catalog = self.clone();
+        tokio::spawn(async move {
+            let mut tx = catalog.inner.db.begin().await?;
+            let (answer, changed) = change(&mut tx).await?;
+            catalog.commit_and_publish(tx, &changed).await?;
+            Ok(answer)
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("write task failed: {e}")))?
+    }
+
+    /// Commits `tx` with an outbox row per changed product, then publishes each change and
+    /// removes the rows whose publish succeeded. A failed publish is not an error for the
+    /// client: the write is committed, and the relay publishes it later.
+    async fn commit_and_publish(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        changed: &[ProductState],
+    ) -> Result<()> {
+        let cache = &self.inner.cache;
+        if changed.is_empty() || !cache.publishes() {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let outbox_rows = db::outbox::record(&mut tx, changed).await?;
+        tx.commit().await?;
+
+        self.inner.faults.maybe_crash_after_commit();
+        if self.inner.faults.should_skip_publish() {
+            return Ok(());
+        }
+        self.inner.faults.maybe_delay_publish().await;
+        let mut published = Vec::with_capacity(changed.len());
+        for (state, row) in changed.iter().zip(outbox_rows) {
+            self.inner
+                .hooks
+                .before_publish(PublishSite::WriteThrough, state.id())
+                .await;
+            if cache.publish(state).await.is_ok() {
+                published.push(row);
+            }
+        }
+        if !published.is_empty() {
+            // Best effort: a row that stays is published again by the relay, harmlessly.
+            if let Err(error) = db::outbox::remove(&self.inner.db, &published).await {
+                tracing::warn!(%error, "could not remove published outbox rows");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The answer and the change of a write that leaves one live product.
+fn live(product: Product) -> Result<(Product, Vec<ProductState>)> {
+    Ok((product.clone(), vec![ProductState::Live(product)]))
+}

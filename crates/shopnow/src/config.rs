@@ -1,0 +1,294 @@
+//! Configuration, read once from the environment at start-up.
+//!
+//! Every variable is parsed here, so an invalid value stops the process before it binds a port,
+//! with a message that names the variable. Parsing takes a lookup function instead of reading
+//! `std::env` directly, which keeps it a pure function that unit tests can drive.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use crate::{
+    cache::{CacheConfig, CacheStrategy, RedisConfig},
+    faults::{self, WriteFaults},
+    http::HttpConfig,
+    observability::LogFormat,
+};
+
+/// Settings of one `shopnow` process.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis: RedisConfig,
+    pub listen: SocketAddr,
+    pub cache: CacheConfig,
+    /// Bearer token for admin writes; `None` makes every admin write answer 403.
+    pub admin_token: Option<String>,
+    pub http: HttpConfig,
+    pub log_format: LogFormat,
+    /// Cached products the consistency sampler checks per second; 0 turns it off.
+    pub sampler_rate: u32,
+    /// Faults injected into writes (`SHOPNOW_FAULTS`); none unless this build allows them.
+    pub faults: WriteFaults,
+}
+
+/// A variable that is set but cannot be used, named so the operator knows what to fix.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Variables whose values may carry credentials: an error names them but never echoes them.
+const SECRET_VARIABLES: [&str; 3] = ["DATABASE_URL", "REDIS_URL", "SHOPNOW_ADMIN_TOKEN"];
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if SECRET_VARIABLES.contains(&self.variable) {
+            write!(
+                f,
+                "invalid {} (value not shown): {}",
+                self.variable, self.reason
+            )
+        } else {
+            write!(
+                f,
+                "invalid {}={:?}: {}",
+                self.variable, self.value, self.reason
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shopnow";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_CACHE_TTL_SECS: u64 = 3600;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, which answers a variable's value or `None` when unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| Var {
+            name,
+            value: lookup(name).filter(|v| !v.trim().is_empty()),
+        };
+
+        let redis_urls = var("REDIS_URL").list(DEFAULT_REDIS_URL, |url| {
+            if url.starts_with("redis://") || url.starts_with("rediss://") {
+                Ok(url.to_string())
+            } else {
+                Err("expected comma-separated redis:// URLs".to_string())
+            }
+        })?;
+        let cluster = var("SHOPNOW_REDIS_CLUSTER").flag(false)?;
+
+        let database_url = var("DATABASE_URL").parse_with(DEFAULT_DATABASE_URL.into(), |url| {
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Ok(url.to_string())
+            } else {
+                Err("expected a postgres:// URL".to_string())
+            }
+        })?;
+
+        Ok(Self {
+            database_url,
+            redis: RedisConfig {
+                urls: redis_urls,
+                cluster,
+                timeout: var("SHOPNOW_REDIS_TIMEOUT_MS").positive(200, Duration::from_millis)?,
+            },
+            listen: var("SHOPNOW_LISTEN").parse(DEFAULT_LISTEN.parse().expect("valid default"))?,
+            cache: CacheConfig {
+                strategy: var("SHOPNOW_CACHE_STRATEGY").parse(CacheStrategy::Versioned)?,
+                prefix: var("SHOPNOW_CACHE_PREFIX").parse_with("shopnow".into(), |p| {
+                    if p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+                    {
+                        Ok(p.to_string())
+                    } else {
+                        Err("use letters, digits and - _ . : only".to_string())
+                    }
+                })?,
+                ttl: var("SHOPNOW_CACHE_TTL_SECS")
+                    .positive(DEFAULT_CACHE_TTL_SECS, Duration::from_secs)?,
+            },
+            admin_token: var("SHOPNOW_ADMIN_TOKEN").value,
+            http: HttpConfig {
+                body_limit_bytes: var("SHOPNOW_BODY_LIMIT_BYTES").parse(64 * 1024)?,
+                request_timeout: var("SHOPNOW_REQUEST_TIMEOUT_MS")
+                    .positive(10_000, Duration::from_millis)?,
+                drain_delay: var("SHOPNOW_DRAIN_DELAY_MS").millis(0)?,
+                shutdown_timeout: var("SHOPNOW_SHUTDOWN_TIMEOUT_MS").millis(20_000)?,
+            },
+            sampler_rate: var("SHOPNOW_SAMPLER_RATE").parse(5)?,
+            faults: var("SHOPNOW_FAULTS").parse_with(WriteFaults::default(), |spec| {
+                if faults::AVAILABLE {
+                    WriteFaults::parse(spec)
+                } else {
+                    Err(
+                        "this release build has no fault injection (feature fault-injection)"
+                            .into(),
+                    )
+                }
+            })?,
+            log_format: var("SHOPNOW_LOG_FORMAT").parse_with(LogFormat::Text, |v| match v {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected text or json".to_string()),
+            })?,
+        })
+    }
+}
+
+/// One environment variable, with the parsers that turn it into a setting.
+struct Var {
+    name: &'static str,
+    value: Option<String>,
+}
+
+impl Var {
+    fn parse_with<T>(
+        &self,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match &self.value {
+            None => Ok(default),
+            Some(raw) => parse(raw.trim()).map_err(|reason| ConfigError {
+                variable: self.name,
+                value: raw.clone(),
+                reason,
+            }),
+        }
+    }
+
+    fn parse<T: FromStr>(&self, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.parse_with(default, |raw| raw.parse::<T>().map_err(|e| e.to_string()))
+    }
+
+    fn millis(&self, default_ms: u64) -> Result<Duration, ConfigError> {
+        self.parse(default_ms).map(Duration::from_millis)
+    }
+
+    /// A duration of at least one `unit`.
+    fn positive(&self, default: u64, unit: fn(u64) -> Duration) -> Result<Duration, ConfigError> {
+        self.parse_with(unit(default), |raw| {
+            match raw.parse::<u64>().map_err(|e| e.to_string())? {
+                0 => Err("must be at least 1".to_string()),
+                n => Ok(unit(n)),
+            }
+        })
+    }
+
+    fn flag(&self, default: bool) -> Result<bool, ConfigError> {
+        self.parse_with(default, |raw| match raw {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            _ => Err("expected 1 or 0".to_string()),
+        })
+    }
+
+    fn list<T>(
+        &self,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ConfigError> {
+        self.parse_with(vec![parse(default).expect("valid default")], |raw| {
+            raw.split(',').map(|item| parse(item.trim())).collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.redis.urls, vec![DEFAULT_REDIS_URL.to_string()]);
+        assert!(!c.redis.cluster);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.cache.strategy, CacheStrategy::Versioned);
+        assert_eq!(c.cache.prefix, "shopnow");
+        assert_eq!(c.cache.ttl, Duration::from_secs(DEFAULT_CACHE_TTL_SECS));
+        assert_eq!(c.admin_token, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_variable() {
+        let err = config(&[("SHOPNOW_LISTEN", "not-an-address")])
+            .err()
+            .unwrap();
+        assert_eq!(err.variable, "SHOPNOW_LISTEN");
+        assert!(err.to_string().contains("SHOPNOW_LISTEN"));
+
+        for (name, value) in [
+            ("SHOPNOW_CACHE_STRATEGY", "sometimes"),
+            ("SHOPNOW_CACHE_TTL_SECS", "0"),
+            ("SHOPNOW_CACHE_TTL_SECS", "-5"),
+            ("SHOPNOW_REDIS_CLUSTER", "maybe"),
+            ("REDIS_URL", "redis://a:1,http://b"),
+            ("DATABASE_URL", "mysql://localhost/x"),
+            ("SHOPNOW_CACHE_PREFIX", "has space"),
+            ("SHOPNOW_LOG_FORMAT", "xml"),
+            ("SHOPNOW_SAMPLER_RATE", "-1"),
+            ("SHOPNOW_REDIS_TIMEOUT_MS", "0"),
+            ("SHOPNOW_FAULTS", "explode=1"),
+        ] {
+            let err = config(&[(name, value)]).err().unwrap();
+            assert_eq!(err.variable, name, "{value}");
+        }
+    }
+
+    #[test]
+    fn an_error_never_echoes_a_credential() {
+        let err = config(&[("DATABASE_URL", "mysql://user:hunter2@db/x")])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("DATABASE_URL"));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn several_redis_nodes_for_a_cluster() {
+        let c = config(&[
+            (
+                "REDIS_URL",
+                "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+            ),
+            ("SHOPNOW_REDIS_CLUSTER", "1"),
+        ])
+        .unwrap();
+        assert!(c.redis.cluster);
+        assert_eq!(c.redis.urls.len(), 2);
+        assert_eq!(c.redis.urls[1], "redis://127.0.0.1:7001");
+    }
+
+    #[test]
+    fn an_empty_value_counts_as_unset() {
+        let c = config(&[("SHOPNOW_ADMIN_TOKEN", ""), ("SHOPNOW_LISTEN", " ")]).unwrap();
+        assert_eq!(c.admin_token, None);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    }
+}

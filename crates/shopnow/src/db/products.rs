@@ -1,0 +1,187 @@
+//! Product queries. Every statement that changes a row raises `version` by one in the same
+//! statement and returns the new row, so the version a caller publishes is exactly the one
+//! Postgres committed.
+
+use sqlx::PgConnection;
+
+use super::is_unique_violation;
+use crate::{
+    error::{Error, Result},
+    model::{NewProduct, Product, ProductPatch, ProductState, MAX_STOCK},
+};
+
+/// The columns of `Product`, in the order the struct declares them.
+const COLUMNS: &str =
+    "id, sku, name, description, price_cents, currency, stock, version, updated_at";
+
+const LIVE_SKU_INDEX: &str = "products_live_sku_key";
+
+/// The state of one product: live, deleted (with the deletion's version), or `None` if the id
+/// was never used.
+pub async fn load_state(conn: &mut PgConnection, id: i64) -> Result<Option<ProductState>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        product: Product,
+        deleted: bool,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, deleted_at IS NOT NULL AS deleted FROM products WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| match row.deleted {
+        false => ProductState::Live(row.product),
+        true => ProductState::Deleted {
+            id: row.product.id,
+            version: row.product.version,
+        },
+    }))
+}
+
+/// One page of live products with `id > after`, in id order.
+pub async fn list(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec<Product>> {
+    let rows = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM products WHERE deleted_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+pub async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<Product> {
+    sqlx::query_as(&format!(
+        "INSERT INTO products (sku, name, description, price_cents, currency, stock) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    ))
+    .bind(&new.sku)
+    .bind(&new.name)
+    .bind(&new.description)
+    .bind(new.price_cents)
+    .bind(&new.currency)
+    .bind(new.stock)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e, LIVE_SKU_INDEX) {
+            Error::DuplicateSku(new.sku.clone())
+        } else {
+            e.into()
+        }
+    })
+}
+
+pub async fn update(conn: &mut PgConnection, id: i64, patch: &ProductPatch) -> Result<Product> {
+    sqlx::query_as(&format!(
+        "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
+         price_cents = COALESCE($4, price_cents), version = version + 1, updated_at = now() \
+         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&patch.name)
+    .bind(&patch.description)
+    .bind(patch.price_cents)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::product_not_found(id))
+}
+
+pub async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> Result<Product> {
+    sqlx::query_as(&format!(
+        "UPDATE products SET stock = $2, version = version + 1, updated_at = now() \
+         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(stock)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::product_not_found(id))
+}
+
+/// Adds `delta` to the stock, inside the caller's transaction. The row is locked while the
+/// bounds are checked, so concurrent adjustments queue and can never take the stock below zero
+/// between a read and a write.
+pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Result<Product> {
+    let stock: Option<i64> = sqlx::query_scalar(
+        "SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let stock = stock.ok_or_else(|| Error::product_not_found(id))?;
+    let new_stock = stock + delta;
+    if new_stock < 0 {
+        return Err(Error::InsufficientStock(format!(
+            "product {id} has {stock} in stock; cannot take {}",
+            -delta
+        )));
+    }
+    if new_stock > MAX_STOCK {
+        return Err(Error::invalid(format!(
+            "stock would be {new_stock}, above the limit of {MAX_STOCK}"
+        )));
+    }
+    let product = sqlx::query_as(&format!(
+        "UPDATE products SET stock = $2, version = version + 1, updated_at = now() \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(new_stock)
+    .fetch_one(conn)
+    .await?;
+    Ok(product)
+}
+
+/// Marks the product deleted. The deletion is a version of its own, so a cache can store it
+/// as a tombstone that answers 404.
+pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<ProductState> {
+    let version: Option<i64> = sqlx::query_scalar(
+        "UPDATE products SET deleted_at = now(), version = version + 1, updated_at = now() \
+         WHERE id = $1 AND deleted_at IS NULL RETURNING version",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    version
+        .map(|version| ProductState::Deleted { id, version })
+        .ok_or_else(|| Error::product_not_found(id))
+}
+
+/// Inserts `count` demo products with SKUs `DEMO-000001`...; existing SKUs are left alone, so
+/// seeding twice changes nothing. Returns how many were inserted.
+pub async fn seed_demo(conn: &mut PgConnection, count: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO products (sku, name, description, price_cents, currency, stock) \
+         SELECT format('DEMO-%s', lpad(n::text, 6, '0')), \
+                format('Demo product %s', n), \
+                'A product from shopnow seed, for trying the API.', \
+                100 + (n * 37) % 9900, 'USD', (n * 13) % 200 \
+         FROM generate_series(1, $1::bigint) AS n \
+         ON CONFLICT (sku) WHERE deleted_at IS NULL DO NOTHING",
+    )
+    .bind(count)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The highest product id ever given, if any (the sampler draws ids below it).
+pub async fn max_id(conn: &mut PgConnection) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT max(id) FROM products")
+        .fetch_one(conn)
+        .await?)
+}
+
+/// The version of a live product: the one query of every read in the article's design.
+#[cfg(feature = "article-design")]
+pub async fn live_version(conn: &mut PgConnection, id: i64) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}

@@ -1,0 +1,44 @@
+//! Test and checker hooks: points where a test can hold a path to open a race window on
+//! purpose. Code-level only: no configuration switches them on.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+/// A hook awaited at one point of a path, given that point's arguments.
+pub type Hook<Args> = Arc<dyn Fn(Args) -> BoxFuture<'static, ()> + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Awaited between a miss's Postgres read and its fill, with the product id: holds a reader
+    /// in the window where the `delete` strategy loses its race.
+    pub before_fill: Option<Hook<i64>>,
+    /// Awaited between the Postgres read (or commit) behind a publish and the publish itself:
+    /// holds a writer, the relay or the sampler in the window where a key loss happens.
+    pub before_publish: Option<Hook<(PublishSite, i64)>>,
+}
+
+/// Which path is about to write to the cache, for `Hooks::before_publish`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishSite {
+    /// A writer, between its commit and its write-through publish.
+    WriteThrough,
+    /// The outbox relay, between re-reading a product and publishing it.
+    Relay,
+    /// The consistency sampler, between finding a wrong copy and dropping it.
+    Repair,
+}
+
+impl Hooks {
+    pub(crate) async fn before_fill(&self, id: i64) {
+        if let Some(hook) = &self.before_fill {
+            hook(id).await;
+        }
+    }
+
+    pub(crate) async fn before_publish(&self, site: PublishSite, id: i64) {
+        if let Some(hook) = &self.before_publish {
+            hook((site, id)).await;
+        }
+    }
+}

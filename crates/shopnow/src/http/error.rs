@@ -1,0 +1,156 @@
+//! The one error shape of the API: `{"error": "<snake_case_code>", "message": "<human text>"}`.
+//!
+//! Handlers return `Result<_, ApiError>`. Internal failures are logged here with their cause and
+//! answered with a generic message, so SQL, stack traces and secrets never reach a client.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::Error;
+
+/// Body of every error response.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable code, e.g. `insufficient_stock`.
+    #[schema(example = "not_found")]
+    pub error: String,
+    /// Explanation for a human.
+    #[schema(example = "product 42 does not exist")]
+    pub message: String,
+}
+
+/// Every error code the API answers with, each once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    AdminDisabled,
+    BadRequest,
+    DuplicateSku,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    Internal,
+    InvalidIdempotencyKey,
+    InvalidInput,
+    MalformedJson,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Timeout,
+    Unauthorized,
+    UnsupportedMediaType,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AdminDisabled => "admin_disabled",
+            Self::BadRequest => "bad_request",
+            Self::DuplicateSku => "duplicate_sku",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::InsufficientStock => "insufficient_stock",
+            Self::Internal => "internal",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::InvalidInput => "invalid_input",
+            Self::MalformedJson => "malformed_json",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotFound => "not_found",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Timeout => "timeout",
+            Self::Unauthorized => "unauthorized",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+        }
+    }
+}
+
+/// An error answer: its status, its code and a message for a human.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+    }
+
+    /// 422: well-formed JSON whose values are not acceptable.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidInput,
+            message,
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error; the request id in X-Request-Id helps the operator find it",
+        )
+    }
+
+    #[cfg(test)]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::NotFound(_) => Self::not_found(message),
+            Error::DuplicateSku(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::DuplicateSku, message)
+            }
+            Error::InsufficientStock(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::InsufficientStock, message)
+            }
+            Error::Invalid(_) => Self::invalid(message),
+            Error::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                message,
+            ),
+            Error::Internal(cause) => {
+                tracing::error!(error = %format!("{cause:#}"), "request failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code.as_str().to_string(),
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

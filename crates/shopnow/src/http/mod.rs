@@ -1,0 +1,94 @@
+//! The HTTP API: state, routes (one module per resource), middleware, errors.
+//!
+//! `AppState` lives here, in the parent of the route modules, so that routes depend on it and
+//! it depends on no route. `router` joins the routes to the middleware stack in one place.
+
+mod auth;
+mod error;
+mod extract;
+mod middleware;
+mod openapi;
+mod ops;
+mod orders;
+mod products;
+
+use std::time::Duration;
+
+use axum::{extract::DefaultBodyLimit, http::StatusCode, Router};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use self::openapi::openapi_document;
+use self::{
+    auth::AdminToken,
+    error::{ApiError, ErrorCode},
+    middleware::{FastRequestId, REQUEST_ID},
+};
+use crate::{catalog::Catalog, lifecycle::Lifecycle};
+
+/// Everything a handler may need. Cheap to clone: each field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    catalog: Catalog,
+    admin_token: AdminToken,
+    lifecycle: Lifecycle,
+}
+
+impl AppState {
+    pub fn new(catalog: Catalog, admin_token: Option<&str>, lifecycle: Lifecycle) -> Self {
+        Self {
+            catalog,
+            admin_token: AdminToken::new(admin_token),
+            lifecycle,
+        }
+    }
+}
+
+/// The HTTP settings (`SHOPNOW_BODY_LIMIT_BYTES`, `SHOPNOW_*_TIMEOUT_MS`, ...).
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Largest request body accepted; larger ones answer 413.
+    pub body_limit_bytes: usize,
+    /// A request still running after this answers 503 `timeout`.
+    pub request_timeout: Duration,
+    /// After SIGTERM, how long `/readyz` answers 503 before the listener closes, so that load
+    /// balancers stop sending new requests first.
+    pub drain_delay: Duration,
+    /// Upper bound on waiting for in-flight requests once the listener has closed.
+    pub shutdown_timeout: Duration,
+}
+
+/// The routes with their middleware, read from the outside in: request id, access log, metrics,
+/// panic catcher, timeout, body limit, then the routes.
+pub fn router(state: AppState, config: &HttpConfig) -> Router {
+    let (api, openapi) = openapi::api().split_for_parts();
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "this route does not accept that method",
+            )
+        })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
+                .layer(middleware::trace())
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn(middleware::track_metrics))
+                .layer(CatchPanicLayer::custom(|_panic| {
+                    axum::response::IntoResponse::into_response(ApiError::internal())
+                }))
+                .layer(axum::middleware::from_fn_with_state(
+                    config.request_timeout,
+                    middleware::time_limit,
+                ))
+                .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,287 @@
+//! `/v1/products`: the catalog and its stock.
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    auth::Admin,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::{ApiJson, ApiPath, ApiQuery},
+    AppState,
+};
+use crate::{
+    cache::{CacheStatus, ProductRead},
+    model::{NewProduct, Product, ProductPatch, StockAdjustment, StockLevel},
+};
+
+pub const MAX_PAGE: i64 = 200;
+const DEFAULT_PAGE: i64 = 50;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(get_product, update_product, delete_product))
+        .routes(routes!(set_stock))
+        .routes(routes!(adjust_stock))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Page size, 1 to 200; 50 when omitted.
+    limit: Option<i64>,
+    /// Id of the last product of the previous page (its `next`).
+    after: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<Product>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next: Option<i64>,
+}
+
+/// List live products in id order, one page at a time.
+#[utoipa::path(
+    get, path = "/v1/products", tag = "products", params(PageQuery),
+    responses(
+        (status = 200, body = ProductPage),
+        (status = 422, description = "limit or after out of range", body = ErrorBody),
+    )
+)]
+async fn list_products(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ProductPage>> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let after = query.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::invalid("after must not be negative"));
+    }
+    // One row more than asked tells whether there is a next page.
+    let mut items = state.catalog.list(after, limit + 1).await?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|p| p.id)
+    } else {
+        None
+    };
+    Ok(Json(ProductPage { items, next }))
+}
+
+/// Create a product.
+#[utoipa::path(
+    post, path = "/v1/products", tag = "products", request_body = NewProduct,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, body = Product, headers(("Location" = String, description = "URL of the new product"))),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "`duplicate_sku`", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+async fn create_product(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(new): ApiJson<NewProduct>,
+) -> ApiResult<Response> {
+    new.validate()?;
+    let product = state.catalog.create(&new).await?;
+    let location = format!("/v1/products/{}", product.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(product),
+    )
+        .into_response())
+}
+
+/// Read one product. Served from the cache when the strategy has one.
+///
+/// `ETag` is the product's version; send it back in `If-None-Match` to get a 304 when it is
+/// still current. `X-Cache` says whether the cache answered (`hit`), was filled (`miss`) or was
+/// not used (`bypass`).
+#[utoipa::path(
+    get, path = "/v1/products/{id}", tag = "products",
+    params(
+        ("id" = i64, Path, description = "Product id"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier read"),
+    ),
+    responses(
+        (status = 200, body = Product, headers(
+            ("ETag" = String, description = "\"<version>\""),
+            ("X-Cache" = String, description = "hit, miss or bypass"),
+        )),
+        (status = 304, description = "The product is still at the version of If-None-Match"),
+        (status = 404, body = ErrorBody),
+    )
+)]
+async fn get_product(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let ProductRead { found, status } = state.catalog.read(id).await?;
+    let mut response = match found {
+        None => ApiError::not_found(format!("product {id} does not exist")).into_response(),
+        Some(product) => {
+            let etag = format!("\"{}\"", product.version);
+            let mut response = if if_none_match(&headers, &etag) {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    product.body,
+                )
+                    .into_response()
+            };
+            response.headers_mut().insert(
+                header::ETAG,
+                HeaderValue::from_str(&etag).expect("digits and quotes"),
+            );
+            response
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-cache", cache_header(status));
+    Ok(response)
+}
+
+fn cache_header(status: CacheStatus) -> HeaderValue {
+    HeaderValue::from_static(status.as_str())
+}
+
+/// Whether an `If-None-Match` header names `etag` (or `*`). Weak tags match too (RFC 9110).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*")
+}
+
+/// Change a product's name, description or price.
+#[utoipa::path(
+    patch, path = "/v1/products/{id}", tag = "products", request_body = ProductPatch,
+    params(("id" = i64, Path, description = "Product id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = Product),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+    )
+)]
+async fn update_product(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(patch): ApiJson<ProductPatch>,
+) -> ApiResult<Json<Product>> {
+    patch.validate()?;
+    Ok(Json(state.catalog.update(id, &patch).await?))
+}
+
+/// Delete a product. Every later read answers 404; its orders keep their history.
+#[utoipa::path(
+    delete, path = "/v1/products/{id}", tag = "products",
+    params(("id" = i64, Path, description = "Product id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+async fn delete_product(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    state.catalog.delete(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set the stock to a count, e.g. after a stock take.
+#[utoipa::path(
+    put, path = "/v1/products/{id}/stock", tag = "stock", request_body = StockLevel,
+    params(("id" = i64, Path, description = "Product id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = Product),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+    )
+)]
+async fn set_stock(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(level): ApiJson<StockLevel>,
+) -> ApiResult<Json<Product>> {
+    level.validate()?;
+    Ok(Json(state.catalog.set_stock(id, level.stock).await?))
+}
+
+/// Add to or take from the stock atomically.
+#[utoipa::path(
+    post, path = "/v1/products/{id}/stock/adjustments", tag = "stock",
+    request_body = StockAdjustment,
+    params(("id" = i64, Path, description = "Product id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = Product),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`insufficient_stock`: the stock would go below zero", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+async fn adjust_stock(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(adjustment): ApiJson<StockAdjustment>,
+) -> ApiResult<Json<Product>> {
+    adjustment.validate()?;
+    Ok(Json(
+        state.catalog.adjust_stock(id, adjustment.delta).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn if_none_match_accepts_lists_weak_tags_and_star() {
+        assert!(if_none_match(&headers("\"3\""), "\"3\""));
+        assert!(if_none_match(&headers("\"1\", W/\"3\""), "\"3\""));
+        assert!(if_none_match(&headers("*"), "\"3\""));
+        assert!(!if_none_match(&headers("\"2\""), "\"3\""));
+        assert!(!if_none_match(&HeaderMap::new(), "\"3\""));
+    }
+}

@@ -1,0 +1,43 @@
+//! shopnow: a catalog, inventory and orders API whose cached product pages never show stock
+//! older than the last acknowledged write. See README.md, and DESIGN.md in the shared folder.
+//!
+//! # Layout
+//! Arrows only go down this list:
+//! - `cli` parses the command line; `app` builds and runs one instance from a `config`.
+//! - `http`: the routes (one module per resource), their state, errors and middleware.
+//! - `catalog`: every read and write of products and orders: Postgres first, then the cache.
+//! - `relay` and `sampler`: the background tasks of every instance (outbox relay,
+//!   consistency sampler).
+//! - `cache`: the cache strategies, one module each, behind one trait; `versioned` is the one
+//!   that is never stale, its Lua scripts beside it.
+//! - `db`: every SQL statement, one module per table group; `model`: products and orders.
+//! - `error`: the domain's errors; `hooks`, `faults`: test and checker instruments;
+//!   `lifecycle`, `observability`: readiness and shutdown, logs and metrics.
+
+mod app;
+mod cache;
+mod catalog;
+mod cli;
+mod config;
+mod db;
+mod error;
+mod faults;
+mod hooks;
+mod http;
+mod lifecycle;
+mod model;
+mod observability;
+mod relay;
+mod sampler;
+
+pub use app::Application;
+pub use cache::{CacheConfig, CacheStats, CacheStrategy, CachedCopy, ProductKeys, RedisConfig};
+pub use catalog::Catalog;
+pub use cli::{healthcheck, run, Cli};
+pub use config::{Config, ConfigError};
+pub use faults::WriteFaults;
+pub use hooks::{Hook, Hooks, PublishSite};
+pub use http::{openapi_document, HttpConfig};
+pub use model::{Order, OrderItem, Product};
+pub use observability::{init_logging, LogFormat};
+pub use relay::{GRACE as RELAY_GRACE, REPAIR_BOUND};

@@ -1,0 +1,10 @@
+//! What the API stores and shows: products and orders, and the validation of what clients send
+//! to create or change them. Pure data: no SQL, no HTTP.
+
+mod order;
+mod product;
+
+pub use order::{Order, OrderItem, OrderLines, OrderRequest};
+pub use product::{
+    NewProduct, Product, ProductPatch, ProductState, StockAdjustment, StockLevel, MAX_STOCK,
+};

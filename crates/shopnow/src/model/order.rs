@@ -1,0 +1,165 @@
+//! The order model, and the normalisation of what a client sends to place one.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::error::Error;
+
+pub const MAX_ITEMS: usize = 100;
+pub const MAX_QUANTITY: i64 = 10_000;
+
+/// `POST /v1/orders`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub items: Vec<OrderItemRequest>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderItemRequest {
+    #[schema(example = 42)]
+    pub product_id: i64,
+    #[schema(example = 2)]
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Order {
+    pub id: i64,
+    #[schema(example = "confirmed")]
+    pub status: String,
+    pub items: Vec<OrderItem>,
+    pub total_cents: i64,
+    #[schema(example = "USD")]
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct OrderItem {
+    pub product_id: i64,
+    pub quantity: i64,
+    /// The price when the order was placed.
+    pub unit_price_cents: i64,
+}
+
+/// An order request after validation: one line per product, in product-id order.
+///
+/// Product-id order is the order in which the transaction locks rows, which is what keeps two
+/// multi-item orders over the same products from deadlocking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLines {
+    /// product id -> quantity
+    lines: BTreeMap<i64, i64>,
+}
+
+impl OrderLines {
+    /// Validates `request`; two lines for one product are added up.
+    pub fn from_request(request: &OrderRequest) -> Result<Self, Error> {
+        if request.items.is_empty() || request.items.len() > MAX_ITEMS {
+            return Err(Error::invalid(format!(
+                "an order has 1 to {MAX_ITEMS} items"
+            )));
+        }
+        let mut lines = BTreeMap::new();
+        for item in &request.items {
+            if item.product_id <= 0 {
+                return Err(Error::invalid("product_id must be a positive integer"));
+            }
+            if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+                return Err(Error::invalid(format!(
+                    "quantity must be between 1 and {MAX_QUANTITY}"
+                )));
+            }
+            let quantity = lines.entry(item.product_id).or_insert(0);
+            *quantity += item.quantity;
+            if *quantity > MAX_QUANTITY {
+                return Err(Error::invalid(format!(
+                    "at most {MAX_QUANTITY} of product {} in one order",
+                    item.product_id
+                )));
+            }
+        }
+        Ok(Self { lines })
+    }
+
+    pub fn product_ids(&self) -> Vec<i64> {
+        self.lines.keys().copied().collect()
+    }
+
+    pub fn quantities(&self) -> Vec<i64> {
+        self.lines.values().copied().collect()
+    }
+
+    pub fn quantity_of(&self, product_id: i64) -> i64 {
+        self.lines.get(&product_id).copied().unwrap_or(0)
+    }
+
+    /// Fingerprint stored with an Idempotency-Key: a retry must carry the same order, however
+    /// its JSON is spelled or its items ordered.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let mut hash = Sha256::new();
+        for (product_id, quantity) in &self.lines {
+            hash.update(product_id.to_be_bytes());
+            hash.update(quantity.to_be_bytes());
+        }
+        hash.finalize().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(items: &[(i64, i64)]) -> OrderRequest {
+        OrderRequest {
+            items: items
+                .iter()
+                .map(|&(product_id, quantity)| OrderItemRequest {
+                    product_id,
+                    quantity,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn lines_are_merged_and_sorted_by_product() {
+        let lines = OrderLines::from_request(&request(&[(9, 1), (3, 2), (9, 4)])).unwrap();
+        assert_eq!(lines.product_ids(), vec![3, 9]);
+        assert_eq!(lines.quantities(), vec![2, 5]);
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_item_order_but_not_quantities() {
+        let a = OrderLines::from_request(&request(&[(1, 1), (2, 2)])).unwrap();
+        let b = OrderLines::from_request(&request(&[(2, 2), (1, 1)])).unwrap();
+        let c = OrderLines::from_request(&request(&[(2, 3), (1, 1)])).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn invalid_orders_are_rejected() {
+        for items in [
+            vec![],
+            vec![(1, 0)],
+            vec![(1, -1)],
+            vec![(0, 1)],
+            vec![(1, MAX_QUANTITY + 1)],
+            vec![(1, MAX_QUANTITY), (1, 1)],
+        ] {
+            assert!(
+                OrderLines::from_request(&request(&items)).is_err(),
+                "{items:?}"
+            );
+        }
+        let too_many: Vec<_> = (1..=MAX_ITEMS as i64 + 1).map(|id| (id, 1)).collect();
+        assert!(OrderLines::from_request(&request(&too_many)).is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! The product model, and the validation of what clients send to create or change one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::Error;
+
+/// Largest stock a product may hold; keeps `stock + delta` far from integer overflow.
+pub const MAX_STOCK: i64 = 1_000_000_000_000;
+/// Largest price, 10 billion in the currency's main unit.
+pub const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
+
+/// A product as the API shows it. One `version` always carries the same fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct Product {
+    #[schema(example = 42)]
+    pub id: i64,
+    #[schema(example = "TSHIRT-RED-M")]
+    pub sku: String,
+    #[schema(example = "Red T-shirt, M")]
+    pub name: String,
+    pub description: String,
+    #[schema(example = 1999)]
+    pub price_cents: i64,
+    #[schema(example = "USD")]
+    pub currency: String,
+    #[schema(example = 17)]
+    pub stock: i64,
+    /// Starts at 1 and grows by one with every change of the product, stock included.
+    #[schema(example = 3)]
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What Postgres holds for a product id: a live product, or the version of its deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProductState {
+    Live(Product),
+    Deleted { id: i64, version: i64 },
+}
+
+impl ProductState {
+    pub fn id(&self) -> i64 {
+        match self {
+            Self::Live(p) => p.id,
+            Self::Deleted { id, .. } => *id,
+        }
+    }
+
+    pub fn version(&self) -> i64 {
+        match self {
+            Self::Live(p) => p.version,
+            Self::Deleted { version, .. } => *version,
+        }
+    }
+}
+
+/// `POST /v1/products`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    /// Unique among live products: letters, digits, `-`, `_` and `.`, at most 64.
+    #[schema(example = "TSHIRT-RED-M")]
+    pub sku: String,
+    #[schema(example = "Red T-shirt, M")]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[schema(example = 1999)]
+    pub price_cents: i64,
+    /// ISO 4217 code; `USD` when omitted.
+    #[serde(default = "default_currency")]
+    #[schema(example = "USD")]
+    pub currency: String,
+    #[serde(default)]
+    #[schema(example = 100)]
+    pub stock: i64,
+}
+
+fn default_currency() -> String {
+    "USD".to_string()
+}
+
+/// `PATCH /v1/products/{id}`: any of the fields; at least one.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price_cents: Option<i64>,
+}
+
+/// `PUT /v1/products/{id}/stock`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockLevel {
+    #[schema(example = 25)]
+    pub stock: i64,
+}
+
+/// `POST /v1/products/{id}/stock/adjustments`: a delivery (positive) or a correction (negative).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockAdjustment {
+    #[schema(example = -3)]
+    pub delta: i64,
+}
+
+impl NewProduct {
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_sku(&self.sku)?;
+        validate_name(&self.name)?;
+        validate_description(&self.description)?;
+        validate_price(self.price_cents)?;
+        validate_currency(&self.currency)?;
+        validate_stock(self.stock)
+    }
+}
+
+impl ProductPatch {
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.name.is_none() && self.description.is_none() && self.price_cents.is_none() {
+            return Err(Error::invalid(
+                "send at least one of name, description, price_cents",
+            ));
+        }
+        self.name.as_deref().map(validate_name).transpose()?;
+        self.description
+            .as_deref()
+            .map(validate_description)
+            .transpose()?;
+        self.price_cents.map(validate_price).transpose()?;
+        Ok(())
+    }
+}
+
+impl StockLevel {
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_stock(self.stock)
+    }
+}
+
+impl StockAdjustment {
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.delta == 0 || self.delta.abs() > MAX_STOCK {
+            return Err(Error::invalid(format!(
+                "delta must be non-zero and between -{MAX_STOCK} and {MAX_STOCK}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn validate_sku(sku: &str) -> Result<(), Error> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if sku.is_empty() || sku.len() > 64 || !sku.chars().all(allowed) {
+        return Err(Error::invalid(
+            "sku must be 1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<(), Error> {
+    let length = name.chars().count();
+    if name.trim().is_empty() || length > 200 {
+        return Err(Error::invalid("name must be 1 to 200 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid("name must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn validate_description(description: &str) -> Result<(), Error> {
+    if description.chars().count() > 5000 {
+        return Err(Error::invalid(
+            "description must be at most 5000 characters",
+        ));
+    }
+    if description.contains('\0') {
+        return Err(Error::invalid("description must not contain NUL"));
+    }
+    Ok(())
+}
+
+fn validate_price(price_cents: i64) -> Result<(), Error> {
+    if !(0..=MAX_PRICE_CENTS).contains(&price_cents) {
+        return Err(Error::invalid(format!(
+            "price_cents must be between 0 and {MAX_PRICE_CENTS}"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_currency(currency: &str) -> Result<(), Error> {
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(Error::invalid(
+            "currency must be an ISO 4217 code such as USD",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_stock(stock: i64) -> Result<(), Error> {
+    if !(0..=MAX_STOCK).contains(&stock) {
+        return Err(Error::invalid(format!(
+            "stock must be between 0 and {MAX_STOCK}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_product() -> NewProduct {
+        NewProduct {
+            sku: "SKU-1".into(),
+            name: "Mug".into(),
+            description: String::new(),
+            price_cents: 500,
+            currency: "EUR".into(),
+            stock: 3,
+        }
+    }
+
+    #[test]
+    fn a_valid_product_passes() {
+        assert!(new_product().validate().is_ok());
+    }
+
+    #[test]
+    fn invalid_fields_are_rejected() {
+        let cases: &[fn(&mut NewProduct)] = &[
+            |p| p.sku = String::new(),
+            |p| p.sku = "has space".into(),
+            |p| p.sku = "x".repeat(65),
+            |p| p.name = "  ".into(),
+            |p| p.name = "bell\u{7}".into(),
+            |p| p.price_cents = -1,
+            |p| p.price_cents = MAX_PRICE_CENTS + 1,
+            |p| p.currency = "usd".into(),
+            |p| p.currency = "EURO".into(),
+            |p| p.stock = -1,
+            |p| p.description = "a\0b".into(),
+        ];
+        for (i, change) in cases.iter().enumerate() {
+            let mut p = new_product();
+            change(&mut p);
+            assert!(p.validate().is_err(), "case {i} should be rejected");
+        }
+    }
+
+    #[test]
+    fn an_empty_patch_is_rejected() {
+        assert!(ProductPatch::default().validate().is_err());
+        let patch = ProductPatch {
+            price_cents: Some(10),
+            ..Default::default()
+        };
+        assert!(patch.validate().is_ok());
+    }
+
+    #[test]
+    fn a_zero_or_huge_adjustment_is_rejected() {
+        assert!(StockAdjustment { delta: 0 }.validate().is_err());
+        assert!(StockAdjustment {
+            delta: -MAX_STOCK - 1
+        }
+        .validate()
+        .is_err());
+        assert!(StockAdjustment { delta: -2 }.validate().is_ok());
+    }
+}

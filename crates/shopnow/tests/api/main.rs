@@ -1,0 +1,12 @@
+//! Integration tests: the real app on a free port, a real PostgreSQL (and, for the cache, a real
+//! Redis), and a real HTTP client. Each test has a database of its own.
+
+mod cache;
+mod cluster;
+mod errors;
+mod helpers;
+mod key_loss;
+mod ops;
+mod orders;
+mod outbox;
+mod products;

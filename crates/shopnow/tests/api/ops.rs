@@ -1,0 +1,193 @@
+use std::{process::Command, time::Duration};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn readiness_reports_dependencies_and_turns_503_while_draining() {
+    let mut app = TestApp::builder()
+        .with_config(|c| {
+            // Long enough that the listener is still open while the test looks.
+            c.http.drain_delay = Duration::from_secs(30);
+            c.http.shutdown_timeout = Duration::from_secs(1);
+        })
+        .spawn()
+        .await;
+
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"], "ok");
+
+    let server = app.begin_shutdown();
+    // Readiness flips as soon as the stop signal is seen; poll for that event, bounded.
+    let mut status = StatusCode::OK;
+    for _ in 0..100 {
+        status = app.get("/readyz").await.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(body["status"], "draining");
+    // Liveness is not readiness: a draining instance is alive.
+    assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
+    server.abort();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_and_stops_listening() {
+    let mut app = TestApp::builder().spawn().await;
+    assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
+    let server = app.begin_shutdown();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("shutdown is bounded")
+        .unwrap()
+        .unwrap();
+    assert!(app.client.get(app.url("/livez")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_matched_route() {
+    let app = TestApp::builder().spawn().await;
+    app.get("/v1/products/777").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("http_requests_total")
+            && l.contains("route=\"/v1/products/{id}\"")
+            && l.contains("status=\"404\"")),
+        "{text}"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+    assert!(
+        !text.contains("route=\"/v1/products/777\""),
+        "raw paths are not labels"
+    );
+}
+
+#[tokio::test]
+async fn invented_methods_and_paths_add_no_metric_series() {
+    let app = TestApp::builder().spawn().await;
+    for n in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("ZZ{n}").as_bytes()).unwrap();
+        for path in [format!("/nope-{n}"), "/v1/products/1".to_string()] {
+            let response = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_client_error(), "{method} {path}");
+        }
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .collect();
+    assert!(
+        !text.contains("ZZ") && !text.contains("/nope"),
+        "a client's method or path became a label"
+    );
+    assert!(
+        series
+            .iter()
+            .any(|l| l.contains("method=\"other\"") && l.contains("route=\"unmatched\"")),
+        "{series:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_or_made() {
+    let app = TestApp::builder().spawn().await;
+    let given = app
+        .client
+        .get(app.url("/livez"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "abc-123");
+    let made = app.get("/livez").await;
+    assert_eq!(made.headers()["x-request-id"].len(), 36, "a UUID");
+}
+
+/// The OpenAPI document is a reviewed artifact: a change to the API shows in the diff of
+/// `tests/api/snapshots/`. Review a change with `cargo insta review` (or accept it with
+/// `INSTA_UPDATE=always cargo test`).
+#[tokio::test]
+async fn the_openapi_document_matches_its_snapshot() {
+    let app = TestApp::builder().spawn().await;
+    let served: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let generated = serde_json::to_value(shopnow::openapi_document()).unwrap();
+    assert_eq!(served, generated);
+    for path in [
+        "/v1/products",
+        "/v1/products/{id}",
+        "/v1/products/{id}/stock",
+        "/v1/products/{id}/stock/adjustments",
+        "/v1/orders",
+        "/v1/orders/{id}",
+        "/livez",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(served["paths"][path].is_object(), "{path} is documented");
+    }
+    insta::assert_json_snapshot!("openapi", served);
+}
+
+#[tokio::test]
+async fn the_docs_page_and_its_assets_are_served_locally() {
+    let app = TestApp::builder().spawn().await;
+    let page = app.get("/docs/").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("cdn") && !html.contains("unpkg"),
+        "no CDN: {html}"
+    );
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
+        let response = app.get(asset).await;
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        assert!(response.bytes().await.unwrap().len() > 100);
+    }
+}
+
+#[tokio::test]
+async fn healthcheck_passes_while_serving_and_fails_when_nothing_answers() {
+    let app = TestApp::builder().spawn().await;
+    let addr = app.address.trim_start_matches("http://").parse().unwrap();
+    shopnow::healthcheck(addr)
+        .await
+        .expect("serving instance is live");
+
+    // A port that was free a moment ago and that nothing listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(shopnow::healthcheck(free).await.is_err());
+}
+
+#[test]
+fn an_invalid_setting_stops_start_up_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shopnow"))
+        .arg("serve")
+        .env("SHOPNOW_CACHE_STRATEGY", "sometimes")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SHOPNOW_CACHE_STRATEGY"), "{stderr}");
+}

@@ -1,0 +1,199 @@
+use std::collections::HashMap;
+
+use futures::future::join_all;
+use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+use reqwest::StatusCode;
+use shopnow::Order;
+
+use crate::helpers::{assert_error, ok, TestApp};
+
+#[tokio::test]
+async fn concurrent_orders_never_oversell() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("FLASH-1", 50).await.id;
+
+    let items = [(id, 1)];
+    let responses = join_all((0..200).map(|_| app.order(&items, None))).await;
+    let mut created = 0;
+    for response in responses {
+        match response.status() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => {
+                assert_error(response, StatusCode::CONFLICT, "insufficient_stock").await;
+            }
+            other => panic!(
+                "unexpected status {other}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+    assert_eq!(created, 50);
+    assert_eq!(
+        app.stored(id).await,
+        (0, 51),
+        "stock 0, one version per order"
+    );
+}
+
+#[tokio::test]
+async fn overlapping_multi_item_orders_do_not_deadlock_and_take_exact_stock() {
+    let app = TestApp::builder().spawn().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(app.create_product(&format!("MIX-{n}"), 40).await.id);
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let orders: Vec<Vec<(i64, i64)>> = (0..120)
+        .map(|_| {
+            let mut chosen = ids.clone();
+            chosen.shuffle(&mut rng);
+            let count = rng.random_range(2..=5);
+            chosen[..count]
+                .iter()
+                .map(|&id| (id, rng.random_range(1..=3)))
+                .collect()
+        })
+        .collect();
+
+    let responses = join_all(orders.iter().map(|items| app.order(items, None))).await;
+    let mut taken: HashMap<i64, i64> = HashMap::new();
+    let mut changes: HashMap<i64, i64> = HashMap::new();
+    for (items, response) in orders.iter().zip(responses) {
+        match response.status() {
+            StatusCode::CREATED => {
+                for &(id, quantity) in items {
+                    *taken.entry(id).or_default() += quantity;
+                    *changes.entry(id).or_default() += 1;
+                }
+            }
+            StatusCode::CONFLICT => {
+                assert_error(response, StatusCode::CONFLICT, "insufficient_stock").await;
+            }
+            other => panic!(
+                "unexpected status {other}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+    assert!(!taken.is_empty(), "some orders went through");
+    for id in ids {
+        let (stock, version) = app.stored(id).await;
+        assert_eq!(
+            stock,
+            40 - taken.get(&id).copied().unwrap_or(0),
+            "product {id}"
+        );
+        assert_eq!(
+            version,
+            1 + changes.get(&id).copied().unwrap_or(0),
+            "product {id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_order_with_one_unavailable_item_changes_nothing() {
+    let app = TestApp::builder().spawn().await;
+    let plenty = app.create_product("PLENTY", 10).await.id;
+    let scarce = app.create_product("SCARCE", 1).await.id;
+
+    let response = app.order(&[(plenty, 2), (scarce, 2)], None).await;
+    let body = assert_error(response, StatusCode::CONFLICT, "insufficient_stock").await;
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains(&scarce.to_string()));
+    assert_eq!(app.stored(plenty).await, (10, 1));
+    assert_eq!(app.stored(scarce).await, (1, 1));
+
+    let response = app.order(&[(plenty, 2), (999_999, 1)], None).await;
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(app.stored(plenty).await, (10, 1));
+
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 0);
+}
+
+#[tokio::test]
+async fn an_order_records_its_items_prices_and_total() {
+    let app = TestApp::builder().spawn().await;
+    let a = app.create_product("ORD-A", 10).await.id;
+    let b = app.create_product("ORD-B", 10).await.id;
+
+    // Items out of order and one product twice: stored as one line per product.
+    let order = app.placed_order(&[(b, 1), (a, 2), (b, 3)]).await;
+    assert_eq!(order.status, "confirmed");
+    assert_eq!(order.total_cents, 250 * 6);
+    assert_eq!(order.currency, "USD");
+    assert_eq!(order.items[0].product_id, a);
+    assert_eq!(order.items[0].quantity, 2);
+    assert_eq!(order.items[1].quantity, 4);
+
+    let fetched: Order = ok(
+        app.get(&format!("/v1/orders/{}", order.id)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(fetched, order);
+    assert_eq!(app.stored(a).await, (8, 2));
+    assert_eq!(app.stored(b).await, (6, 2));
+
+    assert_error(
+        app.get("/v1/orders/424242").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn one_idempotency_key_sent_concurrently_places_one_order() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("IDEM-1", 100).await.id;
+
+    let items = [(id, 3)];
+    let responses = join_all((0..20).map(|_| app.order(&items, Some("checkout-7f3a")))).await;
+    let mut order_ids = Vec::new();
+    let mut replays = 0;
+    for response in responses {
+        if response.headers().get("idempotent-replayed").is_some() {
+            replays += 1;
+        }
+        let order: Order = ok(response, StatusCode::CREATED).await;
+        order_ids.push(order.id);
+    }
+    order_ids.dedup();
+    assert_eq!(order_ids.len(), 1, "every retry returns the same order");
+    assert_eq!(replays, 19);
+    assert_eq!(app.stored(id).await, (97, 2), "stock taken once");
+
+    // The same key with another order is refused and changes nothing.
+    let response = app.order(&[(id, 4)], Some("checkout-7f3a")).await;
+    assert_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_eq!(app.stored(id).await, (97, 2));
+}
+
+#[tokio::test]
+async fn a_failed_order_does_not_burn_its_idempotency_key() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("IDEM-2", 1).await.id;
+    let response = app.order(&[(id, 2)], Some("retry-me")).await;
+    assert_error(response, StatusCode::CONFLICT, "insufficient_stock").await;
+
+    app.admin(reqwest::Method::PUT, &format!("/v1/products/{id}/stock"))
+        .json(&serde_json::json!({"stock": 5}))
+        .send()
+        .await
+        .unwrap();
+    let response = app.order(&[(id, 2)], Some("retry-me")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(app.stored(id).await.0, 3);
+}

@@ -1,0 +1,324 @@
+//! The recorded history of a stale-check run, and the check of DESIGN's invariants on it.
+//!
+//! Per product, with times in microseconds since the run started:
+//! 1. a read that starts after a write was acknowledged returns that write's version or later;
+//! 2. a read that starts after another read returned sees that read's version or later;
+//! 3. one version always carries the same stock;
+//! 4. no read returns a version that no write produced (above the final version in Postgres).
+//!
+//! Reads that break 1 or 2 are stale. Those that start inside a fault's repair window (from the
+//! fault's start to the repair bound after its end) are counted apart: the design allows them.
+
+use std::collections::HashMap;
+
+/// What one operation observed. Failed operations are not recorded as observations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// An acknowledged stock adjustment and the version it produced.
+    Write,
+    /// A product read.
+    Read,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    pub kind: OpKind,
+    pub product: i64,
+    pub start_us: u64,
+    pub end_us: u64,
+    pub version: i64,
+    pub stock: i64,
+}
+
+/// A time span in which the design allows stale reads (a fault and its repair bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_us: u64,
+    pub end_us: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    pub reads: u64,
+    pub writes: u64,
+    /// Stale reads outside every repair window.
+    pub stale_reads: u64,
+    /// Stale reads inside a repair window, allowed by the design.
+    pub stale_in_repair_window: u64,
+    pub max_staleness_versions: i64,
+    pub max_staleness_ms: f64,
+    /// Versions seen with two different stocks.
+    pub conflicting_versions: u64,
+    /// Reads of a version above the final one in Postgres.
+    pub phantom_versions: u64,
+}
+
+impl Verdict {
+    /// Whether the invariants held (stale reads inside repair windows allowed).
+    pub fn clean(&self) -> bool {
+        self.stale_reads == 0 && self.conflicting_versions == 0 && self.phantom_versions == 0
+    }
+}
+
+/// Checks `ops` against the invariants. `final_versions` holds each product's version in
+/// Postgres after the run; `windows` the repair windows of injected faults.
+pub fn check(ops: &[Op], final_versions: &HashMap<i64, i64>, windows: &[Window]) -> Verdict {
+    let mut verdict = Verdict::default();
+    let mut by_product: HashMap<i64, Vec<&Op>> = HashMap::new();
+    for op in ops {
+        by_product.entry(op.product).or_default().push(op);
+        match op.kind {
+            OpKind::Write => verdict.writes += 1,
+            OpKind::Read => verdict.reads += 1,
+        }
+    }
+    for (product, ops) in by_product {
+        check_product(
+            &ops,
+            final_versions.get(&product).copied(),
+            windows,
+            &mut verdict,
+        );
+    }
+    verdict
+}
+
+/// Versions that completed by a given time: the highest version among operations that ended
+/// at or before it, and when each new highest first appeared.
+struct Frontier {
+    /// (end_us, running max version), sorted by end time.
+    points: Vec<(u64, i64)>,
+}
+
+impl Frontier {
+    fn of<'a>(ops: impl Iterator<Item = &'a &'a Op>) -> Self {
+        let mut ends: Vec<(u64, i64)> = ops.map(|op| (op.end_us, op.version)).collect();
+        ends.sort_unstable();
+        let mut max = i64::MIN;
+        let points = ends
+            .into_iter()
+            .map(|(end, version)| {
+                max = max.max(version);
+                (end, max)
+            })
+            .collect();
+        Self { points }
+    }
+
+    /// The highest version completed strictly before `t`.
+    fn max_before(&self, t: u64) -> Option<i64> {
+        let n = self.points.partition_point(|&(end, _)| end < t);
+        n.checked_sub(1).map(|i| self.points[i].1)
+    }
+
+    /// When a version above `version` first completed.
+    fn first_above(&self, version: i64) -> Option<u64> {
+        let i = self.points.partition_point(|&(_, max)| max <= version);
+        self.points.get(i).map(|&(end, _)| end)
+    }
+}
+
+fn check_product(
+    ops: &[&Op],
+    final_version: Option<i64>,
+    windows: &[Window],
+    verdict: &mut Verdict,
+) {
+    let writes = Frontier::of(ops.iter().filter(|op| op.kind == OpKind::Write));
+    let reads = Frontier::of(ops.iter().filter(|op| op.kind == OpKind::Read));
+
+    let mut stock_of: HashMap<i64, i64> = HashMap::new();
+    let mut conflicting: Vec<i64> = Vec::new();
+    for op in ops {
+        let stock = *stock_of.entry(op.version).or_insert(op.stock);
+        if stock != op.stock && !conflicting.contains(&op.version) {
+            conflicting.push(op.version);
+        }
+    }
+    verdict.conflicting_versions += conflicting.len() as u64;
+
+    for read in ops.iter().filter(|op| op.kind == OpKind::Read) {
+        if final_version.is_some_and(|last| read.version > last) {
+            verdict.phantom_versions += 1;
+        }
+        // The newest version this read must see: acknowledged writes and returned reads.
+        let mut staleness: Option<(i64, u64)> = None;
+        for frontier in [&writes, &reads] {
+            let Some(required) = frontier.max_before(read.start_us) else {
+                continue;
+            };
+            if read.version < required {
+                let since = frontier.first_above(read.version).unwrap_or(read.start_us);
+                let lag = (required - read.version, read.start_us.saturating_sub(since));
+                staleness = Some(staleness.map_or(lag, |s| s.max(lag)));
+            }
+        }
+        let Some((versions, lag_us)) = staleness else {
+            continue;
+        };
+        let in_window = windows
+            .iter()
+            .any(|w| (w.start_us..=w.end_us).contains(&read.start_us));
+        if in_window {
+            verdict.stale_in_repair_window += 1;
+            continue;
+        }
+        verdict.stale_reads += 1;
+        verdict.max_staleness_versions = verdict.max_staleness_versions.max(versions);
+        verdict.max_staleness_ms = verdict.max_staleness_ms.max(lag_us as f64 / 1000.0);
+    }
+}
+
+/// How often a run hit the window of a delayed publish: a write whose publish was stalled at
+/// least `delay` (it took that long), while another write of the same product with a newer
+/// version was acknowledged and then every copy was dropped (at a time in `key_drops`) before
+/// the stalled write finished. A publish that wrote into the empty key there would have brought
+/// the older version back.
+pub fn delayed_publish_hits(ops: &[Op], key_drops: &[u64], delay_us: u64) -> u64 {
+    let mut drops = key_drops.to_vec();
+    drops.sort_unstable();
+    let dropped_between = |after: u64, before: u64| {
+        let first = drops.partition_point(|&t| t <= after);
+        drops.get(first).is_some_and(|&t| t < before)
+    };
+    let writes: Vec<&Op> = ops.iter().filter(|op| op.kind == OpKind::Write).collect();
+    writes
+        .iter()
+        .filter(|stalled| stalled.end_us - stalled.start_us >= delay_us)
+        .filter(|stalled| {
+            writes.iter().any(|newer| {
+                newer.product == stalled.product
+                    && newer.version > stalled.version
+                    && newer.end_us < stalled.end_us
+                    && dropped_between(newer.end_us, stalled.end_us)
+            })
+        })
+        .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(start: u64, end: u64, version: i64, stock: i64) -> Op {
+        Op {
+            kind: OpKind::Write,
+            product: 1,
+            start_us: start,
+            end_us: end,
+            version,
+            stock,
+        }
+    }
+
+    fn read(start: u64, end: u64, version: i64, stock: i64) -> Op {
+        Op {
+            kind: OpKind::Read,
+            product: 1,
+            start_us: start,
+            end_us: end,
+            version,
+            stock,
+        }
+    }
+
+    fn finals(version: i64) -> HashMap<i64, i64> {
+        HashMap::from([(1, version)])
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let ops = [
+            read(0, 5, 1, 10),
+            write(10, 20, 2, 9),
+            read(15, 18, 1, 10), // concurrent with the write: either version is fine
+            read(21, 25, 2, 9),
+            write(30, 40, 3, 8),
+            read(41, 45, 3, 8),
+        ];
+        let verdict = check(&ops, &finals(3), &[]);
+        assert!(verdict.clean(), "{verdict:?}");
+        assert_eq!((verdict.reads, verdict.writes), (4, 2));
+    }
+
+    #[test]
+    fn a_read_older_than_an_acknowledged_write_is_stale() {
+        let ops = [
+            write(10, 20, 2, 9),
+            write(30, 40, 3, 8),
+            read(1_040, 1_050, 1, 10),
+        ];
+        let verdict = check(&ops, &finals(3), &[]);
+        assert_eq!(verdict.stale_reads, 1);
+        assert_eq!(verdict.max_staleness_versions, 2);
+        // Stale since version 2 was acknowledged at 20 us: 1.02 ms before the read started.
+        assert!(
+            (verdict.max_staleness_ms - 1.02).abs() < 1e-9,
+            "{verdict:?}"
+        );
+        assert!(!verdict.clean());
+    }
+
+    #[test]
+    fn a_read_older_than_an_earlier_read_is_non_monotonic() {
+        let ops = [read(0, 10, 5, 1), read(20, 30, 4, 2)];
+        let verdict = check(&ops, &finals(5), &[]);
+        assert_eq!(verdict.stale_reads, 1);
+        assert_eq!(verdict.max_staleness_versions, 1);
+    }
+
+    #[test]
+    fn one_version_with_two_stocks_is_caught() {
+        let ops = [write(0, 10, 2, 9), read(20, 30, 2, 7)];
+        let verdict = check(&ops, &finals(2), &[]);
+        assert_eq!(verdict.conflicting_versions, 1);
+        assert!(!verdict.clean());
+    }
+
+    #[test]
+    fn a_version_no_write_produced_is_caught() {
+        let verdict = check(&[read(0, 10, 9, 1)], &finals(3), &[]);
+        assert_eq!(verdict.phantom_versions, 1);
+        assert!(!verdict.clean());
+    }
+
+    #[test]
+    fn stale_reads_inside_a_repair_window_are_counted_apart() {
+        let ops = [
+            write(0, 10, 2, 9),
+            read(500, 510, 1, 10),
+            read(5_000, 5_010, 1, 10),
+        ];
+        let windows = [Window {
+            start_us: 400,
+            end_us: 1_000,
+        }];
+        let verdict = check(&ops, &finals(2), &windows);
+        assert_eq!(verdict.stale_in_repair_window, 1);
+        assert_eq!(verdict.stale_reads, 1);
+    }
+
+    #[test]
+    fn a_delayed_publish_counts_when_a_newer_write_and_a_key_drop_fell_inside_its_delay() {
+        let stalled = write(0, 400, 2, 9);
+        let newer = write(100, 150, 3, 8);
+        let ops = [stalled, newer];
+        assert_eq!(delayed_publish_hits(&ops, &[200], 300), 1);
+        // The drop came before the newer write was acknowledged: its publish found no copy, so
+        // nothing was stored that the stalled publish could have been compared against either.
+        assert_eq!(delayed_publish_hits(&ops, &[120], 300), 0);
+        // The drop came after the stalled write finished.
+        assert_eq!(delayed_publish_hits(&ops, &[500], 300), 0);
+        // The write was not stalled long enough to be a delayed one.
+        assert_eq!(delayed_publish_hits(&ops, &[200], 500), 0);
+    }
+
+    #[test]
+    fn products_are_checked_independently() {
+        let mut other = read(100, 110, 1, 10);
+        other.product = 2;
+        let ops = [write(0, 10, 5, 1), other];
+        let verdict = check(&ops, &HashMap::from([(1, 5), (2, 1)]), &[]);
+        assert!(verdict.clean(), "{verdict:?}");
+    }
+}

@@ -1,0 +1,287 @@
+//! Faults the checker injects while the workload runs, each followed by the repair window in
+//! which the design allows stale reads (see `history`).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::ValueEnum;
+
+use testkit::{RedisServer, ShopnowProcess};
+
+use crate::history::Window;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Fault {
+    /// FLUSHALL on the checker's Redis.
+    RedisFlush,
+    /// DEL of every versioned copy of the run (the key that holds a product's version).
+    #[value(alias = "redis-evict-pointers")]
+    RedisDropCopies,
+    /// Kill the checker's redis-server and start it again, empty.
+    RedisRestart,
+    /// CLIENT PAUSE WRITE for a second: reads answer, publishes time out.
+    RedisPause,
+    /// A maxmemory just above what is used, with allkeys-lru, for half an interval.
+    Lru,
+    /// SIGKILL a spawned instance, then start it again.
+    InstanceKill,
+    /// Instances abort right after a commit now and then (`SHOPNOW_FAULTS`); restarted.
+    CrashAfterCommit,
+    /// Instances stall a fifth of their writes between commit and publish for
+    /// `faults::PUBLISH_DELAY` (`SHOPNOW_FAULTS=delay-publish=0.2`), while every copy of the run
+    /// is dropped every `KEY_DROP_INTERVAL`: a stalled publish then often arrives after a newer
+    /// write was acknowledged and its copy lost.
+    DelayedPublish,
+}
+
+/// How often the `delayed-publish` fault drops every copy of the run.
+const KEY_DROP_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Fault {
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Whether this fault is in force all run long (set on the instances when they start)
+    /// rather than injected now and then.
+    fn is_continuous(self) -> bool {
+        matches!(self, Self::CrashAfterCommit | Self::DelayedPublish)
+    }
+
+    /// Whether the design allows stale reads while this fault lasts and for the repair bound
+    /// after it: only faults that make a publish fail. Losing copies is not one of them: a lost
+    /// copy is a miss, never an older version.
+    fn opens_repair_window(self) -> bool {
+        !matches!(
+            self,
+            Self::RedisFlush | Self::RedisDropCopies | Self::DelayedPublish
+        )
+    }
+
+    /// `SHOPNOW_FAULTS` for the spawned instances, when one of `faults` needs it.
+    pub fn instance_faults(faults: &[Fault]) -> Option<String> {
+        let entries: Vec<&str> = faults
+            .iter()
+            .filter_map(|fault| match fault {
+                Self::CrashAfterCommit => Some("crash-after-commit=0.002"),
+                Self::DelayedPublish => Some("delay-publish=0.2"),
+                _ => None,
+            })
+            .collect();
+        (!entries.is_empty()).then(|| entries.join(","))
+    }
+}
+
+/// What the injector did during a run.
+#[derive(Debug, Default)]
+pub struct Injected {
+    /// Repair windows, in microseconds since the run's origin.
+    pub windows: Vec<Window>,
+    /// The name of each fault injected, once per injection.
+    pub faults: Vec<String>,
+    /// When every copy was dropped by `delayed-publish`, in microseconds since the origin.
+    pub key_drops: Vec<u64>,
+}
+
+/// What faults act on.
+pub struct Targets {
+    pub redis: Arc<Mutex<RedisServer>>,
+    pub redis_url: String,
+    pub prefix: String,
+    pub instances: Arc<Mutex<Vec<ShopnowProcess>>>,
+    /// How long after a fault the design allows stale reads (`--repair-bound`).
+    pub repair_bound: Duration,
+}
+
+/// Injects `faults` in turn every `interval` until `deadline`, restarts crashed instances, and
+/// drops every copy every `KEY_DROP_INTERVAL` under `delayed-publish`.
+pub async fn run(
+    faults: Vec<Fault>,
+    interval: Duration,
+    targets: Arc<Targets>,
+    origin: Instant,
+    deadline: Instant,
+) -> Injected {
+    let mut injected = Injected::default();
+    let periodic: Vec<Fault> = faults
+        .iter()
+        .copied()
+        .filter(|f| !f.is_continuous())
+        .collect();
+    let watch_crashes = faults.contains(&Fault::CrashAfterCommit);
+    let drop_keys = faults.contains(&Fault::DelayedPublish);
+    let mut next_fault = Instant::now() + interval;
+    let mut next_drop = Instant::now() + KEY_DROP_INTERVAL;
+    let mut turn = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if watch_crashes {
+            let started = origin.elapsed();
+            let restarted = restart_crashed(targets.clone()).await;
+            for _ in 0..restarted {
+                injected.faults.push(Fault::CrashAfterCommit.name());
+                // The crash happened up to one check before it was seen.
+                injected.windows.push(window(
+                    started.saturating_sub(Duration::from_millis(100)),
+                    origin.elapsed(),
+                    targets.repair_bound,
+                ));
+            }
+        }
+        if drop_keys && Instant::now() >= next_drop {
+            next_drop = Instant::now() + KEY_DROP_INTERVAL;
+            match drop_copies(&targets).await {
+                Ok(()) => injected.key_drops.push(origin.elapsed().as_micros() as u64),
+                Err(error) => tracing::warn!(%error, "dropping copies failed"),
+            }
+        }
+        if periodic.is_empty() || Instant::now() < next_fault {
+            continue;
+        }
+        let fault = periodic[turn % periodic.len()];
+        turn += 1;
+        next_fault = Instant::now() + interval;
+        let started = origin.elapsed();
+        match apply(fault, &targets, interval).await {
+            Ok(()) => {
+                injected.faults.push(fault.name());
+                if fault.opens_repair_window() {
+                    injected
+                        .windows
+                        .push(window(started, origin.elapsed(), targets.repair_bound));
+                }
+            }
+            Err(error) => tracing::warn!(fault = %fault.name(), %error, "fault injection failed"),
+        }
+    }
+    if drop_keys {
+        injected.faults.push(format!(
+            "{} ({} key drops)",
+            Fault::DelayedPublish.name(),
+            injected.key_drops.len()
+        ));
+    }
+    injected
+}
+
+fn window(start: Duration, end: Duration, repair_bound: Duration) -> Window {
+    Window {
+        start_us: start.as_micros() as u64,
+        end_us: (end + repair_bound).as_micros() as u64,
+    }
+}
+
+async fn redis_connection(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    Ok(redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?)
+}
+
+async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyhow::Result<()> {
+    match fault {
+        Fault::RedisFlush => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            redis::cmd("FLUSHALL").query_async::<()>(&mut redis).await?;
+        }
+        Fault::RedisDropCopies => drop_copies(targets).await?,
+        Fault::RedisRestart => {
+            let redis = targets.redis.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut redis = redis.lock().expect("redis lock");
+                redis.stop();
+                redis.try_resume()
+            })
+            .await??;
+        }
+        Fault::RedisPause => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(1_000)
+                .arg("WRITE")
+                .query_async::<()>(&mut redis)
+                .await?;
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+        }
+        Fault::Lru => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            let info: String = redis::cmd("INFO")
+                .arg("memory")
+                .query_async(&mut redis)
+                .await?;
+            let used: u64 = info
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(1 << 20);
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory-policy")
+                .arg("allkeys-lru")
+                .query_async::<()>(&mut redis)
+                .await?;
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(used + 16 * 1024)
+                .query_async::<()>(&mut redis)
+                .await?;
+            tokio::time::sleep(interval / 2).await;
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(0)
+                .query_async::<()>(&mut redis)
+                .await?;
+        }
+        Fault::InstanceKill => {
+            let instances = targets.instances.clone();
+            let victim = rand::random_range(0..instances.lock().expect("instances lock").len());
+            tokio::task::spawn_blocking(move || {
+                let mut instances = instances.lock().expect("instances lock");
+                instances[victim].kill();
+                instances[victim].resume()
+            })
+            .await??;
+        }
+        Fault::CrashAfterCommit | Fault::DelayedPublish => {}
+    }
+    Ok(())
+}
+
+/// DEL of every versioned copy of the run.
+async fn drop_copies(targets: &Targets) -> anyhow::Result<()> {
+    let mut redis = redis_connection(&targets.redis_url).await?;
+    let pattern = format!("{}:*:current", targets.prefix);
+    let copies: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut redis)
+        .await?;
+    if !copies.is_empty() {
+        redis::cmd("DEL")
+            .arg(copies)
+            .query_async::<()>(&mut redis)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Restarts instances that exited on their own; returns how many.
+async fn restart_crashed(targets: Arc<Targets>) -> usize {
+    tokio::task::spawn_blocking(move || {
+        let mut instances = targets.instances.lock().expect("instances lock");
+        let mut restarted = 0;
+        for instance in instances.iter_mut() {
+            if !instance.is_running() && instance.resume().is_ok() {
+                restarted += 1;
+            }
+        }
+        restarted
+    })
+    .await
+    .unwrap_or(0)
+}

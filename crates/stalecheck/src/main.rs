@@ -1,0 +1,502 @@
+//! `stalecheck`: drives a workload against shopnow instances over HTTP, records every
+//! operation, and checks that no read was older than what the design promises (see `history`).
+//!
+//! With `--spawn N` it starts everything itself, per strategy: its own `redis-server`, a fresh
+//! database, N instances of the `shopnow` binary on free ports, and stops them afterwards. It
+//! knows shopnow only from the outside: its HTTP API, its environment variables, its binary.
+//!
+//! # Layout
+//! - `workload`: the readers and writers, and the recording of what each operation saw;
+//! - `history`: the check of the recorded operations against the invariants;
+//! - `inject`: the faults, and the repair windows they open;
+//! - `spawn`: the run's own Redis, database and instances;
+//! - `report`: the table, the JSON and the chart.
+
+mod history;
+mod inject;
+mod report;
+mod spawn;
+mod workload;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::json;
+use testkit::ShopnowProcess;
+
+use self::{
+    inject::{Fault, Injected, Targets},
+    report::{Report, Run},
+    spawn::{Deployment, InstanceSpec},
+    workload::{Progress, Recording, Workload},
+};
+
+/// The strategies a shopnow instance accepts in `SHOPNOW_CACHE_STRATEGY`.
+const STRATEGIES: [&str; 4] = ["none", "ttl", "delete", "versioned"];
+
+/// The strategies that promise fresh reads: a stale read outside a repair window fails the run.
+const FRESH_STRATEGIES: [&str; 2] = ["versioned", "none"];
+
+/// How long `delay-publish` stalls a write in a shopnow instance (`faults::PUBLISH_DELAY`
+/// there): a write that took this long was stalled.
+const PUBLISH_DELAY: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "stalecheck",
+    version,
+    about = "Drive shopnow instances and count reads older than the design allows"
+)]
+pub struct Args {
+    /// A running instance to drive (repeatable); requests are spread across them.
+    #[arg(long = "target", value_name = "URL")]
+    pub targets: Vec<String>,
+    /// Start N instances per strategy (own Redis, fresh database) instead of using --target.
+    #[arg(long, value_name = "N")]
+    pub spawn: Option<usize>,
+    /// The shopnow binary --spawn starts; by default the `shopnow` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    pub shopnow_bin: Option<PathBuf>,
+    /// Where --spawn makes its databases (the database name is replaced by a fresh one).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/shopnow",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Strategies to run in turn with --spawn.
+    #[arg(long, value_delimiter = ',', default_value = "ttl,delete,versioned", value_parser = parse_strategy)]
+    pub strategies: Vec<String>,
+    /// Products the workload touches.
+    #[arg(long, default_value_t = 20)]
+    pub products: usize,
+    /// Concurrent writers (stock adjustments).
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
+    /// Concurrent readers (product details).
+    #[arg(long, default_value_t = 32)]
+    pub readers: usize,
+    /// How long each strategy runs: 500ms, 30s, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop each run after this many operations, if sooner than --duration.
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Seed of the workload's choices: the same seed makes the same workload.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Faults to inject in turn during each run (needs --spawn).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub faults: Vec<Fault>,
+    /// Time between two injected faults.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub fault_interval: Duration,
+    /// How long after a fault stale reads are allowed: shopnow's documented repair bound.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub repair_bound: Duration,
+    /// Widen the window between a miss's Postgres read and its fill (spawned instances only),
+    /// so that the `delete` strategy's race shows within seconds.
+    #[arg(long, value_name = "MS")]
+    pub fill_delay_ms: Option<u64>,
+    /// Admin token of the --target instances (default: SHOPNOW_ADMIN_TOKEN).
+    #[arg(long, env = "SHOPNOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a chart of stale-read share and read latency per strategy.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// No progress display (for CI logs).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_strategy(s: &str) -> Result<String, String> {
+    STRATEGIES
+        .contains(&s)
+        .then(|| s.to_string())
+        .ok_or_else(|| format!("expected one of {}", STRATEGIES.join(", ")))
+}
+
+/// Parses `500ms`, `30s`, `2m`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 500ms, 30s, 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: the unit must be ms, s or m")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("stalecheck: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the check and prints the report. Fails when a strategy that promises fresh reads
+/// (`versioned`, `none`) shows a stale read outside the repair windows.
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.products == 0 || args.writers + args.readers == 0 {
+        bail!("--products, and --writers or --readers, must be at least 1");
+    }
+    let runs = match args.spawn {
+        Some(0) => bail!("--spawn needs at least one instance"),
+        Some(count) => {
+            let binary = shopnow_binary(&args)?;
+            let mut runs = Vec::new();
+            for strategy in &args.strategies {
+                runs.push(spawned_run(&args, &binary, strategy, count).await?);
+            }
+            runs
+        }
+        None => {
+            if args.targets.is_empty() {
+                bail!("give --spawn N, or one or more --target URL");
+            }
+            if !args.faults.is_empty() || args.fill_delay_ms.is_some() {
+                bail!("--faults and --fill-delay-ms need --spawn");
+            }
+            vec![target_run(&args).await?]
+        }
+    };
+    write_report(&args, runs)
+}
+
+fn write_report(args: &Args, runs: Vec<Run>) -> anyhow::Result<()> {
+    print!("{}", report::table(&runs));
+    let report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        runs,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, report::svg(&report.runs))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let broken: Vec<&str> = report
+        .runs
+        .iter()
+        .filter(|r| FRESH_STRATEGIES.contains(&r.strategy.as_str()) && !r.clean)
+        .map(|r| r.strategy.as_str())
+        .collect();
+    if !broken.is_empty() {
+        bail!(
+            "stale reads where the design promises none: {}",
+            broken.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The shopnow binary to spawn: `--shopnow-bin`, or the `shopnow` next to this binary (cargo
+/// builds both into the same directory).
+fn shopnow_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    let binary = match &args.shopnow_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("shopnow"),
+    };
+    anyhow::ensure!(
+        binary.is_file(),
+        "no shopnow binary at {} (build it with `cargo build -p shopnow`, or pass --shopnow-bin)",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// One strategy against instances the checker starts.
+async fn spawned_run(
+    args: &Args,
+    binary: &std::path::Path,
+    strategy: &str,
+    count: usize,
+) -> anyhow::Result<Run> {
+    let deployment = Deployment::create().await?;
+    let spec = InstanceSpec {
+        binary: binary.to_path_buf(),
+        database_url: deployment.database.url.clone(),
+        redis_url: deployment.redis.url(),
+        strategy: strategy.to_string(),
+        prefix: format!("stalecheck-{}", uuid::Uuid::new_v4().simple()),
+        admin_token: uuid::Uuid::new_v4().simple().to_string(),
+        fill_delay_ms: args.fill_delay_ms,
+        faults: Fault::instance_faults(&args.faults),
+    };
+    let instances = start_instances(&spec, count).await?;
+    let targets: Vec<String> = instances.iter().map(ShopnowProcess::url).collect();
+    let products = create_products(&targets[0], &spec.admin_token, args.products).await?;
+    let workload = workload_of(args, targets, products, spec.admin_token.clone());
+
+    let Deployment { redis, database } = deployment;
+    let redis_url = redis.url();
+    let fault_targets = Arc::new(Targets {
+        redis: Arc::new(Mutex::new(redis)),
+        redis_url,
+        prefix: spec.prefix.clone(),
+        instances: Arc::new(Mutex::new(instances)),
+        repair_bound: args.repair_bound,
+    });
+    let (recording, injected) = drive(args, strategy, &workload, fault_targets.clone()).await;
+
+    let instances = fault_targets.instances.clone();
+    tokio::task::spawn_blocking(move || {
+        for instance in instances.lock().expect("instances lock").iter_mut() {
+            instance.stop();
+        }
+    })
+    .await?;
+    let final_versions = spawn::final_versions(&database).await?;
+    Ok(finish(
+        strategy,
+        count,
+        recording,
+        &final_versions,
+        injected,
+    ))
+}
+
+/// Starts `count` instances: the first alone (it migrates the database), the rest together.
+async fn start_instances(spec: &InstanceSpec, count: usize) -> anyhow::Result<Vec<ShopnowProcess>> {
+    let first = tokio::task::spawn_blocking({
+        let spec = spec.clone();
+        move || spec.start()
+    })
+    .await??;
+    let rest: Vec<_> = (1..count)
+        .map(|_| {
+            let spec = spec.clone();
+            tokio::task::spawn_blocking(move || spec.start())
+        })
+        .collect();
+    let mut instances = vec![first];
+    for started in rest {
+        instances.push(started.await??);
+    }
+    Ok(instances)
+}
+
+/// Runs the workload with the fault injector beside it; returns what both recorded.
+async fn drive(
+    args: &Args,
+    label: &str,
+    workload: &Workload,
+    targets: Arc<Targets>,
+) -> (Recording, Injected) {
+    let origin = Instant::now();
+    let progress = Arc::new(Progress::default());
+    let display = show_progress(label, args, progress.clone(), origin);
+    let injector = tokio::spawn(inject::run(
+        args.faults.clone(),
+        args.fault_interval,
+        targets,
+        origin,
+        origin + args.duration,
+    ));
+    let recording = workload::run(workload, origin, progress).await;
+    let injected = injector.await.unwrap_or_default();
+    display.abort();
+    (recording, injected)
+}
+
+fn workload_of(args: &Args, targets: Vec<String>, products: Vec<i64>, token: String) -> Workload {
+    Workload {
+        targets,
+        products,
+        writers: args.writers,
+        readers: args.readers,
+        duration: args.duration,
+        max_ops: args.ops,
+        seed: args.seed,
+        admin_token: token,
+    }
+}
+
+/// One run against instances given with --target; the strategy is what they report.
+async fn target_run(args: &Args) -> anyhow::Result<Run> {
+    let token = args.admin_token.clone().context(
+        "--target needs the instances' admin token: --admin-token or SHOPNOW_ADMIN_TOKEN",
+    )?;
+    let targets: Vec<String> = args
+        .targets
+        .iter()
+        .map(|t| t.trim_end_matches('/').to_string())
+        .collect();
+    let readiness: serde_json::Value = reqwest::get(format!("{}/readyz", targets[0]))
+        .await?
+        .json()
+        .await?;
+    let strategy = readiness["strategy"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string();
+    let products = create_products(&targets[0], &token, args.products).await?;
+    let workload = workload_of(args, targets.clone(), products.clone(), token);
+    let origin = Instant::now();
+    let progress = Arc::new(Progress::default());
+    let display = show_progress(&strategy, args, progress.clone(), origin);
+    let recording = workload::run(&workload, origin, progress).await;
+    display.abort();
+    let final_versions = versions_through_the_api(&targets[0], &products).await?;
+    Ok(finish(
+        &strategy,
+        targets.len(),
+        recording,
+        &final_versions,
+        Injected::default(),
+    ))
+}
+
+/// The final versions, read through the API after the load: the newest any write produced.
+async fn versions_through_the_api(
+    target: &str,
+    products: &[i64],
+) -> anyhow::Result<HashMap<i64, i64>> {
+    let client = reqwest::Client::new();
+    let mut versions = HashMap::new();
+    for &id in products {
+        let product: serde_json::Value = client
+            .get(format!("{target}/v1/products/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        versions.insert(id, product["version"].as_i64().unwrap_or(i64::MAX));
+    }
+    Ok(versions)
+}
+
+fn finish(
+    strategy: &str,
+    instances: usize,
+    recording: Recording,
+    final_versions: &HashMap<i64, i64>,
+    injected: Injected,
+) -> Run {
+    let verdict = history::check(&recording.ops, final_versions, &injected.windows);
+    let delayed_publish_hits = history::delayed_publish_hits(
+        &recording.ops,
+        &injected.key_drops,
+        PUBLISH_DELAY.as_micros() as u64,
+    );
+    let mut run = Run::new(
+        strategy.to_string(),
+        instances,
+        &verdict,
+        recording.failures,
+        recording.read_latencies_us,
+        recording.elapsed.as_secs_f64(),
+        injected.faults,
+    );
+    run.delayed_publish_hits = delayed_publish_hits;
+    run
+}
+
+/// Creates the products of a run with plenty of stock, so that adjustments never run out.
+async fn create_products(target: &str, token: &str, count: usize) -> anyhow::Result<Vec<i64>> {
+    let client = reqwest::Client::new();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut ids = Vec::with_capacity(count);
+    for n in 0..count {
+        let response = client
+            .post(format!("{target}/v1/products"))
+            .bearer_auth(token)
+            .json(&json!({
+                "sku": format!("STALECHECK-{}-{n}", &run[..12]),
+                "name": format!("Stale check product {n}"),
+                "price_cents": 100,
+                "stock": 1_000_000_000,
+            }))
+            .send()
+            .await
+            .context("creating the run's products")?;
+        if !response.status().is_success() {
+            bail!(
+                "creating a product answered {}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+        let product: serde_json::Value = response.json().await?;
+        ids.push(product["id"].as_i64().context("product id")?);
+    }
+    Ok(ids)
+}
+
+/// A progress line on stderr while a run goes on, unless --quiet or not a terminal.
+fn show_progress(
+    label: &str,
+    args: &Args,
+    progress: Arc<Progress>,
+    origin: Instant,
+) -> tokio::task::JoinHandle<()> {
+    let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(args.duration.as_millis() as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>10} [{bar:30}] {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    tokio::spawn(async move {
+        loop {
+            bar.set_position(origin.elapsed().as_millis() as u64);
+            bar.set_message(format!(
+                "{} ops, {} failed",
+                progress.ops.load(Ordering::Relaxed),
+                progress.failed.load(Ordering::Relaxed)
+            ));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn strategies_are_the_ones_shopnow_accepts() {
+        assert_eq!(parse_strategy("versioned"), Ok("versioned".to_string()));
+        assert!(parse_strategy("article").is_err());
+    }
+}

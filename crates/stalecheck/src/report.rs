@@ -1,0 +1,304 @@
+//! The stale check's report: a terminal table, a JSON document and an SVG chart.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::Serialize;
+
+use crate::history::Verdict;
+
+/// One strategy's run, as `--json` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub strategy: String,
+    pub instances: usize,
+    pub reads: u64,
+    pub writes: u64,
+    pub failed_requests: u64,
+    /// Failed requests by cause: an HTTP status, or `transport` (no answer).
+    pub failures: BTreeMap<String, u64>,
+    /// Whether the invariants held (`history::Verdict::clean`).
+    pub clean: bool,
+    pub stale_reads: u64,
+    pub stale_share: f64,
+    pub stale_in_repair_window: u64,
+    pub max_staleness_versions: i64,
+    pub max_staleness_ms: f64,
+    pub conflicting_versions: u64,
+    pub phantom_versions: u64,
+    pub read_p50_ms: f64,
+    pub read_p99_ms: f64,
+    pub reads_per_s: f64,
+    pub duration_s: f64,
+    pub faults: Vec<String>,
+    /// Under `delayed-publish`: stalled publishes that outlived a newer acknowledged write and
+    /// a drop of its copy (`history::delayed_publish_hits`).
+    pub delayed_publish_hits: u64,
+}
+
+impl Run {
+    pub fn new(
+        strategy: String,
+        instances: usize,
+        verdict: &Verdict,
+        failures: BTreeMap<String, u64>,
+        mut read_latencies_us: Vec<u64>,
+        duration_s: f64,
+        faults: Vec<String>,
+    ) -> Self {
+        read_latencies_us.sort_unstable();
+        let percentile = |p: f64| -> f64 {
+            if read_latencies_us.is_empty() {
+                return 0.0;
+            }
+            let rank = ((p * read_latencies_us.len() as f64).ceil() as usize)
+                .clamp(1, read_latencies_us.len());
+            read_latencies_us[rank - 1] as f64 / 1000.0
+        };
+        Self {
+            strategy,
+            instances,
+            reads: verdict.reads,
+            writes: verdict.writes,
+            failed_requests: failures.values().sum(),
+            failures,
+            clean: verdict.clean(),
+            stale_reads: verdict.stale_reads,
+            stale_share: if verdict.reads == 0 {
+                0.0
+            } else {
+                verdict.stale_reads as f64 / verdict.reads as f64
+            },
+            stale_in_repair_window: verdict.stale_in_repair_window,
+            max_staleness_versions: verdict.max_staleness_versions,
+            max_staleness_ms: verdict.max_staleness_ms,
+            conflicting_versions: verdict.conflicting_versions,
+            phantom_versions: verdict.phantom_versions,
+            read_p50_ms: percentile(0.50),
+            read_p99_ms: percentile(0.99),
+            reads_per_s: if duration_s > 0.0 {
+                verdict.reads as f64 / duration_s
+            } else {
+                0.0
+            },
+            duration_s,
+            faults,
+            delayed_publish_hits: 0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub command: String,
+    pub runs: Vec<Run>,
+}
+
+/// The terminal table.
+pub fn table(runs: &[Run]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:>9} {:>7} {:>8} {:>7} {:>10} {:>12} {:>11} {:>9} {:>9} {:>9} {:>7}",
+        "strategy",
+        "reads",
+        "writes",
+        "stale",
+        "stale%",
+        "in-window",
+        "worst(vers)",
+        "worst(ms)",
+        "p50(ms)",
+        "p99(ms)",
+        "reads/s",
+        "failed"
+    );
+    for run in runs {
+        let _ = writeln!(
+            out,
+            "{:<10} {:>9} {:>7} {:>8} {:>6.2}% {:>10} {:>12} {:>11.1} {:>9.2} {:>9.2} {:>9.0} {:>7}",
+            run.strategy,
+            run.reads,
+            run.writes,
+            run.stale_reads,
+            run.stale_share * 100.0,
+            run.stale_in_repair_window,
+            run.max_staleness_versions,
+            run.max_staleness_ms,
+            run.read_p50_ms,
+            run.read_p99_ms,
+            run.reads_per_s,
+            run.failed_requests,
+        );
+        if !run.failures.is_empty() {
+            let causes: Vec<String> = run
+                .failures
+                .iter()
+                .map(|(cause, n)| format!("{cause}: {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<10} failed requests by cause: {}",
+                "",
+                causes.join(", ")
+            );
+        }
+        if run.delayed_publish_hits > 0 {
+            let _ = writeln!(
+                out,
+                "{:<10} delayed publishes that outlived a newer acknowledged write and a drop of its copy: {}",
+                "", run.delayed_publish_hits
+            );
+        }
+        if run.conflicting_versions + run.phantom_versions > 0 {
+            let _ = writeln!(
+                out,
+                "{:<10} !! {} versions with two stocks, {} reads of versions no write produced",
+                "", run.conflicting_versions, run.phantom_versions
+            );
+        }
+    }
+    let faults: Vec<&String> = runs.iter().flat_map(|r| &r.faults).collect();
+    if !faults.is_empty() {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for fault in faults {
+            match counts.iter_mut().find(|(name, _)| name == fault) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((fault.clone(), 1)),
+            }
+        }
+        let list: Vec<String> = counts
+            .iter()
+            .map(|(name, n)| format!("{name} x{n}"))
+            .collect();
+        let _ = writeln!(out, "faults injected: {}", list.join(", "));
+    }
+    out
+}
+
+/// A chart of stale-read share and read latency per strategy.
+pub fn svg(runs: &[Run]) -> String {
+    const WIDTH: f64 = 760.0;
+    const HEIGHT: f64 = 300.0;
+    const TOP: f64 = 50.0;
+    const PLOT: f64 = 190.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    /// One bar chart: a title, its left edge, and the bars (value, colour) of a run.
+    struct Panel {
+        title: &'static str,
+        left: f64,
+        bars: fn(&Run) -> Vec<(f64, &'static str)>,
+    }
+    let panels = [
+        Panel {
+            title: "stale reads (% of reads)",
+            left: 20.0,
+            bars: |r| vec![(r.stale_share * 100.0, "#d62728")],
+        },
+        Panel {
+            title: "read latency (ms): p50, p99",
+            left: 400.0,
+            bars: |r| vec![(r.read_p50_ms, "#1f77b4"), (r.read_p99_ms, "#aec7e8")],
+        },
+    ];
+    for Panel {
+        title,
+        left,
+        bars: values,
+    } in &panels
+    {
+        let max = runs
+            .iter()
+            .flat_map(|r| values(r).into_iter().map(|(v, _)| v))
+            .fold(0.0_f64, f64::max)
+            .max(1e-9);
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="25" font-weight="bold">{title}</text>"#,
+            left
+        );
+        let _ = writeln!(
+            out,
+            r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
+            TOP + PLOT,
+            left + 340.0,
+            TOP + PLOT
+        );
+        let slot = 340.0 / runs.len().max(1) as f64;
+        for (i, run) in runs.iter().enumerate() {
+            let bars = values(run);
+            let bar_width = (slot * 0.7) / bars.len() as f64;
+            for (j, (value, color)) in bars.iter().enumerate() {
+                let height = PLOT * value / max;
+                let x = left + i as f64 * slot + slot * 0.15 + j as f64 * bar_width;
+                let y = TOP + PLOT - height;
+                let _ = writeln!(
+                    out,
+                    r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{height:.1}" fill="{color}"/>"#,
+                    bar_width - 2.0
+                );
+                let _ = writeln!(
+                    out,
+                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{value:.2}</text>"#,
+                    x + bar_width / 2.0,
+                    y - 4.0
+                );
+            }
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+                left + i as f64 * slot + slot / 2.0,
+                TOP + PLOT + 18.0,
+                run.strategy
+            );
+        }
+    }
+    let _ = writeln!(out, "</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(strategy: &str, stale: u64) -> Run {
+        let verdict = Verdict {
+            reads: 100,
+            writes: 10,
+            stale_reads: stale,
+            ..Default::default()
+        };
+        Run::new(
+            strategy.into(),
+            2,
+            &verdict,
+            BTreeMap::from([("502".to_string(), 3)]),
+            (1..=100).map(|n| n * 1000).collect(),
+            2.0,
+            vec![],
+        )
+    }
+
+    #[test]
+    fn percentiles_and_shares() {
+        let r = run("ttl", 25);
+        assert_eq!(r.read_p50_ms, 50.0);
+        assert_eq!(r.read_p99_ms, 99.0);
+        assert_eq!(r.stale_share, 0.25);
+        assert_eq!(r.reads_per_s, 50.0);
+        assert_eq!(r.failed_requests, 3);
+    }
+
+    #[test]
+    fn the_table_and_chart_name_every_strategy() {
+        let runs = [run("ttl", 25), run("versioned", 0)];
+        let table = table(&runs);
+        assert!(table.contains("ttl") && table.contains("versioned") && table.contains("25.00%"));
+        let svg = svg(&runs);
+        assert!(svg.starts_with("<svg") && svg.contains(">versioned<"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The load a stale check drives over HTTP, as a shop front end would: writers adjust stock,
+//! readers read product details, both spread over the instances. Every acknowledged operation
+//! is recorded with its start, end and what it returned.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::Deserialize;
+
+use crate::history::{Op, OpKind};
+
+/// What the workload does and for how long.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub targets: Vec<String>,
+    pub products: Vec<i64>,
+    pub writers: usize,
+    pub readers: usize,
+    pub duration: Duration,
+    /// Stop after this many operations in all, if sooner.
+    pub max_ops: Option<u64>,
+    pub seed: u64,
+    pub admin_token: String,
+}
+
+/// The recorded operations, and the counters shown while it runs.
+pub struct Recording {
+    pub ops: Vec<Op>,
+    /// Failed requests by cause: an HTTP status, or `transport` (no answer).
+    pub failures: BTreeMap<String, u64>,
+    /// Read latencies in microseconds, in no particular order.
+    pub read_latencies_us: Vec<u64>,
+    pub elapsed: Duration,
+}
+
+/// Counters the progress display reads while the workload runs.
+#[derive(Default)]
+pub struct Progress {
+    pub ops: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+#[derive(Deserialize)]
+struct Observed {
+    version: i64,
+    stock: i64,
+}
+
+/// Runs the workload from `origin`, the time zero of every recorded operation.
+pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) -> Recording {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("HTTP client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..workload.writers + workload.readers)
+        .map(|task| {
+            let kind = if task < workload.writers {
+                OpKind::Write
+            } else {
+                OpKind::Read
+            };
+            let client = Client {
+                http: client.clone(),
+                workload: workload.clone(),
+                kind,
+                origin,
+                stop: stop.clone(),
+                progress: progress.clone(),
+                // Same seed, same choices: which product, which instance, which change.
+                rng: StdRng::seed_from_u64(workload.seed.wrapping_mul(1_000_003) + task as u64),
+            };
+            tokio::spawn(client.run())
+        })
+        .collect();
+
+    let mut recording = Recording {
+        ops: Vec::new(),
+        failures: BTreeMap::new(),
+        read_latencies_us: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    for task in tasks {
+        if let Ok((ops, failures)) = task.await {
+            for (cause, count) in failures {
+                *recording.failures.entry(cause).or_insert(0) += count;
+            }
+            recording.read_latencies_us.extend(
+                ops.iter()
+                    .filter(|op| op.kind == OpKind::Read)
+                    .map(|op| op.end_us - op.start_us),
+            );
+            recording.ops.extend(ops);
+        }
+    }
+    recording.elapsed = origin.elapsed();
+    recording
+}
+
+/// One reader or writer of the workload.
+struct Client {
+    http: reqwest::Client,
+    workload: Workload,
+    kind: OpKind,
+    origin: Instant,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    rng: StdRng,
+}
+
+impl Client {
+    /// Operates until the deadline or the operation budget; returns what it observed, and its
+    /// failed requests by cause.
+    async fn run(mut self) -> (Vec<Op>, BTreeMap<String, u64>) {
+        let deadline = self.origin + self.workload.duration;
+        let mut ops = Vec::new();
+        let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+        while !self.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let product =
+                self.workload.products[self.rng.random_range(0..self.workload.products.len())];
+            let instance = self.rng.random_range(0..self.workload.targets.len());
+            let start = self.origin.elapsed();
+            let observed = self.operate(product, instance).await;
+            let end = self.origin.elapsed();
+            let count = self.progress.ops.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.workload.max_ops.is_some_and(|max| count >= max) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            match observed {
+                Ok(Observed { version, stock }) => ops.push(Op {
+                    kind: self.kind,
+                    product,
+                    start_us: start.as_micros() as u64,
+                    end_us: end.as_micros() as u64,
+                    version,
+                    stock,
+                }),
+                Err(cause) => {
+                    // Refused, failed or unanswered (an instance being killed): the
+                    // operation's outcome is unknown, so it is not an observation.
+                    *failures.entry(cause).or_insert(0) += 1;
+                    self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        (ops, failures)
+    }
+
+    /// One read or one stock adjustment of `product` through instance `instance`; the version
+    /// and stock it saw, or the cause of its failure (an HTTP status, or `transport`).
+    async fn operate(&mut self, product: i64, instance: usize) -> Result<Observed, String> {
+        let base = &self.workload.targets[instance];
+        let sent = match self.kind {
+            OpKind::Write => {
+                let delta = if self.rng.random_bool(0.5) { 1 } else { -1 };
+                self.http
+                    .post(format!("{base}/v1/products/{product}/stock/adjustments"))
+                    .bearer_auth(&self.workload.admin_token)
+                    .json(&serde_json::json!({ "delta": delta }))
+                    .send()
+                    .await
+            }
+            OpKind::Read => {
+                self.http
+                    .get(format!("{base}/v1/products/{product}"))
+                    .send()
+                    .await
+            }
+        };
+        match sent {
+            Ok(response) if response.status().is_success() => response
+                .json::<Observed>()
+                .await
+                .map_err(|_| "unreadable body".to_string()),
+            Ok(response) => Err(response.status().as_u16().to_string()),
+            Err(_) => Err("transport".to_string()),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! shopnow's test infrastructure, written once and shared by the service's tests, the stale-read
+//! checker, and (through the `testkit` binary) the benchmark and rehearsal scripts.
+//!
+//! # Layout
+//! - [`free_port`]: a loopback port nobody listens on.
+//! - [`process`]: start a process and wait for the log line that says it is ready.
+//! - [`TestDatabase`]: a Postgres database of one test or run, dropped at the end.
+//! - [`RedisServer`]: a `redis-server` of its own on a free port: stop, restart, pause, flush it
+//!   without disturbing anybody; [`RedisCluster`] joins three of them into a cluster.
+//! - [`ShopnowProcess`]: the `shopnow` binary started with an environment, its address read
+//!   from its log.
+
+mod cluster;
+mod ports;
+mod postgres;
+pub mod process;
+mod redis;
+mod shopnow;
+
+pub use cluster::RedisCluster;
+pub use ports::free_port;
+pub use postgres::{postgres_server, TestDatabase};
+pub use redis::{command_calls, RedisServer};
+pub use shopnow::ShopnowProcess;

@@ -1,0 +1,101 @@
+//! The `shopnow` binary as a process of its own: for tests that kill an instance, and for the
+//! checker, which starts and restarts instances.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::Duration,
+};
+
+use crate::process;
+
+/// Longest wait for an instance to log that it listens.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct ShopnowProcess {
+    binary: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    /// The address the instance logged it listens on.
+    pub address: SocketAddr,
+}
+
+impl ShopnowProcess {
+    /// Starts `binary serve` with exactly `env` on top of the caller's environment (JSON logs
+    /// forced, so the `listening` line can be read) and returns once it listens. With
+    /// `SHOPNOW_LISTEN` on a fixed port, `resume` starts it again on the same address.
+    pub fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut process = Self {
+            binary: binary.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        process.resume()?;
+        Ok(process)
+    }
+
+    /// Starts the process (again) and waits until it listens.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.is_running(), "already running");
+        self.child = None;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("serve")
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("SHOPNOW_LOG_FORMAT", "json");
+        let (child, address) = process::spawn_and_await(&mut command, START_TIMEOUT, |line| {
+            let log: serde_json::Value = serde_json::from_str(line).ok()?;
+            (log["message"] == "listening")
+                .then(|| log["address"].as_str()?.parse::<SocketAddr>().ok())
+                .flatten()
+        })?;
+        self.child = Some(child);
+        self.address = address;
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// SIGKILL, as a crashed host or the OOM killer would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the graceful shutdown, bounded at 5 s.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::terminate(&mut child, Duration::from_secs(5));
+        }
+    }
+
+    /// Whether the process runs (it may have exited on its own: an injected crash).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for ShopnowProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
