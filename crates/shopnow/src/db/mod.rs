@@ -10,8 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{migrate::MigrateDatabase, postgres::PgPoolOptions, PgPool, Postgres};
 
-/// Postgres error code for "database already exists", seen when two instances create it at once.
+/// Postgres error code for "database already exists".
 const DUPLICATE_DATABASE: &str = "42P04";
+/// The unique index of the database catalog: two `CREATE DATABASE` of one name at the same
+/// moment both pass the existence check, and the loser fails on this index instead.
+const DATABASE_NAME_INDEX: &str = "pg_database_datname_index";
 
 /// Postgres error code for a unique violation.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -61,7 +64,18 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
             tracing::info!("created the database named in DATABASE_URL");
             Ok(())
         }
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(DUPLICATE_DATABASE) => Ok(()),
+        // Another instance created it a moment earlier: that is what this call wanted.
+        Err(e) if created_by_another(&e) => Ok(()),
         Err(e) => Err(e).context("creating the database named in DATABASE_URL"),
+    }
+}
+
+fn created_by_another(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            e.code().as_deref() == Some(DUPLICATE_DATABASE)
+                || is_unique_violation(error, DATABASE_NAME_INDEX)
+        }
+        _ => false,
     }
 }

@@ -95,6 +95,18 @@ impl TestAppBuilder {
         self
     }
 
+    /// The database this instance will use, to share with others.
+    pub fn shared_database(&self) -> Arc<TestDatabase> {
+        self.db.clone()
+    }
+
+    /// Use `db` (shared with other instances) instead of a fresh one.
+    pub fn database(mut self, db: Arc<TestDatabase>) -> Self {
+        self.config.database_url = db.url.clone();
+        self.db = db;
+        self
+    }
+
     pub fn hooks(mut self, hooks: Hooks) -> Self {
         self.hooks = hooks;
         self
@@ -107,21 +119,23 @@ impl TestAppBuilder {
     }
 
     pub async fn spawn(self) -> TestApp {
+        self.try_spawn().await.expect("app builds")
+    }
+
+    pub async fn try_spawn(self) -> anyhow::Result<TestApp> {
         if std::env::var_os("TEST_LOG").is_some() {
             shopnow::init_logging(LogFormat::Text);
         }
         let Self { config, db, hooks } = self;
-        let app = Application::build(config.clone(), hooks)
-            .await
-            .expect("app builds");
+        let app = Application::build(config.clone(), hooks).await?;
         let catalog = app.catalog();
         let address = format!("http://{}", app.local_addr());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stop_rx.await;
         }));
-        let pool = PgPool::connect(&db.url).await.expect("test pool");
-        TestApp {
+        let pool = PgPool::connect(&db.url).await?;
+        Ok(TestApp {
             address,
             client: Client::new(),
             db,
@@ -130,7 +144,7 @@ impl TestAppBuilder {
             config,
             stop: Some(stop_tx),
             server: Some(server),
-        }
+        })
     }
 }
 

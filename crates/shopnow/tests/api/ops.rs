@@ -191,3 +191,24 @@ fn an_invalid_setting_stops_start_up_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SHOPNOW_CACHE_STRATEGY"), "{stderr}");
 }
+
+/// Compose and Kubernetes start replicas together: on a database nobody created yet, every one
+/// of them must come up (creating a database another instance created a moment earlier is
+/// success, and migrations take turns).
+#[tokio::test]
+async fn instances_started_together_on_a_fresh_database_all_come_up() {
+    for round in 0..5 {
+        let first = TestApp::builder();
+        let database = first.shared_database();
+        let builders = [
+            first,
+            TestApp::builder().database(database.clone()),
+            TestApp::builder().database(database),
+        ];
+        let started = futures::future::join_all(builders.map(|b| b.try_spawn())).await;
+        for (n, app) in started.into_iter().enumerate() {
+            let app = app.unwrap_or_else(|e| panic!("round {round}: instance {n} died: {e:#}"));
+            assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+        }
+    }
+}
