@@ -9,7 +9,7 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 use crate::{
     cache::{CacheConfig, CacheStrategy, RedisConfig},
     faults::{self, WriteFaults},
-    http::HttpConfig,
+    http::{AccessLog, HttpConfig},
     observability::LogFormat,
 };
 
@@ -125,6 +125,9 @@ impl Config {
                     .positive(10_000, Duration::from_millis)?,
                 drain_delay: var("SHOPNOW_DRAIN_DELAY_MS").millis(0)?,
                 shutdown_timeout: var("SHOPNOW_SHUTDOWN_TIMEOUT_MS").millis(20_000)?,
+                access_log: var("SHOPNOW_ACCESS_LOG").parse(AccessLog::Errors)?,
+                slow_request: var("SHOPNOW_SLOW_REQUEST_MS")
+                    .positive(1_000, Duration::from_millis)?,
             },
             sampler_rate: var("SHOPNOW_SAMPLER_RATE").parse(5)?,
             faults: var("SHOPNOW_FAULTS").parse_with(WriteFaults::default(), |spec| {
@@ -255,6 +258,8 @@ mod tests {
             ("SHOPNOW_SAMPLER_RATE", "-1"),
             ("SHOPNOW_REDIS_TIMEOUT_MS", "0"),
             ("SHOPNOW_FAULTS", "explode=1"),
+            ("SHOPNOW_ACCESS_LOG", "verbose"),
+            ("SHOPNOW_SLOW_REQUEST_MS", "0"),
         ] {
             let err = config(&[(name, value)]).err().unwrap();
             assert_eq!(err.variable, name, "{value}");

@@ -30,8 +30,8 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Installs the global log subscriber. Level from `RUST_LOG`, `info` by default.
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry

@@ -14,15 +14,21 @@ use anyhow::{bail, Context};
 /// Lines of a starting process's stderr kept for the error when it fails to start.
 const STDERR_LINES_KEPT: usize = 20;
 
+/// The last lines a process wrote to its stdout (at most `STDOUT_LINES_KEPT`).
+pub type Output = Arc<Mutex<VecDeque<String>>>;
+
+/// Lines of a process's stdout kept for the caller to inspect (its logs).
+const STDOUT_LINES_KEPT: usize = 10_000;
+
 /// Spawns `command` with its stdout and stderr piped, and returns it once a line of its stdout
-/// gives `ready` something, with what `ready` extracted. Later lines are read and dropped, so
-/// the process never blocks on a full pipe. If it exits or times out first, it is killed and
-/// the error carries the last lines it wrote to stderr.
+/// gives `ready` something, with what `ready` extracted. Every line is read (so the process
+/// never blocks on a full pipe) and the last ones are kept in the returned `Output`. If it exits
+/// or times out first, it is killed and the error carries the last lines it wrote to stderr.
 pub fn spawn_and_await<T: Send + 'static>(
     command: &mut Command,
     timeout: Duration,
     ready: impl Fn(&str) -> Option<T> + Send + 'static,
-) -> anyhow::Result<(Child, T)> {
+) -> anyhow::Result<(Child, T, Output)> {
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
         .stdout(Stdio::piped())
@@ -44,17 +50,26 @@ pub fn spawn_and_await<T: Send + 'static>(
         }
     });
     let stdout = child.stdout.take().context("child stdout")?;
+    let output: Output = Arc::default();
     let (found_tx, found_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut found_tx = Some(found_tx);
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(found) = found_tx.as_ref().and_then(|_| ready(&line)) {
-                let _ = found_tx.take().map(|tx| tx.send(found));
+    std::thread::spawn({
+        let output = output.clone();
+        move || {
+            let mut found_tx = Some(found_tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(found) = found_tx.as_ref().and_then(|_| ready(&line)) {
+                    let _ = found_tx.take().map(|tx| tx.send(found));
+                }
+                let mut kept = output.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.len() == STDOUT_LINES_KEPT {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
             }
         }
     });
     match found_rx.recv_timeout(timeout) {
-        Ok(found) => Ok((child, found)),
+        Ok(found) => Ok((child, found, output)),
         Err(_) => {
             let _ = child.kill();
             let status = child.wait().ok();

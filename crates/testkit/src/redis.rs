@@ -58,7 +58,7 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra_args);
-        let (child, ()) =
+        let (child, (), _) =
             process::spawn_and_await(&mut command, Duration::from_secs(10), |line| {
                 line.contains("Ready to accept connections").then_some(())
             })?;

@@ -18,6 +18,8 @@ pub struct ShopnowProcess {
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
+    /// What the current process wrote to stdout: its log, one JSON object a line.
+    output: process::Output,
     /// The address the instance logged it listens on.
     pub address: SocketAddr,
 }
@@ -35,6 +37,7 @@ impl ShopnowProcess {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
+            output: Default::default(),
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         process.resume()?;
@@ -51,15 +54,26 @@ impl ShopnowProcess {
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("SHOPNOW_LOG_FORMAT", "json");
-        let (child, address) = process::spawn_and_await(&mut command, START_TIMEOUT, |line| {
-            let log: serde_json::Value = serde_json::from_str(line).ok()?;
-            (log["message"] == "listening")
-                .then(|| log["address"].as_str()?.parse::<SocketAddr>().ok())
-                .flatten()
-        })?;
+        let (child, address, output) =
+            process::spawn_and_await(&mut command, START_TIMEOUT, |line| {
+                let log: serde_json::Value = serde_json::from_str(line).ok()?;
+                (log["message"] == "listening")
+                    .then(|| log["address"].as_str()?.parse::<SocketAddr>().ok())
+                    .flatten()
+            })?;
         self.child = Some(child);
         self.address = address;
+        self.output = output;
         Ok(())
+    }
+
+    /// The log lines the process has written so far, parsed.
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        let lines = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        lines
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     pub fn url(&self) -> String {

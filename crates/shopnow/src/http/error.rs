@@ -1,7 +1,8 @@
 //! The one error shape of the API: `{"error": "<snake_case_code>", "message": "<human text>"}`.
 //!
-//! Handlers return `Result<_, ApiError>`. Internal failures are logged here with their cause and
-//! answered with a generic message, so SQL, stack traces and secrets never reach a client.
+//! Handlers return `Result<_, ApiError>`. Internal failures are answered with a generic message,
+//! so SQL, stack traces and secrets never reach a client; their cause goes to the access log
+//! (`middleware::observe`), on the line that carries the request's id.
 
 use axum::{
     http::StatusCode,
@@ -11,6 +12,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::middleware::InternalCause;
 use crate::error::Error;
 
 /// Body of every error response.
@@ -72,6 +74,8 @@ pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     message: String,
+    /// For an internal error, its cause: logged with the request's access line, never sent.
+    cause: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -82,6 +86,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -104,6 +109,19 @@ impl ApiError {
             ErrorCode::InvalidInput,
             message,
         )
+    }
+
+    /// A handler panicked: answered as an internal error, the panic's message kept as its cause.
+    pub fn panicked(panic: Box<dyn std::any::Any + Send>) -> Self {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Self {
+            cause: Some(format!("panic: {message}")),
+            ..Self::internal()
+        }
     }
 
     pub fn internal() -> Self {
@@ -137,10 +155,10 @@ impl From<Error> for ApiError {
                 ErrorCode::IdempotencyKeyReused,
                 message,
             ),
-            Error::Internal(cause) => {
-                tracing::error!(error = %format!("{cause:#}"), "request failed");
-                Self::internal()
-            }
+            Error::Internal(cause) => Self {
+                cause: Some(format!("{cause:#}")),
+                ..Self::internal()
+            },
         }
     }
 }
@@ -151,6 +169,10 @@ impl IntoResponse for ApiError {
             error: self.code.as_str().to_string(),
             message: self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
+        response
     }
 }

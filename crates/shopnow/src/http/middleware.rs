@@ -1,4 +1,4 @@
-//! The middleware of every request: request ids, tracing, metrics, the time limit.
+//! The middleware of every request: request ids, the access log and metrics, the time limit.
 
 use std::time::{Duration, Instant};
 
@@ -8,12 +8,8 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use tower_http::{
-    classify::{ServerErrorsAsFailures, SharedClassifier},
-    request_id::{MakeRequestId, RequestId},
-    trace::{DefaultOnResponse, MakeSpan, TraceLayer},
-};
-use tracing::Level;
+use tower_http::request_id::{MakeRequestId, RequestId};
+use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
 use crate::observability;
@@ -37,39 +33,85 @@ impl MakeRequestId for FastRequestId {
     }
 }
 
-/// A span per request, carrying its method, URI and request id.
-#[derive(Clone, Copy)]
-pub struct RequestSpan;
+/// Which requests get an access log line (`SHOPNOW_ACCESS_LOG`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Server errors (5xx) and requests slower than the slow-request threshold: what an
+    /// operator acts on, a few lines a second at most when all is well.
+    Errors,
+    /// Every request, at `info`. At tens of thousands of requests a second this writes about a
+    /// gigabyte of logs a minute and costs a fifth of the throughput (BENCHMARKS.md).
+    All,
+    /// No access lines at all (errors inside the service are still logged).
+    Off,
+}
 
-impl<B> MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
-        let id = request
-            .extensions()
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .unwrap_or_default();
-        tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+impl std::str::FromStr for AccessLog {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "errors" => Ok(Self::Errors),
+            "all" => Ok(Self::All),
+            "off" => Ok(Self::Off),
+            _ => Err("expected errors, all or off".to_string()),
+        }
     }
 }
 
-pub fn trace() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan> {
-    TraceLayer::new_for_http()
-        .make_span_with(RequestSpan)
-        .on_response(DefaultOnResponse::new().level(Level::INFO))
+/// What the access log and the metrics need to know.
+#[derive(Clone, Copy, Debug)]
+pub struct Observe {
+    pub access_log: AccessLog,
+    /// A request slower than this is logged under `AccessLog::Errors`.
+    pub slow_request: Duration,
 }
 
-/// Counts requests and records their latency by method, matched route and status.
-pub async fn track_metrics(request: Request, next: Next) -> Response {
+/// The cause of an internal error, carried from the handler to the access log in the
+/// response's extensions, so that one line holds the cause and the request's id.
+#[derive(Clone, Debug)]
+pub struct InternalCause(pub String);
+
+/// Times every request once: counts it in the metrics (by method, matched route and status)
+/// and writes its access line when the policy asks for one. Events logged while the request
+/// runs belong to a `request` span at `debug` level, free unless `RUST_LOG` enables it.
+pub async fn observe(State(policy): State<Observe>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
-    let response = next.run(request).await;
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::debug_span!("request", %method, uri = %request.uri(), request_id = %id);
+    let uri = (policy.access_log != AccessLog::Off).then(|| request.uri().clone());
+    let response = next.run(request).instrument(span).await;
+    let took = started.elapsed();
+    let status = response.status();
     observability::record_request(
         &method,
         route.as_ref().map(MatchedPath::as_str),
-        response.status(),
-        started.elapsed(),
+        status,
+        took,
     );
+
+    let Some(uri) = uri else {
+        return response;
+    };
+    let millis = took.as_secs_f64() * 1000.0;
+    let cause = response
+        .extensions()
+        .get::<InternalCause>()
+        .map(|c| c.0.as_str());
+    if status.is_server_error() {
+        tracing::error!(request_id = %id, %method, %uri, status = status.as_u16(), millis, cause, "request failed");
+    } else if took >= policy.slow_request {
+        tracing::warn!(request_id = %id, %method, %uri, status = status.as_u16(), millis, "slow request");
+    } else if policy.access_log == AccessLog::All {
+        tracing::info!(request_id = %id, %method, %uri, status = status.as_u16(), millis, "request");
+    }
     response
 }
 

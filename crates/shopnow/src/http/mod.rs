@@ -22,11 +22,12 @@ use tower_http::{
 };
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use self::middleware::AccessLog;
 pub use self::openapi::openapi_document;
 use self::{
     auth::AdminToken,
     error::{ApiError, ErrorCode},
-    middleware::{FastRequestId, REQUEST_ID},
+    middleware::{FastRequestId, Observe, REQUEST_ID},
 };
 use crate::{catalog::Catalog, lifecycle::Lifecycle};
 
@@ -60,10 +61,14 @@ pub struct HttpConfig {
     pub drain_delay: Duration,
     /// Upper bound on waiting for in-flight requests once the listener has closed.
     pub shutdown_timeout: Duration,
+    /// Which requests get an access log line.
+    pub access_log: AccessLog,
+    /// Requests slower than this are logged (under `AccessLog::Errors`).
+    pub slow_request: Duration,
 }
 
-/// The routes with their middleware, read from the outside in: request id, access log, metrics,
-/// panic catcher, timeout, body limit, then the routes.
+/// The routes with their middleware, read from the outside in: request id, access log and
+/// metrics, panic catcher, timeout, body limit, then the routes.
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let (api, openapi) = openapi::api().split_for_parts();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
@@ -78,11 +83,16 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
-                .layer(middleware::trace())
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(axum::middleware::from_fn(middleware::track_metrics))
-                .layer(CatchPanicLayer::custom(|_panic| {
-                    axum::response::IntoResponse::into_response(ApiError::internal())
+                .layer(axum::middleware::from_fn_with_state(
+                    Observe {
+                        access_log: config.access_log,
+                        slow_request: config.slow_request,
+                    },
+                    middleware::observe,
+                ))
+                .layer(CatchPanicLayer::custom(|panic| {
+                    axum::response::IntoResponse::into_response(ApiError::panicked(panic))
                 }))
                 .layer(axum::middleware::from_fn_with_state(
                     config.request_timeout,

@@ -212,3 +212,59 @@ async fn instances_started_together_on_a_fresh_database_all_come_up() {
         }
     }
 }
+
+/// By default an instance logs what an operator acts on: no line for a request that went well,
+/// one line for a server error, carrying the request id and the status.
+#[tokio::test]
+async fn by_default_only_server_errors_and_slow_requests_are_logged() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.insert_cold_product("LOGGED-1", 5).await;
+    let instance =
+        crate::helpers::start_process(&app.config, &[("SHOPNOW_REQUEST_TIMEOUT_MS", "300")]);
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let live = client
+            .get(format!("{}/livez", instance.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), StatusCode::OK);
+    }
+    // A stock write on a row the test holds locked outlives the request timeout: 503.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let failed = client
+        .put(format!("{}/v1/products/{id}/stock", instance.url()))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("x-request-id", "find-me-1")
+        .json(&serde_json::json!({"stock": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    holder.rollback().await.unwrap();
+
+    // The access line is written after the response; wait for it, bounded.
+    let logged = crate::helpers::eventually(Duration::from_secs(5), || async {
+        instance
+            .log()
+            .iter()
+            .any(|l| l["request_id"] == "find-me-1")
+    })
+    .await;
+    assert!(logged.is_some(), "the server error was logged");
+    let log = instance.log();
+    let access: Vec<&Value> = log.iter().filter(|l| l["request_id"].is_string()).collect();
+    assert_eq!(
+        access.len(),
+        1,
+        "one access line, for the error: {access:?}"
+    );
+    assert_eq!(access[0]["status"], 503);
+    assert_eq!(access[0]["level"], "ERROR");
+    assert_eq!(access[0]["uri"], format!("/v1/products/{id}/stock"));
+}
