@@ -93,7 +93,7 @@ impl Application {
             tokio::time::sleep(drain_delay).await;
             let _ = draining_tx.send(());
         };
-        let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+        let server = http::serve(listener, router, &config.http, graceful);
         let deadline = async move {
             if draining_rx.await.is_ok() {
                 tokio::time::sleep(config.http.shutdown_timeout).await;
@@ -102,7 +102,7 @@ impl Application {
             }
         };
         tokio::select! {
-            result = server => result.context("serving HTTP")?,
+            () = server => {}
             () = deadline => tracing::warn!("shutdown timeout: dropping requests still in flight"),
         }
         for task in background {

@@ -125,6 +125,12 @@ impl Config {
                     .positive(10_000, Duration::from_millis)?,
                 drain_delay: var("SHOPNOW_DRAIN_DELAY_MS").millis(0)?,
                 shutdown_timeout: var("SHOPNOW_SHUTDOWN_TIMEOUT_MS").millis(20_000)?,
+                max_connections: var("SHOPNOW_HTTP_MAX_CONNECTIONS").at_least(1, 512)?,
+                header_read_timeout: var("SHOPNOW_HTTP_HEADER_READ_TIMEOUT_MS")
+                    .positive(10_000, Duration::from_millis)?,
+                idle_timeout: var("SHOPNOW_HTTP_IDLE_TIMEOUT_MS")
+                    .positive(75_000, Duration::from_millis)?,
+                max_header_bytes: var("SHOPNOW_HTTP_MAX_HEADER_BYTES").at_least(1024, 16 * 1024)?,
                 access_log: var("SHOPNOW_ACCESS_LOG").parse(AccessLog::Errors)?,
                 slow_request: var("SHOPNOW_SLOW_REQUEST_MS")
                     .positive(1_000, Duration::from_millis)?,
@@ -188,6 +194,16 @@ impl Var {
             match raw.parse::<u64>().map_err(|e| e.to_string())? {
                 0 => Err("must be at least 1".to_string()),
                 n => Ok(unit(n)),
+            }
+        })
+    }
+
+    /// A count of at least `min`.
+    fn at_least(&self, min: usize, default: usize) -> Result<usize, ConfigError> {
+        self.parse_with(default, |raw| {
+            match raw.parse::<usize>().map_err(|e| e.to_string())? {
+                n if n < min => Err(format!("must be at least {min}")),
+                n => Ok(n),
             }
         })
     }
@@ -259,6 +275,9 @@ mod tests {
             ("SHOPNOW_REDIS_TIMEOUT_MS", "0"),
             ("SHOPNOW_FAULTS", "explode=1"),
             ("SHOPNOW_ACCESS_LOG", "verbose"),
+            ("SHOPNOW_HTTP_MAX_CONNECTIONS", "0"),
+            ("SHOPNOW_HTTP_MAX_HEADER_BYTES", "100"),
+            ("SHOPNOW_HTTP_IDLE_TIMEOUT_MS", "0"),
             ("SHOPNOW_SLOW_REQUEST_MS", "0"),
         ] {
             let err = config(&[(name, value)]).err().unwrap();

@@ -8,17 +8,21 @@
 //! - [`RedisServer`]: a `redis-server` of its own on a free port: stop, restart, pause, flush it
 //!   without disturbing anybody; [`RedisCluster`] joins three of them into a cluster.
 //! - [`ShopnowProcess`]: the `shopnow` binary started with an environment, its address read
-//!   from its log.
+//!   from its log and its log kept.
+//! - [`TcpProxy`]: a proxy the test controls, to make a dependency unreachable, hold a
+//!   replication link, or move an endpoint to another node.
 
 mod cluster;
 mod ports;
 mod postgres;
 pub mod process;
+mod proxy;
 mod redis;
 mod shopnow;
 
 pub use cluster::RedisCluster;
 pub use ports::free_port;
 pub use postgres::{postgres_server, TestDatabase};
+pub use proxy::{Mode as ProxyMode, TcpProxy};
 pub use redis::{command_calls, RedisServer};
 pub use shopnow::ShopnowProcess;

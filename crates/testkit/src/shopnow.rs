@@ -16,6 +16,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ShopnowProcess {
     binary: PathBuf,
     args: Vec<String>,
+    /// `RLIMIT_NOFILE` of the process, when the test sets one.
+    open_files_limit: Option<u32>,
     env: Vec<(String, String)>,
     child: Option<Child>,
     /// What the current process wrote to stdout: its log, one JSON object a line.
@@ -29,9 +31,20 @@ impl ShopnowProcess {
     /// forced, so the `listening` line can be read) and returns once it listens. With
     /// `SHOPNOW_LISTEN` on a fixed port, `resume` starts it again on the same address.
     pub fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_limited(binary, args, env, None)
+    }
+
+    /// `start`, with the process's open-file limit (`RLIMIT_NOFILE`) set to `open_files`.
+    pub fn start_limited(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        open_files: Option<u32>,
+    ) -> anyhow::Result<Self> {
         let mut process = Self {
             binary: binary.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            open_files_limit: open_files,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -48,7 +61,17 @@ impl ShopnowProcess {
     pub fn resume(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.is_running(), "already running");
         self.child = None;
-        let mut command = Command::new(&self.binary);
+        let mut command = match self.open_files_limit {
+            None => Command::new(&self.binary),
+            Some(limit) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(&self.binary);
+                prlimit
+            }
+        };
         command
             .arg("serve")
             .args(&self.args)

@@ -32,6 +32,7 @@ pub enum ErrorCode {
     AdminDisabled,
     BadRequest,
     DuplicateSku,
+    HeaderTooLarge,
     IdempotencyKeyReused,
     InsufficientStock,
     Internal,
@@ -44,6 +45,7 @@ pub enum ErrorCode {
     Timeout,
     Unauthorized,
     UnsupportedMediaType,
+    UriTooLong,
 }
 
 impl ErrorCode {
@@ -52,6 +54,7 @@ impl ErrorCode {
             Self::AdminDisabled => "admin_disabled",
             Self::BadRequest => "bad_request",
             Self::DuplicateSku => "duplicate_sku",
+            Self::HeaderTooLarge => "header_too_large",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InsufficientStock => "insufficient_stock",
             Self::Internal => "internal",
@@ -64,6 +67,7 @@ impl ErrorCode {
             Self::Timeout => "timeout",
             Self::Unauthorized => "unauthorized",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UriTooLong => "uri_too_long",
         }
     }
 }

@@ -127,3 +127,94 @@ pub async fn time_limit(State(limit): State<Duration>, request: Request, next: N
         .into_response(),
     }
 }
+
+/// Longest request target (path and query) accepted; longer ones answer 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// What `limits` enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub body_limit_bytes: usize,
+}
+
+/// Refuses heads and targets that are too large with the API's JSON errors (431, 414), and reads
+/// the whole body (up to the body limit, else 413) before the request goes on: a handler that
+/// answers without reading the body (401, 405, 404) then leaves no unread bytes on the
+/// connection, which therefore stays alive for the client's next request.
+pub async fn limits(State(limits): State<Limits>, request: Request, next: Next) -> Response {
+    let head_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if head_bytes > limits.max_header_bytes {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::HeaderTooLarge,
+            format!(
+                "the request's headers take {head_bytes} bytes; at most {} are accepted",
+                limits.max_header_bytes
+            ),
+        )
+        .into_response();
+    }
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::UriTooLong,
+            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limits.body_limit_bytes).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
+        // Too large, or the client stopped sending: the rest of the body is still on the
+        // connection, so close it after this answer.
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the request body is larger than {} bytes, or was cut off",
+                    limits.body_limit_bytes
+                ),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
+
+/// Longest `X-Request-Id` echoed back.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Drops an incoming `X-Request-Id` that is too long or holds anything but letters, digits and
+/// `-_.:`, so that the one made for the request instead is what the logs and the response carry.
+pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
+    let acceptable = |id: &HeaderValue| {
+        let id = id.as_bytes();
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID_LEN
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if request
+        .headers()
+        .get(REQUEST_ID)
+        .is_some_and(|id| !acceptable(id))
+    {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
+}

@@ -11,6 +11,7 @@ mod openapi;
 mod ops;
 mod orders;
 mod products;
+mod server;
 
 use std::time::Duration;
 
@@ -23,12 +24,12 @@ use tower_http::{
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use self::middleware::AccessLog;
-pub use self::openapi::openapi_document;
 use self::{
     auth::AdminToken,
     error::{ApiError, ErrorCode},
-    middleware::{FastRequestId, Observe, REQUEST_ID},
+    middleware::{FastRequestId, Limits, Observe, REQUEST_ID},
 };
+pub use self::{openapi::openapi_document, server::serve};
 use crate::{catalog::Catalog, lifecycle::Lifecycle};
 
 /// Everything a handler may need. Cheap to clone: each field is a handle.
@@ -65,10 +66,18 @@ pub struct HttpConfig {
     pub access_log: AccessLog,
     /// Requests slower than this are logged (under `AccessLog::Errors`).
     pub slow_request: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Longest time from the first byte of a request head to its end.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers) accepted; larger ones answer 431.
+    pub max_header_bytes: usize,
 }
 
 /// The routes with their middleware, read from the outside in: request id, access log and
-/// metrics, panic catcher, timeout, body limit, then the routes.
+/// metrics, panic catcher, timeout, size limits (head, target, body), then the routes.
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let (api, openapi) = openapi::api().split_for_parts();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
@@ -82,6 +91,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         })
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(middleware::sanitize_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(axum::middleware::from_fn_with_state(
@@ -97,6 +107,13 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
                 .layer(axum::middleware::from_fn_with_state(
                     config.request_timeout,
                     middleware::time_limit,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    Limits {
+                        max_header_bytes: config.max_header_bytes,
+                        body_limit_bytes: config.body_limit_bytes,
+                    },
+                    middleware::limits,
                 ))
                 .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
         )

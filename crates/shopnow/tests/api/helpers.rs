@@ -336,6 +336,15 @@ where
 
 /// The `shopnow` binary under test, as a process of its own (for tests that kill it).
 pub fn start_process(config: &Config, env: &[(&str, &str)]) -> testkit::ShopnowProcess {
+    start_limited_process(config, env, None)
+}
+
+/// `start_process`, with the process's open-file limit set to `open_files`.
+pub fn start_limited_process(
+    config: &Config,
+    env: &[(&str, &str)],
+    open_files: Option<u32>,
+) -> testkit::ShopnowProcess {
     let redis_urls = config.redis.urls.join(",");
     let mut all: Vec<(&str, &str)> = vec![
         ("DATABASE_URL", &config.database_url),
@@ -347,6 +356,11 @@ pub fn start_process(config: &Config, env: &[(&str, &str)]) -> testkit::ShopnowP
         ("SHOPNOW_SAMPLER_RATE", "0"),
     ];
     all.extend_from_slice(env);
-    testkit::ShopnowProcess::start(env!("CARGO_BIN_EXE_shopnow").as_ref(), &[], &all)
-        .expect("shopnow starts")
+    testkit::ShopnowProcess::start_limited(
+        env!("CARGO_BIN_EXE_shopnow").as_ref(),
+        &[],
+        &all,
+        open_files,
+    )
+    .expect("shopnow starts")
 }

@@ -3,6 +3,7 @@
 
 mod cache;
 mod cluster;
+mod edge;
 mod errors;
 mod helpers;
 mod key_loss;

@@ -1,0 +1,257 @@
+//! The HTTP edge: nothing one client sends can exhaust an instance. Raw TCP where a real
+//! client would hide what is measured (trickled heads, idle sockets, kept-alive connections).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::helpers::{assert_error, start_limited_process, TestApp};
+
+/// One HTTP/1.1 request on `stream`; returns the status and the body of its answer. Knows just
+/// enough HTTP for the API's answers (a Content-Length on every one).
+async fn exchange(stream: &mut TcpStream, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    stream.write_all(request).await?;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_lowercase();
+            let status = head[9..12].parse().expect("a status code");
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if received.len() >= end + 4 + length {
+                return Ok((status, received[end + 4..end + 4 + length].to_vec()));
+            }
+        }
+        let read = stream.read(&mut buffer).await?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        received.extend_from_slice(&buffer[..read]);
+    }
+}
+
+const LIVEZ: &[u8] = b"GET /livez HTTP/1.1\r\nHost: shopnow\r\n\r\n";
+
+/// Whether the server closes `stream` within `limit` (a read answers end of file or an error).
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(limit, stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+fn address(app: &TestApp) -> String {
+    app.address.trim_start_matches("http://").to_string()
+}
+
+#[tokio::test]
+async fn a_client_trickling_a_request_head_is_cut_off() {
+    let app = TestApp::builder()
+        .with_config(|c| c.http.header_read_timeout = Duration::from_millis(500))
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(address(&app)).await.unwrap();
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut cut_off = false;
+    // The attack: one byte of a header every 100 ms, for at most 5 s.
+    while started.elapsed() < Duration::from_secs(5) {
+        if stream.write_all(b"a").await.is_err()
+            || closed_within(&mut stream, Duration::from_millis(100)).await
+        {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "the trickling connection was still open after 5 s");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_but_a_busy_one_is_kept_alive() {
+    let app = TestApp::builder()
+        .with_config(|c| c.http.idle_timeout = Duration::from_millis(600))
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(address(&app)).await.unwrap();
+    // Requests 200 ms apart for 2 s: three times the idle timeout, on one connection.
+    for _ in 0..10 {
+        let (status, _) = exchange(&mut stream, LIVEZ).await.unwrap();
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).await,
+        "an idle connection outlived the idle timeout"
+    );
+}
+
+/// With few file descriptors, a flood of idle connections once stopped an instance accepting
+/// anything. Now the connection cap keeps it below the limit: connections already open go on
+/// being served, and new ones are accepted as idle ones time out.
+#[tokio::test]
+async fn a_flood_of_idle_connections_neither_exhausts_descriptors_nor_stops_serving() {
+    let app = TestApp::builder().spawn().await;
+    let instance = start_limited_process(
+        &app.config,
+        &[
+            ("SHOPNOW_HTTP_MAX_CONNECTIONS", "100"),
+            ("SHOPNOW_HTTP_IDLE_TIMEOUT_MS", "500"),
+        ],
+        Some(256),
+    );
+    let address = instance.address;
+    // A client connected before the flood, asking every 100 ms all along.
+    let mut kept = TcpStream::connect(address).await.unwrap();
+    let kept_client = tokio::spawn(async move {
+        for n in 0..30 {
+            let answered =
+                tokio::time::timeout(Duration::from_secs(2), exchange(&mut kept, LIVEZ)).await;
+            assert!(
+                matches!(answered, Ok(Ok((200, _)))),
+                "request {n} of the kept connection: {answered:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        flood.push(TcpStream::connect(address).await.unwrap());
+    }
+    kept_client.await.unwrap();
+    // A new client is served once idle connections time out and make room.
+    let started = Instant::now();
+    let mut newcomer = TcpStream::connect(address).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(15), exchange(&mut newcomer, LIVEZ))
+        .await
+        .expect("a new connection is served within 15 s");
+    assert_eq!(answered.unwrap().0, 200);
+    println!("a new client was served after {:?}", started.elapsed());
+    drop(flood);
+}
+
+#[tokio::test]
+async fn oversized_heads_and_uris_get_json_errors_and_the_instance_goes_on() {
+    let app = TestApp::builder().spawn().await;
+    let big_header = "a".repeat(20 * 1024);
+    let response = app
+        .client
+        .get(app.url("/livez"))
+        .header("x-padding", &big_header)
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        response,
+        StatusCode::from_u16(431).unwrap(),
+        "header_too_large",
+    )
+    .await;
+
+    let long_path = format!("/v1/products?after=1&q={}", "b".repeat(10 * 1024));
+    assert_error(
+        app.get(&long_path).await,
+        StatusCode::URI_TOO_LONG,
+        "uri_too_long",
+    )
+    .await;
+
+    // Far past the cap, hyper refuses the head before parsing it: still 431, never memory.
+    let huge_header = "c".repeat(200 * 1024);
+    let refused = app
+        .client
+        .get(app.url("/livez"))
+        .header("x-padding", &huge_header)
+        .send()
+        .await;
+    if let Ok(response) = refused {
+        assert_eq!(response.status().as_u16(), 431);
+    }
+    assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_refused_request_with_a_body_keeps_the_connection_alive() {
+    let app = TestApp::builder().spawn().await;
+    let body = r#"{"sku": "KEEP-1", "name": "x", "price_cents": 1}"#;
+    let unauthorized = format!(
+        "POST /v1/products HTTP/1.1\r\nHost: shopnow\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let not_allowed = format!(
+        "POST /livez HTTP/1.1\r\nHost: shopnow\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(address(&app)).await.unwrap();
+    for (request, expected) in [(unauthorized, 401), (not_allowed, 405)] {
+        let (status, body) = exchange(&mut stream, request.as_bytes()).await.unwrap();
+        assert_eq!(status, expected);
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        assert!(error["error"].is_string(), "{error}");
+        // The same connection answers the next request.
+        let (next, _) = exchange(&mut stream, LIVEZ)
+            .await
+            .unwrap_or_else(|e| panic!("the connection closed after a {expected}: {e}"));
+        assert_eq!(next, 200);
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_only_when_short_and_plain() {
+    let app = TestApp::builder().spawn().await;
+    let id_of = |sent: &'static str| {
+        let request = app
+            .client
+            .get(app.url("/livez"))
+            .header("x-request-id", sent);
+        async move {
+            request.send().await.unwrap().headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(
+        id_of("checkout-7f3a.retry_2").await,
+        "checkout-7f3a.retry_2"
+    );
+    for bad in ["has space", "quote\"d", "<script>", "x".repeat(200).leak()] {
+        let echoed = id_of(bad).await;
+        assert_ne!(echoed, bad);
+        assert_eq!(echoed.len(), 36, "a fresh UUID instead of {bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_larger_than_the_limit_is_refused_and_the_next_request_still_works() {
+    let app = TestApp::builder()
+        .with_config(|c| c.http.body_limit_bytes = 1024)
+        .spawn()
+        .await;
+    let response = app
+        .admin(reqwest::Method::POST, "/v1/products")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"sku": "BIG", "name": "{}"}}"#,
+            "n".repeat(4096)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
+}
