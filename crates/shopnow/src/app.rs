@@ -9,11 +9,8 @@ use tokio::net::TcpListener;
 
 use crate::{
     cache::ProductCache, catalog::Catalog, config::Config, db, hooks::Hooks, http, lifecycle,
-    lifecycle::Lifecycle, observability, relay, sampler,
+    lifecycle::Lifecycle, observability, relay, sampler, write_gate::GateLimits,
 };
-
-/// Connections each instance keeps to Postgres at most.
-const DATABASE_POOL_SIZE: u32 = 16;
 
 /// A built instance: its listener is bound, so its address is known before it serves.
 pub struct Application {
@@ -31,10 +28,20 @@ impl Application {
     pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Self> {
         // Install the recorder before anything records, so no early sample is lost.
         observability::prometheus();
-        let pool = db::connect_and_migrate(&config.database_url, DATABASE_POOL_SIZE).await?;
+        let database = db::Database::connect_and_migrate(&config.database).await?;
         let cache = ProductCache::new(&config.cache, &config.redis, hooks.clone())?;
         let lifecycle = Lifecycle::default();
-        let catalog = Catalog::new(pool, cache, config.faults, hooks);
+        let catalog = Catalog::new(
+            database,
+            cache,
+            config.faults,
+            hooks,
+            GateLimits {
+                in_flight: config.max_writes_per_product,
+                queued: config.max_queued_writes_per_product,
+                queue_wait: config.database.lock_timeout,
+            },
+        );
         let state = http::AppState::new(
             catalog.clone(),
             config.admin_token.as_deref(),

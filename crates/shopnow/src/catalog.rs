@@ -5,22 +5,20 @@
 //! (Redis unreachable, or the process died), the row stays and the relay publishes it. Handlers
 //! call this and nothing else, so no write can forget the cache.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::{
     cache::{CacheHealth, CacheStats, CacheStrategy, ProductCache, ProductRead},
-    db,
+    db::{self, Database},
     error::{Error, Result},
     faults::WriteFaults,
     hooks::{Hooks, PublishSite},
     model::{NewProduct, Order, OrderLines, Product, ProductPatch, ProductState},
+    write_gate::{GateLimits, WriteGate},
 };
-
-/// How long a readiness check waits for Postgres before calling it down.
-const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Catalog {
@@ -29,9 +27,12 @@ pub struct Catalog {
 
 struct Inner {
     db: PgPool,
+    /// The readiness check's own connection.
+    health: Database,
     cache: ProductCache,
     faults: WriteFaults,
     hooks: Hooks,
+    gate: WriteGate,
 }
 
 /// An order as placed, or as placed earlier under the same Idempotency-Key.
@@ -45,13 +46,21 @@ pub struct PlacedOrder {
 type Change<'c, T> = BoxFuture<'c, Result<(T, Vec<ProductState>)>>;
 
 impl Catalog {
-    pub fn new(db: PgPool, cache: ProductCache, faults: WriteFaults, hooks: Hooks) -> Self {
+    pub fn new(
+        database: Database,
+        cache: ProductCache,
+        faults: WriteFaults,
+        hooks: Hooks,
+        gate: GateLimits,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                db,
+                db: database.pool.clone(),
+                health: database,
                 cache,
                 faults,
                 hooks,
+                gate: WriteGate::new(gate),
             }),
         }
     }
@@ -82,14 +91,9 @@ impl Catalog {
         self.inner.cache.health().await
     }
 
-    /// Whether Postgres answers a trivial query within a second.
+    /// Whether Postgres answers, on a connection request traffic never uses.
     pub async fn database_ready(&self) -> bool {
-        tokio::time::timeout(
-            DATABASE_CHECK_TIMEOUT,
-            sqlx::query("SELECT 1").execute(&self.inner.db),
-        )
-        .await
-        .is_ok_and(|result| result.is_ok())
+        self.inner.health.ready().await
     }
 
     pub async fn read(&self, id: i64) -> Result<ProductRead> {
@@ -116,34 +120,36 @@ impl Catalog {
 
     pub async fn create(&self, new: &NewProduct) -> Result<Product> {
         let new = new.clone();
-        self.write(move |tx| Box::pin(async move { live(db::products::insert(tx, &new).await?) }))
-            .await
+        self.write(&[], move |tx| {
+            Box::pin(async move { live(db::products::insert(tx, &new).await?) })
+        })
+        .await
     }
 
     pub async fn update(&self, id: i64, patch: &ProductPatch) -> Result<Product> {
         let patch = patch.clone();
-        self.write(move |tx| {
+        self.write(&[id], move |tx| {
             Box::pin(async move { live(db::products::update(tx, id, &patch).await?) })
         })
         .await
     }
 
     pub async fn set_stock(&self, id: i64, stock: i64) -> Result<Product> {
-        self.write(move |tx| {
+        self.write(&[id], move |tx| {
             Box::pin(async move { live(db::products::set_stock(tx, id, stock).await?) })
         })
         .await
     }
 
     pub async fn adjust_stock(&self, id: i64, delta: i64) -> Result<Product> {
-        self.write(move |tx| {
+        self.write(&[id], move |tx| {
             Box::pin(async move { live(db::products::adjust_stock(tx, id, delta).await?) })
         })
         .await
     }
 
     pub async fn delete(&self, id: i64) -> Result<()> {
-        self.write(move |tx| {
+        self.write(&[id], move |tx| {
             Box::pin(async move {
                 let deleted = db::products::delete(tx, id).await?;
                 Ok(((), vec![deleted]))
@@ -158,9 +164,10 @@ impl Catalog {
         lines: &OrderLines,
         idempotency_key: Option<&str>,
     ) -> Result<PlacedOrder> {
+        let products = lines.product_ids();
         let lines = lines.clone();
         let key = idempotency_key.map(str::to_owned);
-        self.write(move |tx| {
+        self.write(&products, move |tx| {
             Box::pin(async move {
                 Ok(match db::orders::place(tx, &lines, key.as_deref()).await? {
                     db::orders::Placed::New { order, changed } => (
@@ -189,13 +196,18 @@ impl Catalog {
     /// asked for it goes away (the client disconnects, the request times out): a transaction
     /// dropped half way through, with the connection it holds, is what the pool copes with
     /// worst, and a write cut between commit and publish would leave its repair to the relay.
-    async fn write<T, F>(&self, change: F) -> Result<T>
+    ///
+    /// The write first takes a place at the gate of every product it names (`write_gate`):
+    /// past the bound it answers 503 `busy` without touching Postgres.
+    async fn write<T, F>(&self, products: &[i64], change: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut PgConnection) -> Change<'c, T> + Send + 'static,
     {
+        let pass = self.inner.gate.enter(products).await?;
         let catalog = self.clone();
         tokio::spawn(async move {
+            let _pass = pass;
             let mut tx = catalog.inner.db.begin().await?;
             let (answer, changed) = change(&mut tx).await?;
             catalog.commit_and_publish(tx, &changed).await?;

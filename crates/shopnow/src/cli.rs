@@ -139,7 +139,7 @@ async fn serve(
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    db::connect_and_migrate(&config.database_url, 1).await?;
+    db::migrate(&db::connect_plain(&config.database.url, 1).await?).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
@@ -149,7 +149,8 @@ async fn seed(config: &Config, products: i64) -> anyhow::Result<()> {
         (1..=10_000_000).contains(&products),
         "--products must be between 1 and 10000000"
     );
-    let pool = db::connect_and_migrate(&config.database_url, 1).await?;
+    let pool = db::connect_plain(&config.database.url, 1).await?;
+    db::migrate(&pool).await?;
     let mut conn = pool.acquire().await?;
     let inserted = db::products::seed_demo(&mut conn, products)
         .await

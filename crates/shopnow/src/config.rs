@@ -8,6 +8,7 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use crate::{
     cache::{CacheConfig, CacheStrategy, RedisConfig},
+    db::DatabaseConfig,
     faults::{self, WriteFaults},
     http::{AccessLog, HttpConfig},
     observability::LogFormat,
@@ -16,7 +17,7 @@ use crate::{
 /// Settings of one `shopnow` process.
 #[derive(Clone)]
 pub struct Config {
-    pub database_url: String,
+    pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub listen: SocketAddr,
     pub cache: CacheConfig,
@@ -28,6 +29,11 @@ pub struct Config {
     pub sampler_rate: u32,
     /// Faults injected into writes (`SHOPNOW_FAULTS`); none unless this build allows them.
     pub faults: WriteFaults,
+    /// Writes of one product this instance lets run (or wait for its row lock) at once.
+    pub max_writes_per_product: usize,
+    /// Writes of one product that may wait for a turn (holding no connection); more answer
+    /// 503 `busy` at once.
+    pub max_queued_writes_per_product: usize,
 }
 
 /// A variable that is set but cannot be used, named so the operator knows what to fix.
@@ -97,7 +103,19 @@ impl Config {
         })?;
 
         Ok(Self {
-            database_url,
+            database: DatabaseConfig {
+                url: database_url,
+                pool_size: var("SHOPNOW_DB_POOL_SIZE").at_least(2, 16)? as u32,
+                acquire_timeout: var("SHOPNOW_DB_ACQUIRE_TIMEOUT_MS")
+                    .positive(2_000, Duration::from_millis)?,
+                lock_timeout: var("SHOPNOW_DB_LOCK_TIMEOUT_MS")
+                    .positive(2_000, Duration::from_millis)?,
+                statement_timeout: var("SHOPNOW_DB_STATEMENT_TIMEOUT_MS")
+                    .positive(5_000, Duration::from_millis)?,
+            },
+            max_writes_per_product: var("SHOPNOW_MAX_WRITES_PER_PRODUCT").at_least(1, 4)?,
+            max_queued_writes_per_product: var("SHOPNOW_MAX_QUEUED_WRITES_PER_PRODUCT")
+                .at_least(0, 256)?,
             redis: RedisConfig {
                 urls: redis_urls,
                 cluster,
@@ -243,7 +261,7 @@ mod tests {
     #[test]
     fn defaults_match_the_design() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.database.url, DEFAULT_DATABASE_URL);
         assert_eq!(c.redis.urls, vec![DEFAULT_REDIS_URL.to_string()]);
         assert!(!c.redis.cluster);
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
@@ -276,6 +294,9 @@ mod tests {
             ("SHOPNOW_FAULTS", "explode=1"),
             ("SHOPNOW_ACCESS_LOG", "verbose"),
             ("SHOPNOW_HTTP_MAX_CONNECTIONS", "0"),
+            ("SHOPNOW_DB_POOL_SIZE", "1"),
+            ("SHOPNOW_DB_LOCK_TIMEOUT_MS", "0"),
+            ("SHOPNOW_MAX_WRITES_PER_PRODUCT", "0"),
             ("SHOPNOW_HTTP_MAX_HEADER_BYTES", "100"),
             ("SHOPNOW_HTTP_IDLE_TIMEOUT_MS", "0"),
             ("SHOPNOW_SLOW_REQUEST_MS", "0"),

@@ -19,6 +19,22 @@ pub enum Error {
     /// An Idempotency-Key sent again with a different order.
     #[error("this Idempotency-Key was used for a different order; use a new key")]
     IdempotencyKeyReused,
+    /// The product is contended (its writes are at their bound, or its row stayed locked past
+    /// the lock timeout): nothing was changed, and a retry shortly may succeed.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        /// What the database said, for the operator's log.
+        cause: Option<String>,
+    },
+    /// The database is unreachable, out of connections, or failing over: nothing the client
+    /// did; a retry shortly may succeed.
+    #[error("{message}")]
+    Unavailable {
+        message: &'static str,
+        /// What the database said, for the operator's log.
+        cause: String,
+    },
     /// Anything the client cannot fix: a bug, or a dependency failing in an unexpected way.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -41,7 +57,45 @@ impl Error {
 }
 
 impl From<sqlx::Error> for Error {
+    /// A database failure the client should retry (unreachable, overloaded, a lock or statement
+    /// timeout, a serialization failure) is `Unavailable` or `Busy`; anything else is a bug.
     fn from(error: sqlx::Error) -> Self {
-        Self::Internal(error.into())
+        let unavailable = |message| Self::Unavailable {
+            message,
+            cause: error.to_string(),
+        };
+        match &error {
+            sqlx::Error::PoolTimedOut => {
+                unavailable("no database connection came free in time; retry shortly")
+            }
+            // Could not talk to the database at all (a connection refused, cut or garbled on the
+            // way: a failover, a restart, a network partition).
+            sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => {
+                unavailable("the database is unreachable; retry shortly")
+            }
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // lock_not_available (lock_timeout), query_canceled (statement_timeout)
+                Some("55P03" | "57014") => Self::Busy {
+                    message: "the product is locked by another transaction; retry shortly".into(),
+                    cause: Some(error.to_string()),
+                },
+                // serialization_failure, deadlock_detected, too_many_connections, shutdowns,
+                // and the connection exceptions of class 08
+                Some(code)
+                    if matches!(
+                        code,
+                        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+                    ) || code.starts_with("08") =>
+                {
+                    unavailable("the database cannot serve this now; retry shortly")
+                }
+                _ => Self::Internal(error.into()),
+            },
+            _ => Self::Internal(error.into()),
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! Arrows only go down this list:
 //! - `cli` parses the command line; `app` builds and runs one instance from a `config`.
 //! - `http`: the routes (one module per resource), their state, errors and middleware.
-//! - `catalog`: every read and write of products and orders: Postgres first, then the cache.
+//! - `catalog`: every read and write of products and orders: Postgres first, then the cache;
+//!   `write_gate` bounds the writes of one product in flight.
 //! - `relay` and `sampler`: the background tasks of every instance (outbox relay,
 //!   consistency sampler).
 //! - `cache`: the cache strategies, one module each, behind one trait; `versioned` is the one
@@ -29,12 +30,14 @@ mod model;
 mod observability;
 mod relay;
 mod sampler;
+mod write_gate;
 
 pub use app::Application;
 pub use cache::{CacheConfig, CacheStats, CacheStrategy, CachedCopy, ProductKeys, RedisConfig};
 pub use catalog::Catalog;
 pub use cli::{healthcheck, run, Cli};
 pub use config::{Config, ConfigError};
+pub use db::DatabaseConfig;
 pub use faults::WriteFaults;
 pub use hooks::{Hook, Hooks, PublishSite};
 pub use http::{openapi_document, HttpConfig};

@@ -5,10 +5,14 @@ pub mod orders;
 pub mod outbox;
 pub mod products;
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
-use sqlx::{migrate::MigrateDatabase, postgres::PgPoolOptions, PgPool, Postgres};
+use sqlx::{
+    migrate::MigrateDatabase,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool, Postgres,
+};
 
 /// Postgres error code for "database already exists".
 const DUPLICATE_DATABASE: &str = "42P04";
@@ -29,20 +33,97 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     }
 }
 
-/// Creates the database when it is missing, connects, and applies pending migrations.
-///
-/// Several instances may start at once: creation tolerates losing the race, and sqlx serialises
-/// migrations with an advisory lock.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+/// Where Postgres is, and the limits of the connections that serve requests.
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub url: String,
+    /// Connections that serve requests (and the background tasks).
+    pub pool_size: u32,
+    /// Longest wait for a free connection; past it the request answers 503 `unavailable`.
+    pub acquire_timeout: Duration,
+    /// Longest wait for a row lock (`lock_timeout`); past it the request answers 503 `busy`.
+    pub lock_timeout: Duration,
+    /// Longest statement (`statement_timeout`) on a request connection.
+    pub statement_timeout: Duration,
+}
+
+/// The instance's connections to Postgres.
+#[derive(Clone)]
+pub struct Database {
+    /// Serves requests and the background tasks, every session bounded by the configured lock
+    /// and statement timeouts, so that one locked row cannot hold connections for long.
+    pub pool: PgPool,
+    /// One connection of its own for readiness checks: request traffic can use every
+    /// connection of `pool` without making the instance look down.
+    pub health: PgPool,
+}
+
+impl Database {
+    /// Creates the database when it is missing, applies pending migrations (on a connection
+    /// without the request timeouts: a migration may take long), and opens the pools.
+    ///
+    /// Several instances may start at once: creation tolerates losing the race, and sqlx
+    /// serialises migrations with an advisory lock.
+    pub async fn connect_and_migrate(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let plain = connect_plain(&config.url, 1).await?;
+        migrate(&plain).await?;
+        plain.close().await;
+
+        let bounded = PgConnectOptions::from_str(&config.url)
+            .context("DATABASE_URL")?
+            .options([
+                ("lock_timeout", millis(config.lock_timeout)),
+                ("statement_timeout", millis(config.statement_timeout)),
+                // A transaction its client abandoned gives its locks back.
+                (
+                    "idle_in_transaction_session_timeout",
+                    millis(IDLE_IN_TRANSACTION_TIMEOUT),
+                ),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pool_size)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(bounded.clone())
+            .await
+            .context("connecting to PostgreSQL (DATABASE_URL)")?;
+        let health = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(HEALTH_CHECK_TIMEOUT)
+            .connect_lazy_with(bounded);
+        Ok(Self { pool, health })
+    }
+
+    /// Whether Postgres answers a trivial query within `HEALTH_CHECK_TIMEOUT`, on the
+    /// readiness check's own connection.
+    pub async fn ready(&self) -> bool {
+        tokio::time::timeout(
+            HEALTH_CHECK_TIMEOUT,
+            sqlx::query("SELECT 1").execute(&self.health),
+        )
+        .await
+        .is_ok_and(|result| result.is_ok())
+    }
+}
+
+/// How long a readiness check waits for Postgres before calling it down.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// An idle transaction is ended after this (`idle_in_transaction_session_timeout`).
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn millis(duration: Duration) -> String {
+    duration.as_millis().to_string()
+}
+
+/// A pool without the request timeouts, for commands (`migrate`, `seed`) that may run long;
+/// the database is created first if it is missing.
+pub async fn connect_plain(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     create_database_if_missing(url).await?;
-    let pool = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect(url)
         .await
-        .context("connecting to PostgreSQL (DATABASE_URL)")?;
-    migrate(&pool).await?;
-    Ok(pool)
+        .context("connecting to PostgreSQL (DATABASE_URL)")
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@
 //! (`middleware::observe`), on the line that carries the request's id.
 
 use axum::{
-    http::StatusCode,
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -31,6 +31,7 @@ pub struct ErrorBody {
 pub enum ErrorCode {
     AdminDisabled,
     BadRequest,
+    Busy,
     DuplicateSku,
     HeaderTooLarge,
     IdempotencyKeyReused,
@@ -44,6 +45,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Timeout,
     Unauthorized,
+    Unavailable,
     UnsupportedMediaType,
     UriTooLong,
 }
@@ -53,6 +55,7 @@ impl ErrorCode {
         match self {
             Self::AdminDisabled => "admin_disabled",
             Self::BadRequest => "bad_request",
+            Self::Busy => "busy",
             Self::DuplicateSku => "duplicate_sku",
             Self::HeaderTooLarge => "header_too_large",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
@@ -66,6 +69,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Timeout => "timeout",
             Self::Unauthorized => "unauthorized",
+            Self::Unavailable => "unavailable",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::UriTooLong => "uri_too_long",
         }
@@ -78,7 +82,8 @@ pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     message: String,
-    /// For an internal error, its cause: logged with the request's access line, never sent.
+    /// For an internal or dependency error, its cause: logged with the request's access line,
+    /// never sent.
     cause: Option<String>,
 }
 
@@ -159,6 +164,18 @@ impl From<Error> for ApiError {
                 ErrorCode::IdempotencyKeyReused,
                 message,
             ),
+            Error::Busy { cause, .. } => Self {
+                cause,
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, message)
+            },
+            Error::Unavailable { cause, .. } => Self {
+                cause: Some(cause),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    message,
+                )
+            },
             Error::Internal(cause) => Self {
                 cause: Some(format!("{cause:#}")),
                 ..Self::internal()
@@ -174,6 +191,12 @@ impl IntoResponse for ApiError {
             message: self.message,
         };
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is worth a retry: tell clients and proxies when.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(InternalCause(cause));
         }

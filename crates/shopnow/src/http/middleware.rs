@@ -105,7 +105,10 @@ pub async fn observe(State(policy): State<Observe>, request: Request, next: Next
         .extensions()
         .get::<InternalCause>()
         .map(|c| c.0.as_str());
-    if status.is_server_error() {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Shedding load or waiting out a dependency: worth watching, not a bug.
+        tracing::warn!(request_id = %id, %method, %uri, status = status.as_u16(), millis, cause, "request refused for now");
+    } else if status.is_server_error() {
         tracing::error!(request_id = %id, %method, %uri, status = status.as_u16(), millis, cause, "request failed");
     } else if took >= policy.slow_request {
         tracing::warn!(request_id = %id, %method, %uri, status = status.as_u16(), millis, "slow request");

@@ -56,7 +56,7 @@ impl TestApp {
     pub fn builder() -> TestAppBuilder {
         let db = test_database();
         let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
-        config.database_url = db.url.clone();
+        config.database.url = db.url.clone();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.admin_token = Some(ADMIN_TOKEN.to_string());
         config.cache.strategy = CacheStrategy::None;
@@ -102,7 +102,7 @@ impl TestAppBuilder {
 
     /// Use `db` (shared with other instances) instead of a fresh one.
     pub fn database(mut self, db: Arc<TestDatabase>) -> Self {
-        self.config.database_url = db.url.clone();
+        self.config.database.url = db.url.clone();
         self.db = db;
         self
     }
@@ -347,7 +347,7 @@ pub fn start_limited_process(
 ) -> testkit::ShopnowProcess {
     let redis_urls = config.redis.urls.join(",");
     let mut all: Vec<(&str, &str)> = vec![
-        ("DATABASE_URL", &config.database_url),
+        ("DATABASE_URL", &config.database.url),
         ("REDIS_URL", &redis_urls),
         ("SHOPNOW_CACHE_STRATEGY", config.cache.strategy.as_str()),
         ("SHOPNOW_CACHE_PREFIX", &config.cache.prefix),

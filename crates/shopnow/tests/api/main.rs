@@ -3,6 +3,7 @@
 
 mod cache;
 mod cluster;
+mod contention;
 mod edge;
 mod errors;
 mod helpers;

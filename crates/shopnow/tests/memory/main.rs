@@ -82,7 +82,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 async fn memory_stays_flat_under_load_without_any_scrape() {
     let database = TestDatabase::new("shopnow_test");
     let mut config = Config::from_lookup(|_| None).unwrap();
-    config.database_url = database.url.clone();
+    config.database.url = database.url.clone();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.cache.strategy = CacheStrategy::None;
     config.sampler_rate = 0;
