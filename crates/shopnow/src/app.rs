@@ -28,6 +28,12 @@ impl Application {
     pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Self> {
         // Install the recorder before anything records, so no early sample is lost.
         observability::prometheus();
+        if config.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            tracing::warn!(
+                "SHOPNOW_ADMIN_TOKEN is shorter than 16 characters: easy to guess; \
+                 make one with `openssl rand -hex 16`"
+            );
+        }
         let database = db::Database::connect_and_migrate(&config.database).await?;
         let cache = ProductCache::new(&config.cache, &config.redis, hooks.clone())?;
         let lifecycle = Lifecycle::default();

@@ -16,7 +16,9 @@ use crate::{
     error::{Error, Result},
     faults::WriteFaults,
     hooks::{Hooks, PublishSite},
-    model::{NewProduct, Order, OrderLines, Product, ProductPatch, ProductState},
+    model::{
+        NewProduct, OrderLines, OrderReceipt, Product, ProductPatch, ProductState, StoredOrder,
+    },
     write_gate::{GateLimits, WriteGate},
 };
 
@@ -37,7 +39,7 @@ struct Inner {
 
 /// An order as placed, or as placed earlier under the same Idempotency-Key.
 pub struct PlacedOrder {
-    pub order: Order,
+    pub receipt: OrderReceipt,
     /// True when this is a retry: the order was placed before and no stock was taken now.
     pub replayed: bool,
 }
@@ -105,7 +107,7 @@ impl Catalog {
         db::products::list(&mut conn, after, limit).await
     }
 
-    pub async fn order(&self, id: i64) -> Result<Order> {
+    pub async fn order(&self, id: i64) -> Result<StoredOrder> {
         let mut conn = self.inner.db.acquire().await?;
         db::orders::find(&mut conn, id)
             .await?
@@ -167,24 +169,27 @@ impl Catalog {
         let products = lines.product_ids();
         let lines = lines.clone();
         let key = idempotency_key.map(str::to_owned);
+        let token = OrderReceipt::new_access_token();
         self.write(&products, move |tx| {
             Box::pin(async move {
-                Ok(match db::orders::place(tx, &lines, key.as_deref()).await? {
-                    db::orders::Placed::New { order, changed } => (
-                        PlacedOrder {
-                            order,
-                            replayed: false,
-                        },
-                        changed.into_iter().map(ProductState::Live).collect(),
-                    ),
-                    db::orders::Placed::Replayed(order) => (
-                        PlacedOrder {
-                            order,
-                            replayed: true,
-                        },
-                        Vec::new(),
-                    ),
-                })
+                Ok(
+                    match db::orders::place(tx, &lines, key.as_deref(), &token).await? {
+                        db::orders::Placed::New { receipt, changed } => (
+                            PlacedOrder {
+                                receipt,
+                                replayed: false,
+                            },
+                            changed.into_iter().map(ProductState::Live).collect(),
+                        ),
+                        db::orders::Placed::Replayed(receipt) => (
+                            PlacedOrder {
+                                receipt,
+                                replayed: true,
+                            },
+                            Vec::new(),
+                        ),
+                    },
+                )
             })
         })
         .await

@@ -136,7 +136,11 @@ impl Config {
                 ttl: var("SHOPNOW_CACHE_TTL_SECS")
                     .positive(DEFAULT_CACHE_TTL_SECS, Duration::from_secs)?,
             },
-            admin_token: var("SHOPNOW_ADMIN_TOKEN").value,
+            // Trimmed: a token read from a secret file often ends with a newline, and a token
+            // with spaces around it could never be sent in a header as it is.
+            admin_token: var("SHOPNOW_ADMIN_TOKEN")
+                .value
+                .map(|t| t.trim().to_string()),
             http: HttpConfig {
                 body_limit_bytes: var("SHOPNOW_BODY_LIMIT_BYTES").parse(64 * 1024)?,
                 request_timeout: var("SHOPNOW_REQUEST_TIMEOUT_MS")
@@ -328,6 +332,12 @@ mod tests {
         assert!(c.redis.cluster);
         assert_eq!(c.redis.urls.len(), 2);
         assert_eq!(c.redis.urls[1], "redis://127.0.0.1:7001");
+    }
+
+    #[test]
+    fn the_admin_token_is_trimmed_as_a_secret_file_leaves_it() {
+        let c = config(&[("SHOPNOW_ADMIN_TOKEN", "  0123456789abcdef\n")]).unwrap();
+        assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef"));
     }
 
     #[test]

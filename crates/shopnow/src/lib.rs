@@ -41,6 +41,6 @@ pub use db::DatabaseConfig;
 pub use faults::WriteFaults;
 pub use hooks::{Hook, Hooks, PublishSite};
 pub use http::{openapi_document, HttpConfig};
-pub use model::{Order, OrderItem, Product};
+pub use model::{Order, OrderItem, OrderReceipt, Product};
 pub use observability::{init_logging, LogFormat};
 pub use relay::{GRACE as RELAY_GRACE, REPAIR_BOUND};

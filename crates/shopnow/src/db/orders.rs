@@ -5,23 +5,28 @@ use sqlx::PgConnection;
 
 use crate::{
     error::{Error, Result},
-    model::{Order, OrderItem, OrderLines, Product},
+    model::{Order, OrderItem, OrderLines, OrderReceipt, Product, StoredOrder},
 };
 
 /// What placing an order did.
 pub enum Placed {
     /// A new order; `changed` holds every product row it changed, for the cache to publish.
-    New { order: Order, changed: Vec<Product> },
+    New {
+        receipt: OrderReceipt,
+        changed: Vec<Product>,
+    },
     /// A retry of an order already placed with the same Idempotency-Key; nothing changed.
-    Replayed(Order),
+    Replayed(OrderReceipt),
 }
 
-/// Places an order for `lines`, at most once per `idempotency_key`, in the caller's
-/// transaction `tx`. An error leaves the transaction to be rolled back.
+/// Places an order for `lines` readable with `access_token`, at most once per
+/// `idempotency_key`, in the caller's transaction `tx`. An error leaves the transaction to be
+/// rolled back.
 pub async fn place(
     tx: &mut PgConnection,
     lines: &OrderLines,
     idempotency_key: Option<&str>,
+    access_token: &str,
 ) -> Result<Placed> {
     if let Some(key) = idempotency_key {
         if !claim_idempotency_key(tx, key, lines).await? {
@@ -32,7 +37,7 @@ pub async fn place(
     check_stock(&locked, lines)?;
     let currency = single_currency(&locked)?;
     let changed = take_stock(tx, lines).await?;
-    let order = record_order(tx, lines, &locked, currency).await?;
+    let order = record_order(tx, lines, &locked, currency, access_token).await?;
     if let Some(key) = idempotency_key {
         sqlx::query("UPDATE idempotency_keys SET order_id = $1 WHERE key = $2")
             .bind(order.id)
@@ -40,7 +45,11 @@ pub async fn place(
             .execute(&mut *tx)
             .await?;
     }
-    Ok(Placed::New { order, changed })
+    let receipt = OrderReceipt {
+        order,
+        access_token: access_token.to_string(),
+    };
+    Ok(Placed::New { receipt, changed })
 }
 
 /// Inserts the key; false when it exists already. A concurrent request with the same key blocks
@@ -149,17 +158,19 @@ async fn record_order(
     lines: &OrderLines,
     locked: &[Locked],
     currency: &str,
+    access_token: &str,
 ) -> Result<Order> {
     let total_cents: i64 = locked
         .iter()
         .map(|row| row.price_cents * lines.quantity_of(row.id))
         .sum();
     let (id, status, created_at): (i64, String, DateTime<Utc>) = sqlx::query_as(
-        "INSERT INTO orders (total_cents, currency) VALUES ($1, $2) \
+        "INSERT INTO orders (total_cents, currency, access_token) VALUES ($1, $2, $3) \
          RETURNING id, status, created_at",
     )
     .bind(total_cents)
     .bind(currency)
+    .bind(access_token)
     .fetch_one(&mut *tx)
     .await?;
 
@@ -191,8 +202,8 @@ async fn record_order(
     })
 }
 
-/// The order stored under `key`, if the retry carries the same lines.
-async fn replay(conn: &mut PgConnection, key: &str, lines: &OrderLines) -> Result<Order> {
+/// The order stored under `key`, with its access token, if the retry carries the same lines.
+async fn replay(conn: &mut PgConnection, key: &str, lines: &OrderLines) -> Result<OrderReceipt> {
     let (request_hash, order_id): (Vec<u8>, Option<i64>) =
         sqlx::query_as("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1")
             .bind(key)
@@ -203,19 +214,34 @@ async fn replay(conn: &mut PgConnection, key: &str, lines: &OrderLines) -> Resul
     }
     let order_id = order_id
         .ok_or_else(|| anyhow::anyhow!("idempotency key {key:?} committed without an order"))?;
-    find(conn, order_id)
+    let stored = find(conn, order_id)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("order {order_id} of idempotency key vanished").into())
+        .ok_or_else(|| anyhow::anyhow!("order {order_id} of idempotency key vanished"))?;
+    let access_token = stored
+        .access_token
+        .ok_or_else(|| anyhow::anyhow!("order {order_id} of an idempotency key has no token"))?;
+    Ok(OrderReceipt {
+        order: stored.order,
+        access_token,
+    })
 }
 
-pub async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<Order>> {
-    let header: Option<(String, i64, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT status, total_cents, currency, created_at FROM orders WHERE id = $1",
+pub async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<StoredOrder>> {
+    #[derive(sqlx::FromRow)]
+    struct Header {
+        status: String,
+        total_cents: i64,
+        currency: String,
+        created_at: DateTime<Utc>,
+        access_token: Option<String>,
+    }
+    let header: Option<Header> = sqlx::query_as(
+        "SELECT status, total_cents, currency, created_at, access_token FROM orders WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((status, total_cents, currency, created_at)) = header else {
+    let Some(header) = header else {
         return Ok(None);
     };
     let items: Vec<OrderItem> = sqlx::query_as(
@@ -225,12 +251,15 @@ pub async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<Order>> {
     .bind(id)
     .fetch_all(conn)
     .await?;
-    Ok(Some(Order {
-        id,
-        status,
-        items,
-        total_cents,
-        currency,
-        created_at,
+    Ok(Some(StoredOrder {
+        order: Order {
+            id,
+            status: header.status,
+            items,
+            total_cents: header.total_cents,
+            currency: header.currency,
+            created_at: header.created_at,
+        },
+        access_token: header.access_token,
     }))
 }

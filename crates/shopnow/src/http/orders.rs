@@ -2,21 +2,25 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
+    auth::OrderReader,
     error::{ApiError, ApiResult, ErrorBody, ErrorCode},
     extract::{ApiJson, ApiPath},
     AppState,
 };
-use crate::model::{Order, OrderLines, OrderRequest};
+use crate::model::{Order, OrderLines, OrderReceipt, OrderRequest};
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// A retry with the key and the same items gets the order's access token back, so a key must
+/// be as hard to guess as a password: 16 characters at least (a UUID has 36).
+const MIN_IDEMPOTENCY_KEY_LEN: usize = 16;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,7 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 printable ASCII characters")),
     responses(
-        (status = 201, body = Order),
+        (status = 201, body = OrderReceipt),
         (status = 400, body = ErrorBody),
         (status = 404, description = "An item names an unknown product", body = ErrorBody),
         (status = 409, description = "`insufficient_stock`; nothing was changed", body = ErrorBody),
@@ -48,9 +52,14 @@ async fn place_order(
     let key = idempotency_key(&headers)?;
     let lines = OrderLines::from_request(&request)?;
     let placed = state.catalog.place_order(&lines, key).await?;
-    let (order, replayed) = (placed.order, placed.replayed);
-    let mut response = (StatusCode::CREATED, Json(order)).into_response();
-    if replayed {
+    let location = format!("/v1/orders/{}", placed.receipt.order.id);
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(placed.receipt),
+    )
+        .into_response();
+    if placed.replayed {
         response
             .headers_mut()
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
@@ -66,26 +75,33 @@ async fn place_order(
 )]
 async fn get_order(
     State(state): State<AppState>,
+    reader: OrderReader,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Order>> {
-    Ok(Json(state.catalog.order(id).await?))
+    let stored = state.catalog.order(id).await?;
+    // A wrong token reads as "no such order": ids are sequential, and telling which exist
+    // would list them.
+    if !reader.may_read(stored.access_token.as_deref()) {
+        return Err(ApiError::not_found(format!("order {id} does not exist")));
+    }
+    Ok(Json(stored.order))
 }
 
-/// The `Idempotency-Key` header, if sent: 1 to 255 printable ASCII characters.
+/// The `Idempotency-Key` header, if sent: 16 to 255 printable ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let key = value.to_str().ok().filter(|key| {
-        !key.is_empty()
-            && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        (MIN_IDEMPOTENCY_KEY_LEN..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
             && key.chars().all(|c| c.is_ascii_graphic())
     });
     key.map(Some).ok_or_else(|| {
         ApiError::bad_request(
             ErrorCode::InvalidIdempotencyKey,
             format!(
-                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"
+                "Idempotency-Key must be {MIN_IDEMPOTENCY_KEY_LEN} to {MAX_IDEMPOTENCY_KEY_LEN} \
+                 printable ASCII characters, as hard to guess as a password (a UUID fits)"
             ),
         )
     })
@@ -103,9 +119,11 @@ mod tests {
 
     #[test]
     fn idempotency_keys_are_printable_and_bounded() {
-        assert_eq!(key("order-123").unwrap().as_deref(), Some("order-123"));
+        let uuid = "5f2c1e0a-8b4d-4c6e-9f7a-3d2b1c0e9f8a";
+        assert_eq!(key(uuid).unwrap().as_deref(), Some(uuid));
         assert!(key("").is_err());
-        assert!(key("has space").is_err());
+        assert!(key("order-123").is_err(), "too easy to guess");
+        assert!(key("has space in the middle").is_err());
         assert!(key(&"k".repeat(256)).is_err());
         assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
     }

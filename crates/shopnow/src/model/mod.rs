@@ -4,7 +4,7 @@
 mod order;
 mod product;
 
-pub use order::{Order, OrderItem, OrderLines, OrderRequest};
+pub use order::{Order, OrderItem, OrderLines, OrderReceipt, OrderRequest, StoredOrder};
 pub use product::{
     NewProduct, Product, ProductPatch, ProductState, StockAdjustment, StockLevel, MAX_STOCK,
 };

@@ -40,6 +40,34 @@ pub struct Order {
     pub created_at: DateTime<Utc>,
 }
 
+/// What `POST /v1/orders` answers: the order, and the secret that reads it later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderReceipt {
+    #[serde(flatten)]
+    pub order: Order,
+    /// Send it as `Authorization: Bearer <access_token>` to read the order; nobody else can
+    /// (but the admin). Keep it like a password: it is shown again only to a retry with the
+    /// same Idempotency-Key and the same items.
+    #[schema(example = "4f1c9a2e7b3d...")]
+    pub access_token: String,
+}
+
+/// An order as stored, with the token that reads it (`None` for orders placed before access
+/// tokens existed).
+#[derive(Debug, Clone)]
+pub struct StoredOrder {
+    pub order: Order,
+    pub access_token: Option<String>,
+}
+
+impl OrderReceipt {
+    /// A new order's receipt with a fresh access token: 256 random bits, in hex.
+    pub fn new_access_token() -> String {
+        let bytes: [u8; 32] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct OrderItem {
     pub product_id: i64,

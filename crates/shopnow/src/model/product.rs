@@ -143,7 +143,8 @@ impl StockLevel {
 
 impl StockAdjustment {
     pub fn validate(&self) -> Result<(), Error> {
-        if self.delta == 0 || self.delta.abs() > MAX_STOCK {
+        // unsigned_abs: i64::MIN has no positive counterpart, and abs() would overflow.
+        if self.delta == 0 || self.delta.unsigned_abs() > MAX_STOCK.unsigned_abs() {
             return Err(Error::invalid(format!(
                 "delta must be non-zero and between -{MAX_STOCK} and {MAX_STOCK}"
             )));
@@ -273,5 +274,7 @@ mod tests {
         .validate()
         .is_err());
         assert!(StockAdjustment { delta: -2 }.validate().is_ok());
+        assert!(StockAdjustment { delta: i64::MIN }.validate().is_err());
+        assert!(StockAdjustment { delta: i64::MAX }.validate().is_err());
     }
 }

@@ -86,6 +86,18 @@ async fn bad_bodies_get_json_errors_and_change_nothing() {
             .unwrap();
         assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").await;
     }
+    // The most negative delta: its absolute value does not exist in i64.
+    let adjustments = format!("/v1/products/{id}/stock/adjustments");
+    for delta in ["-9223372036854775808", "9223372036854775807", "0"] {
+        let response = app
+            .admin(Method::POST, &adjustments)
+            .header("content-type", "application/json")
+            .body(format!("{{\"delta\": {delta}}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").await;
+    }
     let no_type = app
         .admin(Method::PUT, &stock)
         .body("{\"stock\": 1}")

@@ -7,7 +7,8 @@ use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use shopnow::{
-    Application, CacheStrategy, Catalog, Config, Hooks, LogFormat, Order, Product, ProductKeys,
+    Application, CacheStrategy, Catalog, Config, Hooks, LogFormat, OrderReceipt, Product,
+    ProductKeys,
 };
 use sqlx::PgPool;
 use testkit::TestDatabase;
@@ -238,9 +239,18 @@ impl TestApp {
         request.send().await.expect("POST /v1/orders")
     }
 
-    /// Places an order that must succeed.
-    pub async fn placed_order(&self, items: &[(i64, i64)]) -> Order {
+    /// Places an order that must succeed; returns it with its access token.
+    pub async fn placed_order(&self, items: &[(i64, i64)]) -> OrderReceipt {
         ok(self.order(items, None).await, StatusCode::CREATED).await
+    }
+
+    /// `GET /v1/orders/{id}` with `token` as the bearer, if any.
+    pub async fn read_order(&self, id: i64, token: Option<&str>) -> Response {
+        let mut request = self.client.get(self.url(&format!("/v1/orders/{id}")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
     }
 
     /// Seeds demo products 1..=count straight into Postgres (nothing cached).

@@ -3,9 +3,9 @@ use std::collections::HashMap;
 use futures::future::join_all;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use reqwest::StatusCode;
-use shopnow::Order;
+use shopnow::{Order, OrderReceipt};
 
-use crate::helpers::{assert_error, ok, TestApp};
+use crate::helpers::{assert_error, ok, TestApp, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn concurrent_orders_never_oversell() {
@@ -124,7 +124,8 @@ async fn an_order_records_its_items_prices_and_total() {
     let b = app.create_product("ORD-B", 10).await.id;
 
     // Items out of order and one product twice: stored as one line per product.
-    let order = app.placed_order(&[(b, 1), (a, 2), (b, 3)]).await;
+    let receipt = app.placed_order(&[(b, 1), (a, 2), (b, 3)]).await;
+    let order = &receipt.order;
     assert_eq!(order.status, "confirmed");
     assert_eq!(order.total_cents, 250 * 6);
     assert_eq!(order.currency, "USD");
@@ -133,16 +134,16 @@ async fn an_order_records_its_items_prices_and_total() {
     assert_eq!(order.items[1].quantity, 4);
 
     let fetched: Order = ok(
-        app.get(&format!("/v1/orders/{}", order.id)).await,
+        app.read_order(order.id, Some(&receipt.access_token)).await,
         StatusCode::OK,
     )
     .await;
-    assert_eq!(fetched, order);
+    assert_eq!(&fetched, order);
     assert_eq!(app.stored(a).await, (8, 2));
     assert_eq!(app.stored(b).await, (6, 2));
 
     assert_error(
-        app.get("/v1/orders/424242").await,
+        app.read_order(424_242, Some(ADMIN_TOKEN)).await,
         StatusCode::NOT_FOUND,
         "not_found",
     )
@@ -155,23 +156,28 @@ async fn one_idempotency_key_sent_concurrently_places_one_order() {
     let id = app.create_product("IDEM-1", 100).await.id;
 
     let items = [(id, 3)];
-    let responses = join_all((0..20).map(|_| app.order(&items, Some("checkout-7f3a")))).await;
-    let mut order_ids = Vec::new();
+    let key = "checkout-7f3a-5c1e-4b2d";
+    let responses = join_all((0..20).map(|_| app.order(&items, Some(key)))).await;
+    let mut receipts = Vec::new();
     let mut replays = 0;
     for response in responses {
         if response.headers().get("idempotent-replayed").is_some() {
             replays += 1;
         }
-        let order: Order = ok(response, StatusCode::CREATED).await;
-        order_ids.push(order.id);
+        let receipt: OrderReceipt = ok(response, StatusCode::CREATED).await;
+        receipts.push((receipt.order.id, receipt.access_token));
     }
-    order_ids.dedup();
-    assert_eq!(order_ids.len(), 1, "every retry returns the same order");
+    receipts.dedup();
+    assert_eq!(
+        receipts.len(),
+        1,
+        "every retry returns the same order and token"
+    );
     assert_eq!(replays, 19);
     assert_eq!(app.stored(id).await, (97, 2), "stock taken once");
 
     // The same key with another order is refused and changes nothing.
-    let response = app.order(&[(id, 4)], Some("checkout-7f3a")).await;
+    let response = app.order(&[(id, 4)], Some(key)).await;
     assert_error(
         response,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -185,7 +191,8 @@ async fn one_idempotency_key_sent_concurrently_places_one_order() {
 async fn a_failed_order_does_not_burn_its_idempotency_key() {
     let app = TestApp::builder().spawn().await;
     let id = app.create_product("IDEM-2", 1).await.id;
-    let response = app.order(&[(id, 2)], Some("retry-me")).await;
+    let key = "retry-me-after-restock-42";
+    let response = app.order(&[(id, 2)], Some(key)).await;
     assert_error(response, StatusCode::CONFLICT, "insufficient_stock").await;
 
     app.admin(reqwest::Method::PUT, &format!("/v1/products/{id}/stock"))
@@ -193,7 +200,67 @@ async fn a_failed_order_does_not_burn_its_idempotency_key() {
         .send()
         .await
         .unwrap();
-    let response = app.order(&[(id, 2)], Some("retry-me")).await;
+    let response = app.order(&[(id, 2)], Some(key)).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(app.stored(id).await.0, 3);
+}
+
+#[tokio::test]
+async fn an_order_is_readable_only_with_its_token_or_the_admin_token() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("PRIVATE-1", 10).await.id;
+    let mine = app.placed_order(&[(id, 1)]).await;
+    let theirs = app.placed_order(&[(id, 2)]).await;
+    assert_eq!(mine.access_token.len(), 64, "256 random bits in hex");
+    assert_ne!(mine.access_token, theirs.access_token);
+
+    assert_error(
+        app.read_order(mine.order.id, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    // A wrong token, another order's, or one of a neighbour's id: "no such order", so that
+    // counting ids up reveals nothing.
+    for (id, token) in [
+        (mine.order.id, "not-a-token"),
+        (mine.order.id, theirs.access_token.as_str()),
+        (theirs.order.id, mine.access_token.as_str()),
+    ] {
+        assert_error(
+            app.read_order(id, Some(token)).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+    for token in [mine.access_token.as_str(), ADMIN_TOKEN] {
+        let read: Order = ok(
+            app.read_order(mine.order.id, Some(token)).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(read, mine.order);
+    }
+    let lower_case = app
+        .client
+        .get(app.url(&format!("/v1/orders/{}", mine.order.id)))
+        .header("Authorization", format!("bearer {}", mine.access_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lower_case.status(),
+        StatusCode::OK,
+        "the scheme is case-insensitive"
+    );
+}
+
+#[tokio::test]
+async fn a_short_idempotency_key_is_refused_and_changes_nothing() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("SHORTKEY-1", 10).await.id;
+    let response = app.order(&[(id, 1)], Some("order-1")).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
+    assert_eq!(app.stored(id).await, (10, 1));
 }

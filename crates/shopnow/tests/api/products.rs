@@ -78,7 +78,9 @@ async fn a_deleted_product_reads_as_not_found_and_its_orders_remain() {
     )
     .await;
 
-    let kept = app.get(&format!("/v1/orders/{}", order.id)).await;
+    let kept = app
+        .read_order(order.order.id, Some(&order.access_token))
+        .await;
     assert_eq!(kept.status(), StatusCode::OK);
 
     // The SKU of a deleted product can be used again.
