@@ -8,8 +8,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::{
-    cache::ProductCache, catalog::Catalog, config::Config, db, hooks::Hooks, http, lifecycle,
-    lifecycle::Lifecycle, observability, relay, sampler, write_gate::GateLimits,
+    cache::ProductCache, catalog::Catalog, config::Config, db, hooks::Hooks, http, janitor,
+    lifecycle, lifecycle::Lifecycle, observability, relay, sampler, write_gate::GateLimits,
 };
 
 /// A built instance: its listener is bound, so its address is known before it serves.
@@ -126,10 +126,13 @@ impl Application {
     }
 }
 
-/// The outbox relay (when the strategy publishes) and the consistency sampler (when the
-/// strategy caches and the rate is not 0).
+/// The janitor, the outbox relay (when the strategy publishes) and the consistency sampler
+/// (when the strategy caches and the rate is not 0).
 fn spawn_background_tasks(catalog: &Catalog, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(janitor::run(
+        catalog.clone(),
+        config.idempotency_key_retention,
+    ))];
     if catalog.cache().publishes() {
         tasks.push(tokio::spawn(relay::run(catalog.clone())));
     }

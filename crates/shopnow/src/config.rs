@@ -34,6 +34,8 @@ pub struct Config {
     /// Writes of one product that may wait for a turn (holding no connection); more answer
     /// 503 `busy` at once.
     pub max_queued_writes_per_product: usize,
+    /// How long an Idempotency-Key is remembered; a retry after that places a new order.
+    pub idempotency_key_retention: Duration,
 }
 
 /// A variable that is set but cannot be used, named so the operator knows what to fix.
@@ -116,6 +118,8 @@ impl Config {
             max_writes_per_product: var("SHOPNOW_MAX_WRITES_PER_PRODUCT").at_least(1, 4)?,
             max_queued_writes_per_product: var("SHOPNOW_MAX_QUEUED_WRITES_PER_PRODUCT")
                 .at_least(0, 256)?,
+            idempotency_key_retention: var("SHOPNOW_IDEMPOTENCY_KEY_RETENTION_HOURS")
+                .positive(24, |hours| Duration::from_secs(hours * 3600))?,
             redis: RedisConfig {
                 urls: redis_urls,
                 cluster,

@@ -263,3 +263,23 @@ pub async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<StoredOrder
         access_token: header.access_token,
     }))
 }
+
+/// Deletes up to `limit` idempotency keys older than `retention` that no other transaction holds;
+/// returns how many.
+pub async fn delete_expired_idempotency_keys(
+    conn: &mut PgConnection,
+    retention: std::time::Duration,
+    limit: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE key IN ( \
+             SELECT key FROM idempotency_keys \
+             WHERE created_at < now() - make_interval(secs => $1) \
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(retention.as_secs_f64())
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
+use super::{
+    openapi::{RequestLimits, TryAgain},
+    AppState,
+};
 use crate::observability;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -38,7 +41,10 @@ pub struct Readiness {
 
 /// 200 while the process runs. Touches no dependency, so a slow database never gets a healthy
 /// instance restarted.
-#[utoipa::path(get, path = "/livez", tag = "operations", responses((status = 200, body = Liveness)))]
+#[utoipa::path(
+    get, path = "/livez", tag = "operations",
+    responses((status = 200, body = Liveness), RequestLimits, TryAgain)
+)]
 async fn livez() -> Json<Liveness> {
     Json(Liveness {
         status: "ok".to_string(),
@@ -49,7 +55,11 @@ async fn livez() -> Json<Liveness> {
 /// `"cache": "degraded"` and still 200: reads then go to Postgres.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Readiness), (status = 503, body = Readiness))
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, description = "Postgres is down, or the instance is draining", body = Readiness),
+        RequestLimits,
+    )
 )]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database_up = state.catalog.database_ready().await;
@@ -77,7 +87,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        RequestLimits, TryAgain,
+    )
 )]
 async fn metrics() -> impl IntoResponse {
     (

@@ -12,6 +12,7 @@ use super::{
     auth::OrderReader,
     error::{ApiError, ApiResult, ErrorBody, ErrorCode},
     extract::{ApiJson, ApiPath},
+    openapi::{RequestLimits, TryAgain},
     AppState,
 };
 use crate::model::{Order, OrderLines, OrderReceipt, OrderRequest};
@@ -35,13 +36,21 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// `Idempotent-Replayed: true`) and takes no stock; the same key with another order is 422.
 #[utoipa::path(
     post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 printable ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes retries safe: 16 to 255 printable ASCII characters, as hard to guess as a password (a UUID fits). Kept for `SHOPNOW_IDEMPOTENCY_KEY_RETENTION_HOURS` (24 by default).",
+        min_length = 16, max_length = 255, pattern = r"^[!-~]{16,255}$")),
     responses(
-        (status = 201, body = OrderReceipt),
-        (status = 400, body = ErrorBody),
-        (status = 404, description = "An item names an unknown product", body = ErrorBody),
-        (status = 409, description = "`insufficient_stock`; nothing was changed", body = ErrorBody),
-        (status = 422, description = "Invalid items, or `idempotency_key_reused`", body = ErrorBody),
+        (status = 201, description = "The order, with the access token that reads it. `Idempotent-Replayed: true` when a retry returned the order placed first.", body = OrderReceipt, headers(
+            ("Location" = String, description = "URL of the order"),
+            ("Idempotent-Replayed" = String, description = "`true` on a retry that took no stock"),
+        )),
+        (status = 400, description = "`malformed_json`: the body is not JSON; `invalid_idempotency_key`: the key is too short, too long or not printable ASCII", body = ErrorBody),
+        (status = 404, description = "`not_found`: an item names an unknown or deleted product; nothing was changed", body = ErrorBody),
+        (status = 409, description = "`insufficient_stock`: an item asks more than its stock; nothing was changed", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: no items, more than 100, a quantity out of 1..=10000, items of several currencies; `idempotency_key_reused`: the key was used for other items", body = ErrorBody),
+        RequestLimits, TryAgain,
     )
 )]
 async fn place_order(
@@ -67,11 +76,17 @@ async fn place_order(
     Ok(response)
 }
 
-/// Read an order.
+/// Read an order: with the `access_token` its creation answered, or the admin token.
 #[utoipa::path(
     get, path = "/v1/orders/{id}", tag = "orders",
-    params(("id" = i64, Path, description = "Order id")),
-    responses((status = 200, body = Order), (status = 404, body = ErrorBody))
+    params(("id" = i64, Path, description = "Order id", minimum = 1)),
+    security(("order_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, body = Order),
+        (status = 401, description = "`unauthorized`: no bearer token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such order, or the token is not this order's", body = ErrorBody),
+        RequestLimits, TryAgain,
+    )
 )]
 async fn get_order(
     State(state): State<AppState>,

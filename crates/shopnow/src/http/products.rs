@@ -14,6 +14,7 @@ use super::{
     auth::Admin,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{ApiJson, ApiPath, ApiQuery},
+    openapi::{AdminOnly, JsonBody, RequestLimits, TryAgain},
     AppState,
 };
 use crate::{
@@ -32,12 +33,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(adjust_stock))
 }
 
+/// Unknown parameters are ignored: shop links carry `utm_source` and the like.
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1 to 200; 50 when omitted.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
-    /// Id of the last product of the previous page (its `next`).
+    /// Id of the last product of the previous page (its `next`); 0 when omitted.
+    #[param(minimum = 0)]
     after: Option<i64>,
 }
 
@@ -53,7 +57,8 @@ pub struct ProductPage {
     get, path = "/v1/products", tag = "products", params(PageQuery),
     responses(
         (status = 200, body = ProductPage),
-        (status = 422, description = "limit or after out of range", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `limit` or `after` out of range", body = ErrorBody),
+        RequestLimits, TryAgain,
     )
 )]
 async fn list_products(
@@ -87,9 +92,9 @@ async fn list_products(
     security(("admin_token" = [])),
     responses(
         (status = 201, body = Product, headers(("Location" = String, description = "URL of the new product"))),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "`duplicate_sku`", body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 409, description = "`duplicate_sku`: a live product has this SKU", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: a field is missing, unknown or out of its range", body = ErrorBody),
+        AdminOnly, JsonBody, RequestLimits, TryAgain,
     )
 )]
 async fn create_product(
@@ -116,7 +121,7 @@ async fn create_product(
 #[utoipa::path(
     get, path = "/v1/products/{id}", tag = "products",
     params(
-        ("id" = i64, Path, description = "Product id"),
+        ("id" = i64, Path, description = "Product id", minimum = 1),
         ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier read"),
     ),
     responses(
@@ -125,7 +130,8 @@ async fn create_product(
             ("X-Cache" = String, description = "hit, miss or bypass"),
         )),
         (status = 304, description = "The product is still at the version of If-None-Match"),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
+        RequestLimits, TryAgain,
     )
 )]
 async fn get_product(
@@ -133,6 +139,10 @@ async fn get_product(
     ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    if id < 1 {
+        // Ids start at 1: nothing to look up, nothing to cache.
+        return Err(ApiError::not_found(format!("product {id} does not exist")));
+    }
     let ProductRead { found, status } = state.catalog.read(id).await?;
     let mut response = match found {
         None => ApiError::not_found(format!("product {id} does not exist")).into_response(),
@@ -181,12 +191,13 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
 /// Change a product's name, description or price.
 #[utoipa::path(
     patch, path = "/v1/products/{id}", tag = "products", request_body = ProductPatch,
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
     security(("admin_token" = [])),
     responses(
         (status = 200, body = Product),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: no field, an unknown one, or one out of its range", body = ErrorBody),
+        AdminOnly, JsonBody, RequestLimits, TryAgain,
     )
 )]
 async fn update_product(
@@ -202,12 +213,12 @@ async fn update_product(
 /// Delete a product. Every later read answers 404; its orders keep their history.
 #[utoipa::path(
     delete, path = "/v1/products/{id}", tag = "products",
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "`not_found`: no such product, or deleted already", body = ErrorBody),
+        AdminOnly, RequestLimits, TryAgain,
     )
 )]
 async fn delete_product(
@@ -222,12 +233,13 @@ async fn delete_product(
 /// Set the stock to a count, e.g. after a stock take.
 #[utoipa::path(
     put, path = "/v1/products/{id}/stock", tag = "stock", request_body = StockLevel,
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
     security(("admin_token" = [])),
     responses(
         (status = 200, body = Product),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `stock` missing or out of its range", body = ErrorBody),
+        AdminOnly, JsonBody, RequestLimits, TryAgain,
     )
 )]
 async fn set_stock(
@@ -244,14 +256,14 @@ async fn set_stock(
 #[utoipa::path(
     post, path = "/v1/products/{id}/stock/adjustments", tag = "stock",
     request_body = StockAdjustment,
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
     security(("admin_token" = [])),
     responses(
         (status = 200, body = Product),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
         (status = 409, description = "`insufficient_stock`: the stock would go below zero", body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `delta` missing, zero, out of its range, or the stock would pass its maximum", body = ErrorBody),
+        AdminOnly, JsonBody, RequestLimits, TryAgain,
     )
 )]
 async fn adjust_stock(

@@ -12,19 +12,21 @@ use crate::error::Error;
 pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 10_000;
 
-/// `POST /v1/orders`.
+/// `POST /v1/orders`. Unknown fields are refused.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
+    /// 1 to 100 items, all in one currency; two items of one product add up (at most 10000).
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemRequest>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemRequest {
-    #[schema(example = 42)]
+    #[schema(example = 42, minimum = 1)]
     pub product_id: i64,
-    #[schema(example = 2)]
+    #[schema(example = 2, minimum = 1, maximum = 10_000)]
     pub quantity: i64,
 }
 

@@ -56,25 +56,34 @@ impl ProductState {
     }
 }
 
-/// `POST /v1/products`.
+/// `POST /v1/products`. Unknown fields are refused.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     /// Unique among live products: letters, digits, `-`, `_` and `.`, at most 64.
-    #[schema(example = "TSHIRT-RED-M")]
+    #[schema(
+        example = "TSHIRT-RED-M",
+        pattern = r"^[A-Za-z0-9._-]{1,64}$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub sku: String,
-    #[schema(example = "Red T-shirt, M")]
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(example = "Red T-shirt, M", min_length = 1, max_length = 200)]
     pub name: String,
+    /// At most 5000 characters, no NUL.
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
-    #[schema(example = 1999)]
+    #[schema(example = 1999, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_cents: i64,
     /// ISO 4217 code; `USD` when omitted.
     #[serde(default = "default_currency")]
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: String,
+    /// 0 when omitted.
     #[serde(default)]
-    #[schema(example = 100)]
+    #[schema(example = 100, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub stock: i64,
 }
 
@@ -82,12 +91,16 @@ fn default_currency() -> String {
     "USD".to_string()
 }
 
-/// `PATCH /v1/products/{id}`: any of the fields; at least one.
+/// `PATCH /v1/products/{id}`: any of the fields; at least one. Unknown fields are refused.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct ProductPatch {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_cents: Option<i64>,
 }
 
@@ -95,7 +108,7 @@ pub struct ProductPatch {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockLevel {
-    #[schema(example = 25)]
+    #[schema(example = 25, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub stock: i64,
 }
 
@@ -103,7 +116,8 @@ pub struct StockLevel {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockAdjustment {
-    #[schema(example = -3)]
+    /// Not zero; the stock after it stays between 0 and 1,000,000,000,000.
+    #[schema(example = -3, minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
     pub delta: i64,
 }
 

@@ -447,3 +447,64 @@ async fn writes_whose_clients_give_up_still_finish_and_leave_the_pool_healthy() 
     );
     assert_eq!(app.product(id).await.version, version);
 }
+
+#[tokio::test]
+async fn reads_of_a_missing_id_reach_postgres_once_and_a_create_shows_at_once() {
+    let redis = RedisServer::start();
+    let app = TestApp::builder().versioned(&redis.url()).spawn().await;
+    let other = app.sibling().spawn().await;
+    let stats = app.catalog.cache_stats();
+    // The id the next product will get.
+    let next = app.create_product("BEFORE-1", 1).await.id + 1;
+
+    let before = stats.database_reads.load(Ordering::Relaxed);
+    for _ in 0..100 {
+        assert_error(
+            app.get(&format!("/v1/products/{next}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+    assert_eq!(
+        stats.database_reads.load(Ordering::Relaxed) - before,
+        1,
+        "one Postgres read for a hundred reads of a missing id"
+    );
+
+    let created = other.create_product("AFTER-1", 5).await;
+    assert_eq!(created.id, next);
+    for app in [&app, &other] {
+        let response = app.get(&format!("/v1/products/{next}")).await;
+        assert_eq!(
+            response.headers()["x-cache"],
+            "hit",
+            "the create replaced the absent copy"
+        );
+        assert_eq!(ok::<Product>(response, StatusCode::OK).await, created);
+    }
+
+    // Many invented ids leave no lease behind, and their copies expire.
+    for id in 1_000..1_200 {
+        app.get(&format!("/v1/products/{id}")).await;
+    }
+    let mut connection = redis.connection().await;
+    let leases: Vec<String> = connection
+        .keys(format!("{}:*:lease", app.prefix()))
+        .await
+        .unwrap();
+    assert!(leases.is_empty(), "{} leases left", leases.len());
+    let ttl: i64 = connection.ttl(app.copy_key(1_100)).await.unwrap();
+    assert!(
+        (1..=60).contains(&ttl),
+        "an absent copy lives a minute at most: {ttl}"
+    );
+    for id in [0, -5] {
+        assert_error(
+            app.get(&format!("/v1/products/{id}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+}

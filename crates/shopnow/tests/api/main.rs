@@ -8,6 +8,7 @@ mod edge;
 mod errors;
 mod helpers;
 mod key_loss;
+mod openapi;
 mod ops;
 mod orders;
 mod outbox;

@@ -264,3 +264,48 @@ async fn a_short_idempotency_key_is_refused_and_changes_nothing() {
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
     assert_eq!(app.stored(id).await, (10, 1));
 }
+
+#[tokio::test]
+async fn idempotency_keys_are_forgotten_after_their_retention() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("RETAINED-1", 100).await.id;
+    for n in 0..3 {
+        let key = format!("old-checkout-key-{n:04}");
+        assert_eq!(
+            app.order(&[(id, 1)], Some(&key)).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let recent = "recent-checkout-key-0001";
+    assert_eq!(
+        app.order(&[(id, 1)], Some(recent)).await.status(),
+        StatusCode::CREATED
+    );
+    // Three keys from two days ago; the retention is a day.
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '2 days' \
+         WHERE key LIKE 'old-%'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    // Every instance's janitor runs a pass as it starts.
+    let _janitor = app.sibling().spawn().await;
+    let keys = || async {
+        sqlx::query_scalar::<_, String>("SELECT key FROM idempotency_keys ORDER BY key")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap()
+    };
+    let expired = crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
+        keys().await == vec![recent.to_string()]
+    })
+    .await;
+    assert!(expired.is_some(), "left: {:?}", keys().await);
+    // A forgotten key places a new order; the remembered one still replays.
+    let again = app.order(&[(id, 1)], Some("old-checkout-key-0000")).await;
+    assert!(again.headers().get("idempotent-replayed").is_none());
+    let replay = app.order(&[(id, 1)], Some(recent)).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+}

@@ -19,7 +19,9 @@
 //!   version older than one already acknowledged.
 //! - Repair (the sampler found a wrong copy): the copy is dropped, never rewritten; the next read
 //!   fills it.
-//! - Deletes are versions too: a copy with an empty JSON is a tombstone and answers 404.
+//! - Deletes are versions too: a copy with an empty JSON is a tombstone and answers 404. An id
+//!   that was never used is cached as version 0 without JSON, for a minute: reads of invented
+//!   ids do not all reach Postgres, and a create (version 1) replaces it at once.
 //! - The key has the safety TTL; a new version replaces the old one in place.
 
 use std::sync::{
@@ -46,6 +48,14 @@ static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fill.
 
 /// How long a miss's fill lease lives. A fill slower than this is refused, which is safe.
 const LEASE_TTL_MS: u64 = 10_000;
+
+/// The version of the copy that says "no product has this id": below every real version (they
+/// start at 1), so the publish of a create replaces it.
+const ABSENT: i64 = 0;
+
+/// How long "no product has this id" is cached. Short: ids are cheap to invent, and each one
+/// read holds a key this long.
+const ABSENT_TTL_SECS: u64 = 60;
 
 pub struct VersionedCache {
     backend: CacheBackend,
@@ -173,25 +183,33 @@ impl VersionedCache {
         };
         let state = self.backend.load(db, id).await?;
         self.backend.hooks.before_fill(id).await;
-        // An id that never existed is not cached: ids are cheap to invent.
-        if let Some(state) = &state {
-            let stored: Result<i64, CacheError> = self
-                .backend
-                .redis()
-                .invoke(
-                    FILL.key(keys.current())
-                        .key(keys.fill_lease())
-                        .arg(state.version())
-                        .arg(encode_state(state))
-                        .arg(self.backend.ttl_secs())
-                        .arg(&lease),
-                )
-                .await;
-            match stored {
-                Ok(1) => {}
-                Ok(_) => self.backend.metrics.fills_refused.increment(1),
-                Err(error) => tracing::debug!(product = id, %error, "cache fill failed"),
-            }
+        // An id that was never used is cached too, as version 0 without JSON ("absent"), so
+        // that reads of invented ids stop reaching Postgres; for a short while only, since
+        // anyone can invent ids. A create publishes version 1, which replaces it at once.
+        let (version, copy, ttl) = match &state {
+            Some(state) => (
+                state.version(),
+                encode_state(state),
+                self.backend.ttl_secs(),
+            ),
+            None => (ABSENT, encode(ABSENT, None), ABSENT_TTL_SECS),
+        };
+        let stored: Result<i64, CacheError> = self
+            .backend
+            .redis()
+            .invoke(
+                FILL.key(keys.current())
+                    .key(keys.fill_lease())
+                    .arg(version)
+                    .arg(copy)
+                    .arg(ttl)
+                    .arg(&lease),
+            )
+            .await;
+        match stored {
+            Ok(1) => {}
+            Ok(_) => self.backend.metrics.fills_refused.increment(1),
+            Err(error) => tracing::debug!(product = id, %error, "cache fill failed"),
         }
         Ok(ProductRead {
             found: state.as_ref().and_then(VersionedBody::of_state),
