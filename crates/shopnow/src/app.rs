@@ -8,8 +8,16 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::{
-    cache::ProductCache, catalog::Catalog, config::Config, db, hooks::Hooks, http, janitor,
-    lifecycle, lifecycle::Lifecycle, observability, relay, sampler, write_gate::GateLimits,
+    cache::ProductCache,
+    catalog::Catalog,
+    config::Config,
+    db,
+    hooks::Hooks,
+    http, janitor, lifecycle,
+    lifecycle::Lifecycle,
+    observability, relay, sampler,
+    sweeper::{self, SweepQueue},
+    write_gate::GateLimits,
 };
 
 /// A built instance: its listener is bound, so its address is known before it serves.
@@ -19,6 +27,8 @@ pub struct Application {
     lifecycle: Lifecycle,
     catalog: Catalog,
     config: Config,
+    /// The outbox rows this instance's writers published, for the sweeper to remove.
+    sweep_queue: SweepQueue,
 }
 
 impl Application {
@@ -37,6 +47,7 @@ impl Application {
         let database = db::Database::connect_and_migrate(&config.database).await?;
         let cache = ProductCache::new(&config.cache, &config.redis, hooks.clone())?;
         let lifecycle = Lifecycle::default();
+        let (sweeper, sweep_queue) = sweeper::channel();
         let catalog = Catalog::new(
             database,
             cache,
@@ -47,6 +58,7 @@ impl Application {
                 queued: config.max_queued_writes_per_product,
                 queue_wait: config.database.lock_timeout,
             },
+            sweeper,
         );
         let state = http::AppState::new(
             catalog.clone(),
@@ -63,6 +75,7 @@ impl Application {
             lifecycle,
             catalog,
             config,
+            sweep_queue,
         })
     }
 
@@ -95,8 +108,9 @@ impl Application {
             lifecycle,
             catalog,
             config,
+            sweep_queue,
         } = self;
-        let background = spawn_background_tasks(&catalog, &config);
+        let background = spawn_background_tasks(&catalog, &config, sweep_queue);
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let drain_delay = config.http.drain_delay;
         let graceful = async move {
@@ -126,15 +140,26 @@ impl Application {
     }
 }
 
-/// The janitor, the outbox relay (when the strategy publishes) and the consistency sampler
-/// (when the strategy caches and the rate is not 0).
-fn spawn_background_tasks(catalog: &Catalog, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+/// The janitor; the outbox relay and sweeper (when the strategy publishes); the consistency
+/// sampler (when the strategy caches and the rate is not 0).
+fn spawn_background_tasks(
+    catalog: &Catalog,
+    config: &Config,
+    sweep_queue: SweepQueue,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(janitor::run(
         catalog.clone(),
         config.idempotency_key_retention,
     ))];
     if catalog.cache().publishes() {
-        tasks.push(tokio::spawn(relay::run(catalog.clone())));
+        tasks.push(tokio::spawn(relay::run(
+            catalog.clone(),
+            catalog.notifications().clone(),
+        )));
+        tasks.push(tokio::spawn(sweeper::run(
+            sweep_queue,
+            catalog.db().clone(),
+        )));
     }
     if config.sampler_rate > 0 && config.cache.strategy != crate::cache::CacheStrategy::None {
         tasks.push(tokio::spawn(sampler::run(

@@ -1,9 +1,10 @@
 //! Product and order reads and writes: Postgres first, then the cache.
 //!
-//! Every write commits its change together with an outbox row, publishes the committed state to
-//! the cache, removes the outbox row, and only then answers. If the publish does not happen
-//! (Redis unreachable, or the process died), the row stays and the relay publishes it. Handlers
-//! call this and nothing else, so no write can forget the cache.
+//! Every write commits its change (the table's triggers add its outbox row in the same
+//! transaction), publishes the committed state to the cache, and only then answers; the outbox
+//! row is removed in the background (`sweeper`). If the publish does not happen (Redis
+//! unreachable, or the process died), the row stays and the relay publishes it. Handlers call
+//! this and nothing else, so no write can forget the cache.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::{
     model::{
         NewProduct, OrderLines, OrderReceipt, Product, ProductPatch, ProductState, StoredOrder,
     },
+    sweeper::Sweeper,
     write_gate::{GateLimits, WriteGate},
 };
 
@@ -29,12 +31,13 @@ pub struct Catalog {
 
 struct Inner {
     db: PgPool,
-    /// The readiness check's own connection.
-    health: Database,
+    /// Every pool: `db` (which is `database.pool`), readiness's and the relay's listener's.
+    database: Database,
     cache: ProductCache,
     faults: WriteFaults,
     hooks: Hooks,
     gate: WriteGate,
+    sweeper: Sweeper,
 }
 
 /// An order as placed, or as placed earlier under the same Idempotency-Key.
@@ -54,15 +57,17 @@ impl Catalog {
         faults: WriteFaults,
         hooks: Hooks,
         gate: GateLimits,
+        sweeper: Sweeper,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db: database.pool.clone(),
-                health: database,
+                database,
                 cache,
                 faults,
                 hooks,
                 gate: WriteGate::new(gate),
+                sweeper,
             }),
         }
     }
@@ -74,6 +79,11 @@ impl Catalog {
 
     pub(crate) fn cache(&self) -> &ProductCache {
         &self.inner.cache
+    }
+
+    /// The relay's connection for LISTEN.
+    pub(crate) fn notifications(&self) -> &PgPool {
+        &self.inner.database.notifications
     }
 
     pub(crate) fn hooks(&self) -> &Hooks {
@@ -95,7 +105,7 @@ impl Catalog {
 
     /// Whether Postgres answers, on a connection request traffic never uses.
     pub async fn database_ready(&self) -> bool {
-        self.inner.health.ready().await
+        self.inner.database.ready().await
     }
 
     pub async fn read(&self, id: i64) -> Result<ProductRead> {
@@ -222,41 +232,32 @@ impl Catalog {
         .map_err(|e| Error::Internal(anyhow::anyhow!("write task failed: {e}")))?
     }
 
-    /// Commits `tx` with an outbox row per changed product, then publishes each change and
-    /// removes the rows whose publish succeeded. A failed publish is not an error for the
-    /// client: the write is committed, and the relay publishes it later.
+    /// Commits `tx` (whose changes the table's triggers recorded in the outbox), then publishes
+    /// each change and queues the removal of the outbox row of each one published. A failed
+    /// publish is not an error for the client: the write is committed, and the relay publishes
+    /// it later.
     async fn commit_and_publish(
         &self,
-        mut tx: Transaction<'static, Postgres>,
+        tx: Transaction<'static, Postgres>,
         changed: &[ProductState],
     ) -> Result<()> {
+        tx.commit().await?;
         let cache = &self.inner.cache;
         if changed.is_empty() || !cache.publishes() {
-            tx.commit().await?;
             return Ok(());
         }
-        let outbox_rows = db::outbox::record(&mut tx, changed).await?;
-        tx.commit().await?;
-
         self.inner.faults.maybe_crash_after_commit();
         if self.inner.faults.should_skip_publish() {
             return Ok(());
         }
         self.inner.faults.maybe_delay_publish().await;
-        let mut published = Vec::with_capacity(changed.len());
-        for (state, row) in changed.iter().zip(outbox_rows) {
+        for state in changed {
             self.inner
                 .hooks
                 .before_publish(PublishSite::WriteThrough, state.id())
                 .await;
             if cache.publish(state).await.is_ok() {
-                published.push(row);
-            }
-        }
-        if !published.is_empty() {
-            // Best effort: a row that stays is published again by the relay, harmlessly.
-            if let Err(error) = db::outbox::remove(&self.inner.db, &published).await {
-                tracing::warn!(%error, "could not remove published outbox rows");
+                self.inner.sweeper.published(state.id(), state.version());
             }
         }
         Ok(())

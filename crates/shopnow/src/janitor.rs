@@ -1,5 +1,7 @@
 //! Housekeeping every instance runs in the background: expired idempotency keys are deleted, so
-//! that the table does not grow with every order for ever.
+//! that the table does not grow with every order for ever; and, in instances whose strategy
+//! never publishes (`ttl`, `none`), outbox rows older than `OUTBOX_RETENTION`, which no relay
+//! of theirs would ever take (a `versioned` deployment's relays take them within a second).
 //!
 //! Instances share the work without coordinating: each pass deletes a batch of expired rows it
 //! can lock (`SKIP LOCKED`), so two instances never wait on each other.
@@ -14,34 +16,63 @@ const INTERVAL: Duration = Duration::from_secs(60);
 const BATCH: i64 = 1_000;
 /// Rows deleted per pass at most; a larger backlog is cleared over the next passes.
 const MAX_PER_PASS: u64 = 100_000;
+/// How long a non-publishing deployment keeps outbox rows: an instance of a publishing strategy
+/// sharing the database (a migration from `ttl` to `versioned`) has had every chance to take them.
+const OUTBOX_RETENTION: Duration = Duration::from_secs(3600);
 
 /// Runs until the task is aborted.
 pub async fn run(catalog: Catalog, key_retention: Duration) {
-    let deleted = metrics::counter!("idempotency_keys_expired_total");
+    let keys_deleted = metrics::counter!("idempotency_keys_expired_total");
     let mut interval = tokio::time::interval(INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let mut pass = 0;
-        while pass < MAX_PER_PASS {
-            let batch = async {
-                let mut conn = catalog.db().acquire().await?;
-                db::orders::delete_expired_idempotency_keys(&mut conn, key_retention, BATCH).await
-            };
-            match batch.await {
-                Ok(0) => break,
-                Ok(rows) => {
-                    pass += rows;
-                    deleted.increment(rows);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "deleting expired idempotency keys failed");
-                    break;
-                }
-            }
-        }
-        if pass > 0 {
-            tracing::debug!(deleted = pass, "expired idempotency keys deleted");
+        let keys = delete_in_batches(&catalog, "expired idempotency keys", |conn| {
+            Box::pin(db::orders::delete_expired_idempotency_keys(
+                conn,
+                key_retention,
+                BATCH,
+            ))
+        })
+        .await;
+        keys_deleted.increment(keys);
+        if !catalog.cache().publishes() {
+            delete_in_batches(&catalog, "old outbox rows", |conn| {
+                Box::pin(async move {
+                    Ok(db::outbox::delete_older_than(conn, OUTBOX_RETENTION, BATCH).await?)
+                })
+            })
+            .await;
         }
     }
+}
+
+/// Runs `delete` (a batch, returning its row count) until it deletes nothing or the pass's
+/// budget is spent; returns how many rows went.
+async fn delete_in_batches(
+    catalog: &Catalog,
+    what: &str,
+    delete: impl for<'c> Fn(
+        &'c mut sqlx::PgConnection,
+    ) -> futures::future::BoxFuture<'c, crate::error::Result<u64>>,
+) -> u64 {
+    let mut deleted = 0;
+    while deleted < MAX_PER_PASS {
+        let batch = async {
+            let mut conn = catalog.db().acquire().await?;
+            delete(&mut conn).await
+        };
+        match batch.await {
+            Ok(0) => break,
+            Ok(rows) => deleted += rows,
+            Err(error) => {
+                tracing::warn!(%error, "deleting {what} failed");
+                break;
+            }
+        }
+    }
+    if deleted > 0 {
+        tracing::debug!(deleted, "{what} deleted");
+    }
+    deleted
 }

@@ -7,8 +7,8 @@
 //! - `http`: the routes (one module per resource), their state, errors and middleware.
 //! - `catalog`: every read and write of products and orders: Postgres first, then the cache;
 //!   `write_gate` bounds the writes of one product in flight.
-//! - `relay`, `sampler` and `janitor`: the background tasks of every instance (outbox relay,
-//!   consistency sampler, expiry of idempotency keys).
+//! - `relay`, `sweeper`, `sampler` and `janitor`: the background tasks of every instance (outbox
+//!   relay, removal of published outbox rows, consistency sampler, expiry of old rows).
 //! - `cache`: the cache strategies, one module each, behind one trait; `versioned` is the one
 //!   that is never stale, its Lua scripts beside it.
 //! - `db`: every SQL statement, one module per table group; `model`: products and orders.
@@ -31,6 +31,7 @@ mod model;
 mod observability;
 mod relay;
 mod sampler;
+mod sweeper;
 mod write_gate;
 
 pub use app::Application;

@@ -56,6 +56,8 @@ pub struct Database {
     /// One connection of its own for readiness checks: request traffic can use every
     /// connection of `pool` without making the instance look down.
     pub health: PgPool,
+    /// One connection of its own for the relay's LISTEN, which holds it for good.
+    pub notifications: PgPool,
 }
 
 impl Database {
@@ -69,17 +71,15 @@ impl Database {
         migrate(&plain).await?;
         plain.close().await;
 
-        let bounded = PgConnectOptions::from_str(&config.url)
-            .context("DATABASE_URL")?
-            .options([
-                ("lock_timeout", millis(config.lock_timeout)),
-                ("statement_timeout", millis(config.statement_timeout)),
-                // A transaction its client abandoned gives its locks back.
-                (
-                    "idle_in_transaction_session_timeout",
-                    millis(IDLE_IN_TRANSACTION_TIMEOUT),
-                ),
-            ]);
+        let bounded = instance_options(&config.url)?.options([
+            ("lock_timeout", millis(config.lock_timeout)),
+            ("statement_timeout", millis(config.statement_timeout)),
+            // A transaction its client abandoned gives its locks back.
+            (
+                "idle_in_transaction_session_timeout",
+                millis(IDLE_IN_TRANSACTION_TIMEOUT),
+            ),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_size)
             .acquire_timeout(config.acquire_timeout)
@@ -89,8 +89,15 @@ impl Database {
         let health = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(HEALTH_CHECK_TIMEOUT)
+            .connect_lazy_with(bounded.clone());
+        let notifications = PgPoolOptions::new()
+            .max_connections(1)
             .connect_lazy_with(bounded);
-        Ok(Self { pool, health })
+        Ok(Self {
+            pool,
+            health,
+            notifications,
+        })
     }
 
     /// Whether Postgres answers a trivial query within `HEALTH_CHECK_TIMEOUT`, on the
@@ -114,6 +121,15 @@ fn millis(duration: Duration) -> String {
     duration.as_millis().to_string()
 }
 
+/// The options of every shopnow session: `shopnow.writer = instance` tells the outbox triggers
+/// that this writer publishes its own changes (so the relay need not, unless it died), unlike
+/// an ERP sync or an admin in psql.
+fn instance_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)
+        .context("DATABASE_URL")?
+        .options([("shopnow.writer", "instance")]))
+}
+
 /// A pool without the request timeouts, for commands (`migrate`, `seed`) that may run long;
 /// the database is created first if it is missing.
 pub async fn connect_plain(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
@@ -121,7 +137,7 @@ pub async fn connect_plain(url: &str, max_connections: u32) -> anyhow::Result<Pg
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect_with(instance_options(url)?)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")
 }

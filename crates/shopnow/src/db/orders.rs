@@ -136,11 +136,11 @@ fn single_currency(locked: &[Locked]) -> Result<&str> {
     Ok(currency)
 }
 
-/// Takes every item's quantity; returns the changed rows, versions raised.
+/// Takes every item's quantity; returns the changed rows, their versions raised by the
+/// `products_own_version` trigger.
 async fn take_stock(tx: &mut PgConnection, lines: &OrderLines) -> Result<Vec<Product>> {
     Ok(sqlx::query_as(
-        "UPDATE products AS p SET stock = p.stock - line.quantity, version = p.version + 1, \
-         updated_at = now() \
+        "UPDATE products AS p SET stock = p.stock - line.quantity \
          FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
          WHERE p.id = line.product_id \
          RETURNING p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.stock, \

@@ -1,39 +1,53 @@
-//! The cache outbox: a row per committed product change whose publish is not confirmed yet.
+//! The cache outbox: a row per committed product change, written by the table's triggers in the
+//! change's own transaction (migration `every_change_reaches_the_cache`), removed once the change
+//! is published.
 
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::model::ProductState;
+/// The channel the triggers notify when a writer that is not a shopnow instance changed products.
+pub const CHANNEL: &str = "shopnow_outbox";
 
-/// One pending publish.
+/// One change waiting for its publish.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PendingPublish {
     pub id: i64,
     pub product_id: i64,
+    /// True for a change a shopnow instance made (and did not publish); false for any other
+    /// writer's.
+    pub written_by_instance: bool,
+    /// Seconds since the change's transaction began.
+    pub age_seconds: f64,
 }
 
-/// Records the changes of the current transaction; returns the row ids to remove after publish.
-pub async fn record(conn: &mut PgConnection, states: &[ProductState]) -> sqlx::Result<Vec<i64>> {
-    let product_ids: Vec<i64> = states.iter().map(ProductState::id).collect();
-    let versions: Vec<i64> = states.iter().map(ProductState::version).collect();
-    sqlx::query_scalar(
-        "INSERT INTO cache_outbox (product_id, version) \
-         SELECT * FROM unnest($1::bigint[], $2::bigint[]) RETURNING id",
-    )
-    .bind(product_ids)
-    .bind(versions)
-    .fetch_all(conn)
-    .await
-}
-
-/// Removes rows whose publish succeeded.
-pub async fn remove(db: &PgPool, ids: &[i64]) -> sqlx::Result<()> {
+/// Removes the rows of changes whose publish succeeded, given as (product id, version), in a
+/// transaction that does not wait for its WAL flush: a row that a crash brings back is only
+/// published once more, which changes nothing.
+pub async fn forget_published(db: &PgPool, published: &[(i64, i64)]) -> sqlx::Result<()> {
+    let (products, versions): (Vec<i64>, Vec<i64>) = published.iter().copied().unzip();
     let mut conn = db.acquire().await?;
-    delete_ids(&mut conn, ids).await
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "DELETE FROM cache_outbox WHERE (product_id, version) IN \
+         (SELECT * FROM unnest($1::bigint[], $2::bigint[]))",
+    )
+    .bind(products)
+    .bind(versions)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }
 
+/// Removes relayed rows, in the relay's transaction, without waiting for the WAL flush (a row
+/// that comes back is published again, harmlessly).
 pub async fn delete_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("DELETE FROM cache_outbox WHERE id = ANY($1)")
         .bind(ids)
         .execute(conn)
@@ -41,16 +55,20 @@ pub async fn delete_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()
         .map(|_| ())
 }
 
-/// Locks up to `limit` rows older than `grace` that no other relay holds. The caller publishes
-/// them and deletes them in the same transaction.
-pub async fn claim_left_behind(
+/// Locks up to `limit` rows that are the relay's to publish, which no other relay holds: every
+/// change made outside shopnow at once, and a change of an instance once it is older than
+/// `grace` (its writer publishes it and removes the row sooner, unless it died or Redis
+/// refused). The caller publishes them and deletes them in the same transaction.
+pub async fn claim(
     conn: &mut PgConnection,
     grace: Duration,
     limit: i64,
 ) -> sqlx::Result<Vec<PendingPublish>> {
     sqlx::query_as(
-        "SELECT id, product_id FROM cache_outbox \
-         WHERE created_at < now() - make_interval(secs => $1) \
+        "SELECT id, product_id, written_by_instance, \
+                EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 AS age_seconds \
+         FROM cache_outbox \
+         WHERE NOT written_by_instance OR created_at < now() - make_interval(secs => $1) \
          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(grace.as_secs_f64())
@@ -67,4 +85,23 @@ pub async fn backlog(db: &PgPool) -> sqlx::Result<(i64, f64)> {
     )
     .fetch_one(db)
     .await
+}
+
+/// Deletes up to `limit` rows older than `retention`; returns how many. For deployments whose
+/// instances never publish (`ttl`, `none`): nobody else removes their rows.
+pub async fn delete_older_than(
+    conn: &mut PgConnection,
+    retention: Duration,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM cache_outbox WHERE id IN ( \
+             SELECT id FROM cache_outbox WHERE created_at < now() - make_interval(secs => $1) \
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(retention.as_secs_f64())
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }

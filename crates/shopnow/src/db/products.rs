@@ -1,6 +1,7 @@
-//! Product queries. Every statement that changes a row raises `version` by one in the same
-//! statement and returns the new row, so the version a caller publishes is exactly the one
-//! Postgres committed.
+//! Product queries. No statement here sets `version` or `updated_at`: the table's trigger
+//! (`products_own_version`) raises the version by one whenever a statement changes what a reader
+//! sees, for the API and every other SQL client alike. Each statement returns the row as the
+//! trigger left it, so the version a caller publishes is exactly the one Postgres committed.
 
 use sqlx::PgConnection;
 
@@ -40,6 +41,32 @@ pub async fn load_state(conn: &mut PgConnection, id: i64) -> Result<Option<Produ
     }))
 }
 
+/// The states of the products `ids` that exist, in one query (for the relay's batches).
+pub async fn load_states(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<ProductState>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        product: Product,
+        deleted: bool,
+    }
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, deleted_at IS NOT NULL AS deleted FROM products WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| match row.deleted {
+            false => ProductState::Live(row.product),
+            true => ProductState::Deleted {
+                id: row.product.id,
+                version: row.product.version,
+            },
+        })
+        .collect())
+}
+
 /// One page of live products with `id > after`, in id order.
 pub async fn list(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec<Product>> {
     let rows = sqlx::query_as(&format!(
@@ -77,7 +104,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<Product
 pub async fn update(conn: &mut PgConnection, id: i64, patch: &ProductPatch) -> Result<Product> {
     sqlx::query_as(&format!(
         "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
-         price_cents = COALESCE($4, price_cents), version = version + 1, updated_at = now() \
+         price_cents = COALESCE($4, price_cents) \
          WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -91,7 +118,7 @@ pub async fn update(conn: &mut PgConnection, id: i64, patch: &ProductPatch) -> R
 
 pub async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> Result<Product> {
     sqlx::query_as(&format!(
-        "UPDATE products SET stock = $2, version = version + 1, updated_at = now() \
+        "UPDATE products SET stock = $2 \
          WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -125,7 +152,7 @@ pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Resul
         )));
     }
     let product = sqlx::query_as(&format!(
-        "UPDATE products SET stock = $2, version = version + 1, updated_at = now() \
+        "UPDATE products SET stock = $2 \
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -139,7 +166,7 @@ pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Resul
 /// as a tombstone that answers 404.
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<ProductState> {
     let version: Option<i64> = sqlx::query_scalar(
-        "UPDATE products SET deleted_at = now(), version = version + 1, updated_at = now() \
+        "UPDATE products SET deleted_at = now() \
          WHERE id = $1 AND deleted_at IS NULL RETURNING version",
     )
     .bind(id)

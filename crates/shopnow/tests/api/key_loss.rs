@@ -67,8 +67,9 @@ impl KeyLoss {
     }
 }
 
-/// Holds the first publish of `site` until the test releases it.
+/// Holds the first publish of `site` after the test arms it, until the test releases it.
 struct HeldPublish {
+    armed: Arc<std::sync::atomic::AtomicBool>,
     reached: oneshot::Receiver<()>,
     release: oneshot::Sender<()>,
 }
@@ -76,27 +77,33 @@ struct HeldPublish {
 fn hold_first_publish(site: PublishSite) -> (Hooks, HeldPublish) {
     let (reached_tx, reached_rx) = oneshot::channel();
     let (release_tx, release_rx) = oneshot::channel();
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let gate = Arc::new(Mutex::new(Some((reached_tx, release_rx))));
     let hooks = Hooks {
-        before_publish: Some(Arc::new(move |(at, _id)| {
-            let gate = gate.clone();
-            async move {
-                if at != site {
-                    return;
+        before_publish: Some(Arc::new({
+            let armed = armed.clone();
+            move |(at, _id)| {
+                let gate = gate.clone();
+                let armed = armed.load(std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if at != site || !armed {
+                        return;
+                    }
+                    let held = gate.lock().await.take();
+                    if let Some((reached, release)) = held {
+                        let _ = reached.send(());
+                        let _ = release.await;
+                    }
                 }
-                let held = gate.lock().await.take();
-                if let Some((reached, release)) = held {
-                    let _ = reached.send(());
-                    let _ = release.await;
-                }
+                .boxed()
             }
-            .boxed()
         })),
         ..Default::default()
     };
     (
         hooks,
         HeldPublish {
+            armed,
             reached: reached_rx,
             release: release_tx,
         },
@@ -104,6 +111,11 @@ fn hold_first_publish(site: PublishSite) -> (Hooks, HeldPublish) {
 }
 
 impl HeldPublish {
+    /// From now on, the first publish of the site is held.
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     async fn wait_until_reached(&mut self) {
         tokio::time::timeout(Duration::from_secs(10), &mut self.reached)
             .await
@@ -122,15 +134,17 @@ async fn held_and_free(
 ) -> (TestApp, TestApp) {
     let held = TestApp::builder()
         .versioned(&redis.url())
-        .hooks(hooks)
+        .hooks(hooks.clone())
         .with_config(|c| {
             c.faults = faults;
             c.sampler_rate = sampler_rate;
         })
         .spawn()
         .await;
+    // Both carry the hooks: either instance's relay may take a row.
     let free = held
         .sibling()
+        .hooks(hooks)
         .with_config(|c| c.sampler_rate = 0)
         .spawn()
         .await;
@@ -158,6 +172,7 @@ async fn a_write_through_publish_delayed_past_a_newer_write_and_a_key_loss_store
         let (slow, fast) = held_and_free(&redis, hooks, WriteFaults::default(), 0).await;
         let id = fast.insert_cold_product("DELAYED-1", 100).await;
         assert_eq!(fast.product(id).await.version, 1, "cached at version 1");
+        held.arm();
 
         // The slow writer commits version 2 and stalls before its publish.
         let slow_write = tokio::spawn({
@@ -192,7 +207,14 @@ async fn a_relay_publish_delayed_past_a_newer_write_and_a_key_loss_stores_nothin
         };
         let (lossy, fast) = held_and_free(&redis, hooks, skip_every_publish, 0).await;
         let id = fast.insert_cold_product("RELAYED-1", 100).await;
+        // The insert is a change made outside shopnow: the relay publishes it at once.
+        let relayed = eventually(Duration::from_secs(5), || async {
+            fast.outbox_rows().await == 0
+        })
+        .await;
+        assert!(relayed.is_some(), "the insert was relayed");
         assert_eq!(fast.product(id).await.version, 1, "cached at version 1");
+        held.arm();
 
         // Version 2's publish is lost; the first relay to claim it re-reads version 2 and is held.
         assert_eq!(lossy.adjust(id, -1).await.version, 2);
@@ -224,6 +246,7 @@ async fn a_sampler_repair_delayed_past_a_newer_write_and_a_key_loss_stores_nothi
         assert_eq!(product.version, 2);
 
         // A wrong copy at version 2: the sampler finds it and is held.
+        held.arm();
         product.stock = 12_345;
         let key = sampled.copy_key(id);
         let _: () = redis

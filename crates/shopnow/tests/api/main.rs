@@ -12,4 +12,5 @@ mod openapi;
 mod ops;
 mod orders;
 mod outbox;
+mod outside;
 mod products;

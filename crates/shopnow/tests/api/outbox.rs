@@ -181,8 +181,9 @@ async fn writes_while_redis_refuses_them_are_published_when_it_accepts_again() {
 
 #[tokio::test]
 async fn three_relays_share_the_outbox_without_leftovers() {
+    let redis = RedisServer::start();
     let writer = TestApp::builder()
-        .versioned(SHARED_REDIS)
+        .versioned(&redis.url())
         .with_config(skipping_every_publish)
         .spawn()
         .await;
@@ -194,21 +195,37 @@ async fn three_relays_share_the_outbox_without_leftovers() {
         writer.product(id).await; // cache every product at version 1
     }
 
+    // Redis refuses writes during the burst, so that no relay can take a row before all 300
+    // changes are in the outbox.
+    redis.config_set("min-replicas-to-write", "1").await;
     let catalog = &writer.catalog;
     futures::stream::iter((0..300).map(|n| 1 + n % 30))
         .for_each_concurrent(8, |id| async move {
             catalog.adjust_stock(id, 1).await.unwrap();
         })
         .await;
-    assert_eq!(writer.outbox_rows().await, 300, "every publish was skipped");
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM cache_outbox WHERE written_by_instance AND version > 1",
+    )
+    .fetch_one(&writer.pool)
+    .await
+    .unwrap();
+    let all: Vec<(bool, i64, i64)> = sqlx::query_as(
+        "SELECT written_by_instance, count(*), max(version) FROM cache_outbox GROUP BY 1",
+    )
+    .fetch_all(&writer.pool)
+    .await
+    .unwrap();
+    assert_eq!(pending, 300, "every change is in the outbox: {all:?}");
 
+    redis.config_set("min-replicas-to-write", "0").await;
     let drained = eventually(Duration::from_secs(5), || async {
         writer.outbox_rows().await == 0
     })
     .await;
     assert!(drained.is_some(), "the relays drained the outbox");
     assert_eq!(
-        stale_copies(&writer, SHARED_REDIS, &prefix).await,
+        stale_copies(&writer, &redis.url(), &prefix).await,
         Vec::<i64>::new()
     );
 }
