@@ -8,6 +8,12 @@
 //!
 //! Reads that break 1 or 2 are stale. Those that start inside a fault's repair window (from the
 //! fault's start to the repair bound after its end) are counted apart: the design allows them.
+//!
+//! A write made straight in Postgres (an SQL writer: an ERP sync, an admin in psql) is not
+//! acknowledged by shopnow: the design promises it to every read that starts more than the
+//! outside bound after its commit. Older reads that start within the bound are counted apart,
+//! like the repair windows; so is a read older than another read that returned such a version
+//! before it was due (which only a read that bypassed the cache can do).
 
 use std::collections::HashMap;
 
@@ -16,6 +22,8 @@ use std::collections::HashMap;
 pub enum OpKind {
     /// An acknowledged stock adjustment and the version it produced.
     Write,
+    /// A stock change made straight in Postgres (no API), committed, and its version.
+    SqlWrite,
     /// A product read.
     Read,
 }
@@ -45,6 +53,14 @@ pub struct Verdict {
     pub stale_reads: u64,
     /// Stale reads inside a repair window, allowed by the design.
     pub stale_in_repair_window: u64,
+    /// Changes made straight in Postgres.
+    pub sql_writes: u64,
+    /// Reads older than a direct change committed less than the outside bound before they
+    /// started, allowed by the design.
+    pub stale_within_outside_bound: u64,
+    /// For each of those reads, how long after the change's commit it started, in microseconds:
+    /// how long a change made outside the API went unseen.
+    pub outside_lags_us: Vec<u64>,
     pub max_staleness_versions: i64,
     pub max_staleness_ms: f64,
     /// Versions seen with two different stocks.
@@ -60,15 +76,28 @@ impl Verdict {
     }
 }
 
+/// What the check is given besides the operations.
+pub struct Allowances<'a> {
+    /// The repair windows of injected faults.
+    pub windows: &'a [Window],
+    /// How long after its commit a change made straight in Postgres may still be unseen.
+    pub outside_bound_us: u64,
+}
+
 /// Checks `ops` against the invariants. `final_versions` holds each product's version in
-/// Postgres after the run; `windows` the repair windows of injected faults.
-pub fn check(ops: &[Op], final_versions: &HashMap<i64, i64>, windows: &[Window]) -> Verdict {
+/// Postgres after the run.
+pub fn check(
+    ops: &[Op],
+    final_versions: &HashMap<i64, i64>,
+    allowances: &Allowances<'_>,
+) -> Verdict {
     let mut verdict = Verdict::default();
     let mut by_product: HashMap<i64, Vec<&Op>> = HashMap::new();
     for op in ops {
         by_product.entry(op.product).or_default().push(op);
         match op.kind {
             OpKind::Write => verdict.writes += 1,
+            OpKind::SqlWrite => verdict.sql_writes += 1,
             OpKind::Read => verdict.reads += 1,
         }
     }
@@ -76,7 +105,7 @@ pub fn check(ops: &[Op], final_versions: &HashMap<i64, i64>, windows: &[Window])
         check_product(
             &ops,
             final_versions.get(&product).copied(),
-            windows,
+            allowances,
             &mut verdict,
         );
     }
@@ -91,8 +120,9 @@ struct Frontier {
 }
 
 impl Frontier {
-    fn of<'a>(ops: impl Iterator<Item = &'a &'a Op>) -> Self {
-        let mut ends: Vec<(u64, i64)> = ops.map(|op| (op.end_us, op.version)).collect();
+    /// The frontier of versions that became due at the given times.
+    fn of(due: impl Iterator<Item = (u64, i64)>) -> Self {
+        let mut ends: Vec<(u64, i64)> = due.collect();
         ends.sort_unstable();
         let mut max = i64::MIN;
         let points = ends
@@ -121,11 +151,33 @@ impl Frontier {
 fn check_product(
     ops: &[&Op],
     final_version: Option<i64>,
-    windows: &[Window],
+    allowances: &Allowances<'_>,
     verdict: &mut Verdict,
 ) {
-    let writes = Frontier::of(ops.iter().filter(|op| op.kind == OpKind::Write));
-    let reads = Frontier::of(ops.iter().filter(|op| op.kind == OpKind::Read));
+    let bound = allowances.outside_bound_us;
+    let of_kind = |kind: OpKind| ops.iter().filter(move |op| op.kind == kind);
+    let sql_versions: Vec<i64> = of_kind(OpKind::SqlWrite).map(|op| op.version).collect();
+    let from_sql = |op: &&&Op| sql_versions.contains(&op.version);
+    // Due at once: API writes once acknowledged, and what reads of their versions returned.
+    // Due after the outside bound: changes made straight in Postgres, from their commit.
+    let strict = [
+        Frontier::of(of_kind(OpKind::Write).map(|op| (op.end_us, op.version))),
+        Frontier::of(of_kind(OpKind::SqlWrite).map(|op| (op.end_us + bound, op.version))),
+        Frontier::of(
+            of_kind(OpKind::Read)
+                .filter(|op| !from_sql(op))
+                .map(|op| (op.end_us, op.version)),
+        ),
+    ];
+    // Committed or seen, but not yet due: a read older than these is allowed, counted apart.
+    let lenient = [
+        Frontier::of(of_kind(OpKind::SqlWrite).map(|op| (op.end_us, op.version))),
+        Frontier::of(
+            of_kind(OpKind::Read)
+                .filter(|op| from_sql(op))
+                .map(|op| (op.end_us, op.version)),
+        ),
+    ];
 
     let mut stock_of: HashMap<i64, i64> = HashMap::new();
     let mut conflicting: Vec<i64> = Vec::new();
@@ -137,13 +189,13 @@ fn check_product(
     }
     verdict.conflicting_versions += conflicting.len() as u64;
 
-    for read in ops.iter().filter(|op| op.kind == OpKind::Read) {
+    for read in of_kind(OpKind::Read) {
         if final_version.is_some_and(|last| read.version > last) {
             verdict.phantom_versions += 1;
         }
-        // The newest version this read must see: acknowledged writes and returned reads.
+        // The newest version this read must see.
         let mut staleness: Option<(i64, u64)> = None;
-        for frontier in [&writes, &reads] {
+        for frontier in &strict {
             let Some(required) = frontier.max_before(read.start_us) else {
                 continue;
             };
@@ -154,9 +206,26 @@ fn check_product(
             }
         }
         let Some((versions, lag_us)) = staleness else {
+            // Behind a change committed (or seen) less than the bound ago: since when?
+            let behind_since = lenient
+                .iter()
+                .filter(|frontier| {
+                    frontier
+                        .max_before(read.start_us)
+                        .is_some_and(|newer| read.version < newer)
+                })
+                .filter_map(|frontier| frontier.first_above(read.version))
+                .min();
+            if let Some(since) = behind_since {
+                verdict.stale_within_outside_bound += 1;
+                verdict
+                    .outside_lags_us
+                    .push(read.start_us.saturating_sub(since));
+            }
             continue;
         };
-        let in_window = windows
+        let in_window = allowances
+            .windows
             .iter()
             .any(|w| (w.start_us..=w.end_us).contains(&read.start_us));
         if in_window {
@@ -226,6 +295,18 @@ mod tests {
         HashMap::from([(1, version)])
     }
 
+    const NO_WINDOWS: Allowances<'static> = Allowances {
+        windows: &[],
+        outside_bound_us: 1_000_000,
+    };
+
+    fn sql_write(start: u64, end: u64, version: i64, stock: i64) -> Op {
+        Op {
+            kind: OpKind::SqlWrite,
+            ..write(start, end, version, stock)
+        }
+    }
+
     #[test]
     fn a_clean_history_passes() {
         let ops = [
@@ -236,7 +317,7 @@ mod tests {
             write(30, 40, 3, 8),
             read(41, 45, 3, 8),
         ];
-        let verdict = check(&ops, &finals(3), &[]);
+        let verdict = check(&ops, &finals(3), &NO_WINDOWS);
         assert!(verdict.clean(), "{verdict:?}");
         assert_eq!((verdict.reads, verdict.writes), (4, 2));
     }
@@ -248,7 +329,7 @@ mod tests {
             write(30, 40, 3, 8),
             read(1_040, 1_050, 1, 10),
         ];
-        let verdict = check(&ops, &finals(3), &[]);
+        let verdict = check(&ops, &finals(3), &NO_WINDOWS);
         assert_eq!(verdict.stale_reads, 1);
         assert_eq!(verdict.max_staleness_versions, 2);
         // Stale since version 2 was acknowledged at 20 us: 1.02 ms before the read started.
@@ -262,7 +343,7 @@ mod tests {
     #[test]
     fn a_read_older_than_an_earlier_read_is_non_monotonic() {
         let ops = [read(0, 10, 5, 1), read(20, 30, 4, 2)];
-        let verdict = check(&ops, &finals(5), &[]);
+        let verdict = check(&ops, &finals(5), &NO_WINDOWS);
         assert_eq!(verdict.stale_reads, 1);
         assert_eq!(verdict.max_staleness_versions, 1);
     }
@@ -270,14 +351,14 @@ mod tests {
     #[test]
     fn one_version_with_two_stocks_is_caught() {
         let ops = [write(0, 10, 2, 9), read(20, 30, 2, 7)];
-        let verdict = check(&ops, &finals(2), &[]);
+        let verdict = check(&ops, &finals(2), &NO_WINDOWS);
         assert_eq!(verdict.conflicting_versions, 1);
         assert!(!verdict.clean());
     }
 
     #[test]
     fn a_version_no_write_produced_is_caught() {
-        let verdict = check(&[read(0, 10, 9, 1)], &finals(3), &[]);
+        let verdict = check(&[read(0, 10, 9, 1)], &finals(3), &NO_WINDOWS);
         assert_eq!(verdict.phantom_versions, 1);
         assert!(!verdict.clean());
     }
@@ -293,7 +374,11 @@ mod tests {
             start_us: 400,
             end_us: 1_000,
         }];
-        let verdict = check(&ops, &finals(2), &windows);
+        let allowances = Allowances {
+            windows: &windows,
+            ..NO_WINDOWS
+        };
+        let verdict = check(&ops, &finals(2), &allowances);
         assert_eq!(verdict.stale_in_repair_window, 1);
         assert_eq!(verdict.stale_reads, 1);
     }
@@ -314,11 +399,31 @@ mod tests {
     }
 
     #[test]
+    fn a_direct_change_is_due_after_the_outside_bound() {
+        let ops = [
+            sql_write(0, 10, 2, 9),
+            read(500_000, 500_100, 1, 10), // within the bound: allowed, counted apart
+            read(600_000, 600_100, 2, 9),  // the change, seen early
+            read(900_000, 900_100, 1, 10), // older than a read before it, still within bound
+            read(1_100_000, 1_100_100, 1, 10), // past the bound: stale
+        ];
+        let verdict = check(&ops, &finals(2), &NO_WINDOWS);
+        assert_eq!(verdict.sql_writes, 1);
+        assert_eq!(verdict.stale_within_outside_bound, 2);
+        assert_eq!(verdict.stale_reads, 1);
+        // Stale since the change was due, 1 s after its commit at 10 us: 99.99 ms before.
+        assert!(
+            (verdict.max_staleness_ms - 99.99).abs() < 1e-9,
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
     fn products_are_checked_independently() {
         let mut other = read(100, 110, 1, 10);
         other.product = 2;
         let ops = [write(0, 10, 5, 1), other];
-        let verdict = check(&ops, &HashMap::from([(1, 5), (2, 1)]), &[]);
+        let verdict = check(&ops, &HashMap::from([(1, 5), (2, 1)]), &NO_WINDOWS);
         assert!(verdict.clean(), "{verdict:?}");
     }
 }

@@ -64,7 +64,8 @@ pub struct Args {
     /// The shopnow binary --spawn starts; by default the `shopnow` next to this binary.
     #[arg(long, value_name = "PATH")]
     pub shopnow_bin: Option<PathBuf>,
-    /// Where --spawn makes its databases (the database name is replaced by a fresh one).
+    /// Where --spawn makes its databases; with --target and --sql-writers, the database of
+    /// the target instances.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -84,6 +85,14 @@ pub struct Args {
     /// Concurrent readers (product details).
     #[arg(long, default_value_t = 32)]
     pub readers: usize,
+    /// Concurrent writers that change stock straight in Postgres (an ERP sync, an admin in
+    /// psql), without the API and without a version in their statement.
+    #[arg(long, default_value_t = 0)]
+    pub sql_writers: usize,
+    /// How long after its commit a change made straight in Postgres may still be unseen:
+    /// shopnow's documented bound for changes made outside the API.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub outside_bound: Duration,
     /// How long each strategy runs: 500ms, 30s, 2m.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -162,8 +171,8 @@ async fn main() -> ExitCode {
 /// Runs the check and prints the report. Fails when a strategy that promises fresh reads
 /// (`versioned`, `none`) shows a stale read outside the repair windows.
 async fn run(args: Args) -> anyhow::Result<()> {
-    if args.products == 0 || args.writers + args.readers == 0 {
-        bail!("--products, and --writers or --readers, must be at least 1");
+    if args.products == 0 || args.writers + args.sql_writers + args.readers == 0 {
+        bail!("--products, and --writers, --sql-writers or --readers, must be at least 1");
     }
     let runs = match args.spawn {
         Some(0) => bail!("--spawn needs at least one instance"),
@@ -253,7 +262,8 @@ async fn spawned_run(
     let instances = start_instances(&spec, count).await?;
     let targets: Vec<String> = instances.iter().map(ShopnowProcess::url).collect();
     let products = create_products(&targets[0], &spec.admin_token, args.products).await?;
-    let workload = workload_of(args, targets, products, spec.admin_token.clone());
+    let database = sql_writers_database(args, &deployment.database.url).await?;
+    let workload = workload_of(args, targets, products, spec.admin_token.clone(), database);
 
     let Deployment { redis, database } = deployment;
     let redis_url = redis.url();
@@ -280,6 +290,7 @@ async fn spawned_run(
         recording,
         &final_versions,
         injected,
+        args.outside_bound,
     ))
 }
 
@@ -326,12 +337,20 @@ async fn drive(
     (recording, injected)
 }
 
-fn workload_of(args: &Args, targets: Vec<String>, products: Vec<i64>, token: String) -> Workload {
+fn workload_of(
+    args: &Args,
+    targets: Vec<String>,
+    products: Vec<i64>,
+    token: String,
+    database: Option<sqlx::PgPool>,
+) -> Workload {
     Workload {
         targets,
         products,
         writers: args.writers,
         readers: args.readers,
+        sql_writers: args.sql_writers,
+        database,
         duration: args.duration,
         max_ops: args.ops,
         seed: args.seed,
@@ -358,7 +377,8 @@ async fn target_run(args: &Args) -> anyhow::Result<Run> {
         .unwrap_or("unknown")
         .to_string();
     let products = create_products(&targets[0], &token, args.products).await?;
-    let workload = workload_of(args, targets.clone(), products.clone(), token);
+    let database = sql_writers_database(args, &args.database_url).await?;
+    let workload = workload_of(args, targets.clone(), products.clone(), token, database);
     let origin = Instant::now();
     let progress = Arc::new(Progress::default());
     let display = show_progress(&strategy, args, progress.clone(), origin);
@@ -371,6 +391,7 @@ async fn target_run(args: &Args) -> anyhow::Result<Run> {
         recording,
         &final_versions,
         Injected::default(),
+        args.outside_bound,
     ))
 }
 
@@ -399,8 +420,16 @@ fn finish(
     recording: Recording,
     final_versions: &HashMap<i64, i64>,
     injected: Injected,
+    outside_bound: Duration,
 ) -> Run {
-    let verdict = history::check(&recording.ops, final_versions, &injected.windows);
+    let verdict = history::check(
+        &recording.ops,
+        final_versions,
+        &history::Allowances {
+            windows: &injected.windows,
+            outside_bound_us: outside_bound.as_micros() as u64,
+        },
+    );
     let delayed_publish_hits = history::delayed_publish_hits(
         &recording.ops,
         &injected.key_drops,
@@ -417,6 +446,19 @@ fn finish(
     );
     run.delayed_publish_hits = delayed_publish_hits;
     run
+}
+
+/// The SQL writers' connections to the run's database, when there are SQL writers.
+async fn sql_writers_database(args: &Args, url: &str) -> anyhow::Result<Option<sqlx::PgPool>> {
+    if args.sql_writers == 0 {
+        return Ok(None);
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(args.sql_writers as u32)
+        .connect(url)
+        .await
+        .context("connecting the SQL writers to the database (--database-url)")?;
+    Ok(Some(pool))
 }
 
 /// Creates the products of a run with plenty of stock, so that adjustments never run out.

@@ -21,6 +21,13 @@ pub struct Run {
     pub stale_reads: u64,
     pub stale_share: f64,
     pub stale_in_repair_window: u64,
+    /// Changes made straight in Postgres (`--sql-writers`).
+    pub sql_writes: u64,
+    /// Reads older than such a change committed less than the outside bound before them.
+    pub stale_within_outside_bound: u64,
+    /// How long after its commit such a change was still unseen by a read: p99 and worst.
+    pub outside_lag_p99_ms: f64,
+    pub outside_lag_max_ms: f64,
     pub max_staleness_versions: i64,
     pub max_staleness_ms: f64,
     pub conflicting_versions: u64,
@@ -41,19 +48,11 @@ impl Run {
         instances: usize,
         verdict: &Verdict,
         failures: BTreeMap<String, u64>,
-        mut read_latencies_us: Vec<u64>,
+        read_latencies_us: Vec<u64>,
         duration_s: f64,
         faults: Vec<String>,
     ) -> Self {
-        read_latencies_us.sort_unstable();
-        let percentile = |p: f64| -> f64 {
-            if read_latencies_us.is_empty() {
-                return 0.0;
-            }
-            let rank = ((p * read_latencies_us.len() as f64).ceil() as usize)
-                .clamp(1, read_latencies_us.len());
-            read_latencies_us[rank - 1] as f64 / 1000.0
-        };
+        let percentile = |p: f64| percentile_ms(&read_latencies_us, p);
         Self {
             strategy,
             instances,
@@ -69,6 +68,11 @@ impl Run {
                 verdict.stale_reads as f64 / verdict.reads as f64
             },
             stale_in_repair_window: verdict.stale_in_repair_window,
+            sql_writes: verdict.sql_writes,
+            stale_within_outside_bound: verdict.stale_within_outside_bound,
+            outside_lag_p99_ms: percentile_ms(&verdict.outside_lags_us, 0.99),
+            outside_lag_max_ms: verdict.outside_lags_us.iter().max().copied().unwrap_or(0) as f64
+                / 1000.0,
             max_staleness_versions: verdict.max_staleness_versions,
             max_staleness_ms: verdict.max_staleness_ms,
             conflicting_versions: verdict.conflicting_versions,
@@ -85,6 +89,17 @@ impl Run {
             delayed_publish_hits: 0,
         }
     }
+}
+
+/// The `p` quantile of microsecond samples, in milliseconds (0 when there are none).
+fn percentile_ms(samples_us: &[u64], p: f64) -> f64 {
+    if samples_us.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples_us.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64 / 1000.0
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +155,13 @@ pub fn table(runs: &[Run]) -> String {
                 "{:<10} failed requests by cause: {}",
                 "",
                 causes.join(", ")
+            );
+        }
+        if run.sql_writes > 0 {
+            let _ = writeln!(
+                out,
+                "{:<10} {} changes made straight in Postgres; {} reads did not see one yet, at most {:.1} ms after its commit (p99 {:.1} ms)",
+                "", run.sql_writes, run.stale_within_outside_bound, run.outside_lag_max_ms, run.outside_lag_p99_ms
             );
         }
         if run.delayed_publish_hits > 0 {

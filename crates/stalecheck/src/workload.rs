@@ -23,6 +23,9 @@ pub struct Workload {
     pub products: Vec<i64>,
     pub writers: usize,
     pub readers: usize,
+    /// Writers that change stock straight in Postgres, through `database`.
+    pub sql_writers: usize,
+    pub database: Option<sqlx::PgPool>,
     pub duration: Duration,
     /// Stop after this many operations in all, if sooner.
     pub max_ops: Option<u64>,
@@ -61,10 +64,12 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
         .build()
         .expect("HTTP client");
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..workload.writers + workload.readers)
+    let tasks: Vec<_> = (0..workload.writers + workload.sql_writers + workload.readers)
         .map(|task| {
             let kind = if task < workload.writers {
                 OpKind::Write
+            } else if task < workload.writers + workload.sql_writers {
+                OpKind::SqlWrite
             } else {
                 OpKind::Read
             };
@@ -154,11 +159,13 @@ impl Client {
         (ops, failures)
     }
 
-    /// One read or one stock adjustment of `product` through instance `instance`; the version
-    /// and stock it saw, or the cause of its failure (an HTTP status, or `transport`).
+    /// One read or one stock adjustment of `product` through instance `instance` (or straight
+    /// in Postgres); the version and stock it saw, or the cause of its failure (an HTTP status,
+    /// `transport`, or `database`).
     async fn operate(&mut self, product: i64, instance: usize) -> Result<Observed, String> {
         let base = &self.workload.targets[instance];
         let sent = match self.kind {
+            OpKind::SqlWrite => return self.change_in_postgres(product).await,
             OpKind::Write => {
                 let delta = if self.rng.random_bool(0.5) { 1 } else { -1 };
                 self.http
@@ -183,5 +190,25 @@ impl Client {
             Ok(response) => Err(response.status().as_u16().to_string()),
             Err(_) => Err("transport".to_string()),
         }
+    }
+
+    /// A stock change as an ERP sync makes it: one statement, which says nothing of the
+    /// version (Postgres raises it), committed on a connection of its own.
+    async fn change_in_postgres(&mut self, product: i64) -> Result<Observed, String> {
+        let delta: i64 = if self.rng.random_bool(0.5) { 1 } else { -1 };
+        let database = self
+            .workload
+            .database
+            .as_ref()
+            .expect("SQL writers have a database");
+        let (version, stock): (i64, i64) = sqlx::query_as(
+            "UPDATE products SET stock = stock + $2 WHERE id = $1 RETURNING version, stock",
+        )
+        .bind(product)
+        .bind(delta)
+        .fetch_one(database)
+        .await
+        .map_err(|_| "database".to_string())?;
+        Ok(Observed { version, stock })
     }
 }

@@ -26,6 +26,8 @@ fn a_short_stale_check_finds_ttl_stale_and_versioned_clean() {
             "8",
             "--writers",
             "2",
+            "--sql-writers",
+            "1",
             "--quiet",
             "--json",
         ])
@@ -58,6 +60,10 @@ fn a_short_stale_check_finds_ttl_stale_and_versioned_clean() {
         "ttl shows its bug: {ttl}"
     );
     assert_eq!(versioned["stale_reads"], 0, "{versioned}");
+    assert!(
+        versioned["sql_writes"].as_u64().unwrap() > 10,
+        "changes made straight in Postgres are part of the check: {versioned}"
+    );
     assert!(versioned["reads"].as_u64().unwrap() > 100, "{versioned}");
     for field in [
         "strategy",
