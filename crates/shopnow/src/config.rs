@@ -124,6 +124,9 @@ impl Config {
                 urls: redis_urls,
                 cluster,
                 timeout: var("SHOPNOW_REDIS_TIMEOUT_MS").positive(200, Duration::from_millis)?,
+                replicas: var("SHOPNOW_REDIS_REPLICAS").parse(0)?,
+                wait_timeout: var("SHOPNOW_REDIS_WAIT_TIMEOUT_MS")
+                    .positive(50, Duration::from_millis)?,
             },
             listen: var("SHOPNOW_LISTEN").parse(DEFAULT_LISTEN.parse().expect("valid default"))?,
             cache: CacheConfig {

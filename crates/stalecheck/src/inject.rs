@@ -8,9 +8,9 @@ use std::{
 
 use clap::ValueEnum;
 
-use testkit::{RedisServer, ShopnowProcess};
+use testkit::ShopnowProcess;
 
-use crate::history::Window;
+use crate::{history::Window, spawn::RunRedis};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Fault {
@@ -19,8 +19,12 @@ pub enum Fault {
     /// DEL of every versioned copy of the run (the key that holds a product's version).
     #[value(alias = "redis-evict-pointers")]
     RedisDropCopies,
-    /// Kill the checker's redis-server and start it again, empty.
+    /// Kill the checker's redis-server and start it again, empty (one node only).
     RedisRestart,
+    /// With `--redis replicated`: hold replication for 300 ms (publishes the primary
+    /// acknowledges never reach the replica), kill the primary, promote the replica, move the
+    /// endpoint to it, and give it a new replica.
+    RedisFailover,
     /// CLIENT PAUSE WRITE for a second: reads answer, publishes time out.
     RedisPause,
     /// A maxmemory just above what is used, with allkeys-lru, for half an interval.
@@ -35,6 +39,10 @@ pub enum Fault {
     /// write was acknowledged and its copy lost.
     DelayedPublish,
 }
+
+/// How long `redis-failover` holds replication before the primary dies: the publishes
+/// acknowledged meanwhile are the ones the replica never gets.
+const REPLICATION_HELD: Duration = Duration::from_millis(300);
 
 /// How often the `delayed-publish` fault drops every copy of the run.
 const KEY_DROP_INTERVAL: Duration = Duration::from_millis(100);
@@ -89,7 +97,7 @@ pub struct Injected {
 
 /// What faults act on.
 pub struct Targets {
-    pub redis: Arc<Mutex<RedisServer>>,
+    pub redis: Arc<tokio::sync::Mutex<RunRedis>>,
     pub redis_url: String,
     pub prefix: String,
     pub instances: Arc<Mutex<Vec<ShopnowProcess>>>,
@@ -189,13 +197,21 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
         }
         Fault::RedisDropCopies => drop_copies(targets).await?,
         Fault::RedisRestart => {
-            let redis = targets.redis.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut redis = redis.lock().expect("redis lock");
-                redis.stop();
-                redis.try_resume()
-            })
-            .await??;
+            let mut redis = targets.redis.lock().await;
+            let RunRedis::Single(server) = &mut *redis else {
+                anyhow::bail!("redis-restart needs a single Redis (use redis-failover)");
+            };
+            server.stop();
+            server.try_resume()?;
+        }
+        Fault::RedisFailover => {
+            let mut redis = targets.redis.lock().await;
+            let RunRedis::Replicated(replicated) = &mut *redis else {
+                anyhow::bail!("redis-failover needs --redis replicated");
+            };
+            replicated.hold_replication();
+            tokio::time::sleep(REPLICATION_HELD).await;
+            replicated.fail_over().await;
         }
         Fault::RedisPause => {
             let mut redis = redis_connection(&targets.redis_url).await?;

@@ -38,6 +38,13 @@ use self::{
     workload::{Progress, Recording, Workload},
 };
 
+/// The Redis a spawned run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisTopology {
+    Single,
+    Replicated,
+}
+
 /// The strategies a shopnow instance accepts in `SHOPNOW_CACHE_STRATEGY`.
 const STRATEGIES: [&str; 4] = ["none", "ttl", "delete", "versioned"];
 
@@ -102,6 +109,10 @@ pub struct Args {
     /// Seed of the workload's choices: the same seed makes the same workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The Redis --spawn starts: `single` (one node) or `replicated` (a primary and a replica
+    /// behind a moving endpoint, as managed Redis runs; instances wait for the replica).
+    #[arg(long, value_enum, default_value = "single")]
+    pub redis: RedisTopology,
     /// Faults to inject in turn during each run (needs --spawn).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub faults: Vec<Fault>,
@@ -248,7 +259,7 @@ async fn spawned_run(
     strategy: &str,
     count: usize,
 ) -> anyhow::Result<Run> {
-    let deployment = Deployment::create().await?;
+    let deployment = Deployment::create(args.redis == RedisTopology::Replicated).await?;
     let spec = InstanceSpec {
         binary: binary.to_path_buf(),
         database_url: deployment.database.url.clone(),
@@ -258,6 +269,7 @@ async fn spawned_run(
         admin_token: uuid::Uuid::new_v4().simple().to_string(),
         fill_delay_ms: args.fill_delay_ms,
         faults: Fault::instance_faults(&args.faults),
+        redis_replicas: deployment.redis.replicas(),
     };
     let instances = start_instances(&spec, count).await?;
     let targets: Vec<String> = instances.iter().map(ShopnowProcess::url).collect();
@@ -268,7 +280,7 @@ async fn spawned_run(
     let Deployment { redis, database } = deployment;
     let redis_url = redis.url();
     let fault_targets = Arc::new(Targets {
-        redis: Arc::new(Mutex::new(redis)),
+        redis: Arc::new(tokio::sync::Mutex::new(redis)),
         redis_url,
         prefix: spec.prefix.clone(),
         instances: Arc::new(Mutex::new(instances)),

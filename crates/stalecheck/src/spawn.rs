@@ -4,7 +4,7 @@
 use std::{collections::HashMap, path::PathBuf};
 
 use sqlx::PgPool;
-use testkit::{free_port, RedisServer, ShopnowProcess, TestDatabase};
+use testkit::{free_port, RedisServer, ReplicatedRedis, ShopnowProcess, TestDatabase};
 
 /// Everything an instance is started with.
 #[derive(Clone, Debug)]
@@ -19,6 +19,8 @@ pub struct InstanceSpec {
     pub fill_delay_ms: Option<u64>,
     /// `SHOPNOW_FAULTS` for the instance, e.g. `crash-after-commit=0.002`.
     pub faults: Option<String>,
+    /// Replicas each publish must reach (`SHOPNOW_REDIS_REPLICAS`).
+    pub redis_replicas: u32,
 }
 
 impl InstanceSpec {
@@ -40,6 +42,9 @@ impl InstanceSpec {
             // Empty counts as unset: the checker's own environment never leaks faults in.
             ("SHOPNOW_FAULTS", self.faults.as_deref().unwrap_or("")),
         ];
+        let replicas = self.redis_replicas.to_string();
+        let mut env = env;
+        env.push(("SHOPNOW_REDIS_REPLICAS", &replicas));
         let delay = self.fill_delay_ms.map(|ms| ms.to_string());
         let args: Vec<&str> = match &delay {
             Some(ms) => vec!["--fill-delay-ms", ms],
@@ -49,15 +54,47 @@ impl InstanceSpec {
     }
 }
 
+/// The Redis of a run: one node, or a primary with a replica behind a moving endpoint.
+pub enum RunRedis {
+    Single(RedisServer),
+    Replicated(Box<ReplicatedRedis>),
+}
+
+impl RunRedis {
+    pub async fn start(replicated: bool) -> anyhow::Result<Self> {
+        Ok(if replicated {
+            Self::Replicated(Box::new(ReplicatedRedis::start().await))
+        } else {
+            Self::Single(tokio::task::spawn_blocking(|| RedisServer::try_start_with(&[])).await??)
+        })
+    }
+
+    /// What the instances connect to.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Single(redis) => redis.url(),
+            Self::Replicated(redis) => redis.url(),
+        }
+    }
+
+    /// Replicas a publish must reach.
+    pub fn replicas(&self) -> u32 {
+        match self {
+            Self::Single(_) => 0,
+            Self::Replicated(_) => 1,
+        }
+    }
+}
+
 /// A run's own Redis and database.
 pub struct Deployment {
-    pub redis: RedisServer,
+    pub redis: RunRedis,
     pub database: TestDatabase,
 }
 
 impl Deployment {
-    pub async fn create() -> anyhow::Result<Self> {
-        let redis = tokio::task::spawn_blocking(|| RedisServer::try_start_with(&[])).await??;
+    pub async fn create(replicated_redis: bool) -> anyhow::Result<Self> {
+        let redis = RunRedis::start(replicated_redis).await?;
         let database = TestDatabase::create("shopnow_stalecheck").await?;
         Ok(Self { redis, database })
     }

@@ -12,7 +12,13 @@ impl RedisCluster {
     /// Three cluster-enabled servers joined into one cluster, returned once every node reports
     /// `cluster_state:ok`.
     pub async fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
+        Self::start_with_replicas(0).await
+    }
+
+    /// Three masters with `replicas` replicas each (the first three nodes are the masters),
+    /// returned once every node reports `cluster_state:ok` and every replica is in sync.
+    pub async fn start_with_replicas(replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -29,7 +35,7 @@ impl RedisCluster {
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli is installed (scripts/setup)");
         assert!(
@@ -61,7 +67,56 @@ impl RedisCluster {
             }
             assert_eq!(state, "cluster_state:ok", "node {}", node.port);
         }
-        Self { nodes }
+        let cluster = Self { nodes };
+        for node in &cluster.nodes {
+            cluster.wait_until_in_sync(node).await;
+        }
+        cluster
+    }
+
+    /// Waits until `node`, if it is a replica, has loaded its master's data (polled, bounded).
+    pub async fn wait_until_in_sync(&self, node: &RedisServer) {
+        let mut connection = node.connection().await;
+        for _ in 0..200 {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            let replica = info.contains("role:slave");
+            if !replica
+                || (info.contains("master_link_status:up")
+                    && info.contains("master_sync_in_progress:0"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node {} did not sync within 10 s", node.port);
+    }
+
+    /// Waits until every running node but `except` reports `cluster_state:ok` (after a
+    /// failover, once a replica took over; polled, bounded by `limit`).
+    pub async fn wait_until_healthy(&self, except: usize, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let mut healthy = true;
+            for (n, node) in self.nodes.iter().enumerate() {
+                if n == except {
+                    continue;
+                }
+                let info: redis::RedisResult<String> = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut node.connection().await)
+                    .await;
+                healthy &= info.is_ok_and(|i| i.contains("cluster_state:ok"));
+            }
+            if healthy {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     /// The nodes' URLs, as `REDIS_URL` lists them.

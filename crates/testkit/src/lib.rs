@@ -6,7 +6,8 @@
 //! - [`process`]: start a process and wait for the log line that says it is ready.
 //! - [`TestDatabase`]: a Postgres database of one test or run, dropped at the end.
 //! - [`RedisServer`]: a `redis-server` of its own on a free port: stop, restart, pause, flush it
-//!   without disturbing anybody; [`RedisCluster`] joins three of them into a cluster.
+//!   without disturbing anybody; [`RedisCluster`] joins three of them into a cluster;
+//!   [`ReplicatedRedis`] is a primary with a replica behind a moving endpoint, for failovers.
 //! - [`ShopnowProcess`]: the `shopnow` binary started with an environment, its address read
 //!   from its log and its log kept.
 //! - [`TcpProxy`]: a proxy the test controls, to make a dependency unreachable, hold a
@@ -18,6 +19,7 @@ mod postgres;
 pub mod process;
 mod proxy;
 mod redis;
+mod replicated;
 mod shopnow;
 
 pub use cluster::RedisCluster;
@@ -25,4 +27,5 @@ pub use ports::free_port;
 pub use postgres::{postgres_server, TestDatabase};
 pub use proxy::{Mode as ProxyMode, TcpProxy};
 pub use redis::{command_calls, RedisServer};
+pub use replicated::ReplicatedRedis;
 pub use shopnow::ShopnowProcess;

@@ -37,6 +37,8 @@ pub(super) struct CacheMetrics {
     bypasses: Counter,
     pub fills_refused: Counter,
     pub publish_failures: Counter,
+    /// Publishes the primary applied but too few replicas confirmed in time.
+    pub publishes_unconfirmed: Counter,
     /// `versioned` publishes by outcome, in the order of `Published::ALL`.
     publishes: [Counter; 3],
     database_reads: Counter,
@@ -52,6 +54,7 @@ impl CacheMetrics {
             bypasses: reads("bypass"),
             fills_refused: metrics::counter!("cache_fills_refused_total", "strategy" => name),
             publish_failures: metrics::counter!("cache_publish_failures_total", "strategy" => name),
+            publishes_unconfirmed: metrics::counter!("cache_publishes_unconfirmed_total", "strategy" => name),
             publishes: Published::ALL.map(|outcome| {
                 metrics::counter!("cache_publishes_total", "strategy" => name, "result" => outcome.as_str())
             }),

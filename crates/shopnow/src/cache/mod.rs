@@ -19,6 +19,7 @@ mod delete;
 mod keys;
 mod none;
 mod redis_client;
+mod replication;
 mod single_flight;
 mod ttl;
 mod versioned;
@@ -294,9 +295,18 @@ impl ProductCache {
     /// keeps the change's outbox row so that the relay publishes it later.
     pub async fn publish(&self, state: &ProductState) -> Result<(), CacheError> {
         let result = self.imp.publish(state).await;
-        if let Err(error) = &result {
-            self.backend.metrics.publish_failures.increment(1);
-            tracing::warn!(product = state.id(), version = state.version(), %error, "cache publish failed");
+        match &result {
+            Ok(()) => {}
+            // A replica lagging or gone: every publish would say so; the metric and the outbox
+            // backlog do, once.
+            Err(error @ CacheError::Unconfirmed { .. }) => {
+                self.backend.metrics.publishes_unconfirmed.increment(1);
+                tracing::debug!(product = state.id(), version = state.version(), %error, "cache publish not confirmed by replicas");
+            }
+            Err(error) => {
+                self.backend.metrics.publish_failures.increment(1);
+                tracing::warn!(product = state.id(), version = state.version(), %error, "cache publish failed");
+            }
         }
         result
     }

@@ -3,8 +3,18 @@
 //! Every call is bounded by `SHOPNOW_REDIS_TIMEOUT_MS`: a slow or unreachable Redis costs a
 //! request at most that long, then the request goes on from Postgres. Connecting is lazy, so an
 //! instance starts and serves while Redis is down and uses it as soon as it is back.
+//!
+//! Reads and fills go over one connection, publishes over another: with replicas, a publish is
+//! followed by a `WAIT` (`replication`), which blocks the connection it runs on, and reads must
+//! not wait behind it. A single node that answers `READONLY` was demoted to a replica by a
+//! failover while we stayed connected to it; the connection is then made again, which reaches
+//! the new primary behind the same endpoint (a Redis Cluster client follows the new slot map
+//! by itself).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use anyhow::Context;
 use redis::{
@@ -15,6 +25,8 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
+use super::replication::ReplicaConfirmer;
+
 /// Where Redis is and how long to wait for it.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
@@ -24,6 +36,12 @@ pub struct RedisConfig {
     pub cluster: bool,
     /// How long a product read or publish waits for Redis before it goes on from Postgres.
     pub timeout: Duration,
+    /// Replicas a publish must reach before it counts (`WAIT`); 0 for a Redis without
+    /// replicas. See `replication`.
+    pub replicas: u32,
+    /// Longest wait for the replicas to confirm a publish; past it the publish is left to the
+    /// outbox relay.
+    pub wait_timeout: Duration,
 }
 
 /// A Redis failure, or no answer in time. The caller falls back to Postgres.
@@ -35,80 +53,98 @@ pub enum CacheError {
     Timeout(Duration),
     #[error("redis answered something unexpected: {0}")]
     Protocol(String),
+    /// The primary applied a publish but too few replicas confirmed it in time: a failover now
+    /// could lose it, so it is left to the outbox relay.
+    #[error("{acked} of {wanted} replicas confirmed the write in time")]
+    Unconfirmed { acked: u32, wanted: u32 },
 }
 
 #[derive(Clone)]
 pub struct RedisClient {
-    connection: Connection,
+    reads: Connection,
+    writes: Connection,
     timeout: Duration,
+    /// With replicas: the `WAIT` after publishes.
+    confirmer: Option<Arc<ReplicaConfirmer>>,
 }
 
 #[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
+pub(super) enum Connection {
+    Single(Arc<SingleNode>),
     Cluster(Arc<LazyCluster>),
 }
 
+/// One node's connection, made again when the node turned out to be a replica.
+pub(super) struct SingleNode {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    manager: RwLock<ConnectionManager>,
+}
+
 /// A cluster connection made on first use; until it succeeds, each call tries again.
-struct LazyCluster {
+pub(super) struct LazyCluster {
     client: ClusterClient,
     connection: OnceCell<ClusterConnection>,
 }
 
 impl RedisClient {
-    /// Prepares the connection without contacting Redis.
+    /// Prepares the connections without contacting Redis.
     pub fn new(config: &RedisConfig) -> anyhow::Result<Self> {
-        let connection = if config.cluster {
-            let client = ClusterClient::builder(config.urls.clone())
-                .connection_timeout(config.timeout)
-                .response_timeout(config.timeout)
-                .retries(1)
-                .build()
-                .context("REDIS_URL: invalid cluster node list")?;
-            Connection::Cluster(Arc::new(LazyCluster {
-                client,
-                connection: OnceCell::new(),
-            }))
+        let reads = Connection::new(config)?;
+        // Without replicas there is no WAIT: one connection serves both.
+        let (writes, confirmer) = if config.replicas > 0 {
+            let writes = Connection::new(config)?;
+            let confirmer =
+                ReplicaConfirmer::new(writes.clone(), config.replicas, config.wait_timeout);
+            (writes, Some(Arc::new(confirmer)))
         } else {
-            anyhow::ensure!(
-                config.urls.len() == 1,
-                "REDIS_URL: several nodes need SHOPNOW_REDIS_CLUSTER=1"
-            );
-            let client = redis::Client::open(config.urls[0].as_str()).context("REDIS_URL")?;
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.timeout))
-                .set_response_timeout(Some(config.timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_millis(500));
-            Connection::Single(
-                ConnectionManager::new_lazy_with_config(client, manager_config)
-                    .context("preparing the Redis connection")?,
-            )
+            (reads.clone(), None)
         };
         Ok(Self {
-            connection,
+            reads,
+            writes,
             timeout: config.timeout,
+            confirmer,
         })
     }
 
-    /// Runs a script (EVALSHA, with SCRIPT LOAD when Redis does not know it yet).
+    /// Runs a script (EVALSHA, with SCRIPT LOAD when Redis does not know it yet) on the read
+    /// connection: for reads and fills.
     pub async fn invoke<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, CacheError> {
-        self.bounded(async {
-            let mut connection = self.connection().await?;
-            Ok(invocation.invoke_async(&mut connection).await?)
+        self.invoke_on(&self.reads, invocation).await
+    }
+
+    /// Runs a script on the publish connection.
+    pub async fn invoke_publish<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, CacheError> {
+        self.invoke_on(&self.writes, invocation).await
+    }
+
+    pub async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, CacheError> {
+        self.bounded(&self.reads, || async {
+            let mut connection = self.reads.live().await?;
+            Ok(command.query_async(&mut connection).await?)
         })
         .await
     }
 
-    pub async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, CacheError> {
-        self.bounded(async {
-            let mut connection = self.connection().await?;
-            Ok(command.query_async(&mut connection).await?)
-        })
-        .await
+    /// Whether publishes must be confirmed by replicas (`SHOPNOW_REDIS_REPLICAS` > 0).
+    pub fn confirms_replication(&self) -> bool {
+        self.confirmer.is_some()
+    }
+
+    /// Waits until the replicas have every publish sent before this call (one `WAIT` serves
+    /// every publish waiting at once); without replicas to wait for, returns at once.
+    pub async fn confirm_replicated(&self) -> Result<(), CacheError> {
+        match &self.confirmer {
+            None => Ok(()),
+            Some(confirmer) => confirmer.confirm(self.timeout).await,
+        }
     }
 
     /// Whether Redis answers PING now.
@@ -116,19 +152,92 @@ impl RedisClient {
         self.query::<String>(&redis::cmd("PING")).await.is_ok()
     }
 
-    async fn bounded<T>(
+    async fn invoke_on<T: FromRedisValue>(
         &self,
-        call: impl std::future::Future<Output = Result<T, CacheError>>,
+        connection: &Connection,
+        invocation: &ScriptInvocation<'_>,
     ) -> Result<T, CacheError> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or(Err(CacheError::Timeout(self.timeout)))
+        self.bounded(connection, || async {
+            let mut live = connection.live().await?;
+            Ok(invocation.invoke_async(&mut live).await?)
+        })
+        .await
     }
 
-    async fn connection(&self) -> Result<LiveConnection, CacheError> {
-        match &self.connection {
-            Connection::Single(manager) => Ok(LiveConnection::Single(manager.clone())),
-            Connection::Cluster(lazy) => {
+    /// Runs `call` within the timeout. A connection idle since Redis restarted or failed over
+    /// finds out only when used: the call that finds it dropped is made once more, on the
+    /// connection made again (every call here may run twice: reads, leases, fills and publishes
+    /// are idempotent).
+    async fn bounded<T, F>(
+        &self,
+        connection: &Connection,
+        call: impl Fn() -> F,
+    ) -> Result<T, CacheError>
+    where
+        F: std::future::Future<Output = Result<T, CacheError>>,
+    {
+        let attempts = async {
+            match call().await {
+                Err(CacheError::Redis(error)) if error.is_connection_dropped() => {
+                    connection.on_error(&error);
+                    call().await
+                }
+                other => other,
+            }
+        };
+        let result = tokio::time::timeout(self.timeout, attempts)
+            .await
+            .unwrap_or(Err(CacheError::Timeout(self.timeout)));
+        if let Err(CacheError::Redis(error)) = &result {
+            connection.on_error(error);
+        }
+        result
+    }
+}
+
+impl Connection {
+    fn new(config: &RedisConfig) -> anyhow::Result<Self> {
+        if config.cluster {
+            let client = ClusterClient::builder(config.urls.clone())
+                .connection_timeout(config.timeout)
+                .response_timeout(config.timeout)
+                .retries(1)
+                .build()
+                .context("REDIS_URL: invalid cluster node list")?;
+            return Ok(Self::Cluster(Arc::new(LazyCluster {
+                client,
+                connection: OnceCell::new(),
+            })));
+        }
+        anyhow::ensure!(
+            config.urls.len() == 1,
+            "REDIS_URL: several nodes need SHOPNOW_REDIS_CLUSTER=1"
+        );
+        let client = redis::Client::open(config.urls[0].as_str()).context("REDIS_URL")?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+                .context("preparing the Redis connection")?;
+        Ok(Self::Single(Arc::new(SingleNode {
+            client,
+            config: manager_config,
+            manager: RwLock::new(manager),
+        })))
+    }
+
+    pub(super) async fn live(&self) -> Result<LiveConnection, CacheError> {
+        match self {
+            Self::Single(node) => Ok(LiveConnection::Single(
+                node.manager
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            )),
+            Self::Cluster(lazy) => {
                 let connection = lazy
                     .connection
                     .get_or_try_init(|| lazy.client.get_async_connection())
@@ -137,10 +246,27 @@ impl RedisClient {
             }
         }
     }
+
+    /// A node that answers READONLY is a replica now: connect again, to whatever the endpoint
+    /// leads to (the new primary).
+    fn on_error(&self, error: &redis::RedisError) {
+        let Self::Single(node) = self else {
+            return;
+        };
+        if error.kind() != redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+            return;
+        }
+        tracing::warn!("redis answered READONLY: it was demoted by a failover; connecting again");
+        if let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(node.client.clone(), node.config.clone())
+        {
+            *node.manager.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+    }
 }
 
 /// A connection ready for one call; both kinds are cheap clones of a shared multiplexer.
-enum LiveConnection {
+pub(super) enum LiveConnection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }

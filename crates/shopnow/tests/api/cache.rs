@@ -232,6 +232,13 @@ async fn a_warm_read_is_one_redis_command_and_no_postgres_query() {
 async fn concurrent_cold_reads_on_one_instance_share_one_postgres_read() {
     let app = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
     let id = app.insert_cold_product("COLD-1", 5).await;
+    // The insert is a change made outside shopnow: let the relay publish it first (into no
+    // copy: nothing is stored), so that no publish ends a fill's lease during the reads.
+    let relayed = crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
+        app.outbox_rows().await == 0
+    })
+    .await;
+    assert!(relayed.is_some());
     let stats = app.catalog.cache_stats();
     let before = stats.database_reads.load(Ordering::Relaxed);
 
@@ -507,4 +514,151 @@ async fn reads_of_a_missing_id_reach_postgres_once_and_a_create_shows_at_once() 
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn a_refused_fill_costs_one_more_postgres_read_not_one_per_waiting_reader() {
+    let (hooks, held) = hold_first_fill();
+    let reader = TestApp::builder()
+        .versioned(SHARED_REDIS)
+        .hooks(hooks)
+        .spawn()
+        .await;
+    let writer = reader.sibling().spawn().await;
+    let id = writer.create_product("HERD-1", 100).await.id;
+    let stats = reader.catalog.cache_stats();
+    let before = stats.database_reads.load(Ordering::Relaxed);
+
+    // Fifty readers miss at once; the first leads and is held with its row read.
+    let path = reader.url(&format!("/v1/products/{id}"));
+    let readers: Vec<_> = (0..50)
+        .map(|_| {
+            let (client, path) = (reader.client.clone(), path.clone());
+            tokio::spawn(async move { client.get(path).send().await.unwrap().status() })
+        })
+        .collect();
+    tokio::time::timeout(std::time::Duration::from_secs(10), held.reached)
+        .await
+        .expect("the leader reached its fill")
+        .unwrap();
+    // A write publishes meanwhile: it ends the lease, so the held fill will be refused.
+    writer.adjust(id, -1).await;
+    held.release.send(()).unwrap();
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), StatusCode::OK);
+    }
+    let database_reads = stats.database_reads.load(Ordering::Relaxed) - before;
+    assert!(
+        database_reads <= 3,
+        "{database_reads} Postgres reads for 50 readers of one product"
+    );
+    assert_eq!(reader.product(id).await.version, 2);
+}
+
+/// Holds the first call of a hook until released.
+fn gate<Args: Send + 'static>(
+    wanted: impl Fn(&Args) -> bool + Send + Sync + 'static,
+) -> (
+    shopnow::Hook<Args>,
+    oneshot::Receiver<()>,
+    oneshot::Sender<()>,
+) {
+    let (reached_tx, reached_rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel();
+    let state = Arc::new(Mutex::new(Some((reached_tx, release_rx))));
+    let hook: shopnow::Hook<Args> = Arc::new(move |args: Args| {
+        let state = state.clone();
+        let wanted = wanted(&args);
+        async move {
+            if !wanted {
+                return;
+            }
+            let held = state.lock().await.take();
+            if let Some((reached, release)) = held {
+                let _ = reached.send(());
+                let _ = release.await;
+            }
+        }
+        .boxed()
+    });
+    (hook, reached_rx, release_tx)
+}
+
+#[tokio::test]
+async fn a_miss_whose_fill_is_refused_answers_the_stored_copy_so_reads_never_go_back() {
+    let (c_fill, c_reached, c_release) = gate::<i64>(|_| true);
+    let (a_fill, a_reached, a_release) = gate::<i64>(|_| true);
+    let (w_publish, w_reached, w_release) = gate::<(shopnow::PublishSite, i64)>(|(site, _)| {
+        *site == shopnow::PublishSite::WriteThrough
+    });
+    let c = TestApp::builder()
+        .versioned(SHARED_REDIS)
+        .hooks(Hooks {
+            before_fill: Some(c_fill),
+            ..Default::default()
+        })
+        .spawn()
+        .await;
+    let a = c
+        .sibling()
+        .hooks(Hooks {
+            before_fill: Some(a_fill),
+            ..Default::default()
+        })
+        .spawn()
+        .await;
+    let w = c
+        .sibling()
+        .hooks(Hooks {
+            before_publish: Some(w_publish),
+            ..Default::default()
+        })
+        .spawn()
+        .await;
+    let id = c.insert_cold_product("REFUSED-1", 100).await;
+    let relayed = crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
+        c.outbox_rows().await == 0
+    })
+    .await;
+    assert!(relayed.is_some());
+    let read = |app: &TestApp| {
+        let request = app.client.get(app.url(&format!("/v1/products/{id}")));
+        tokio::spawn(
+            async move { ok::<Product>(request.send().await.unwrap(), StatusCode::OK).await },
+        )
+    };
+
+    // C misses and reads version 1, then is held before its fill.
+    let c_read = read(&c);
+    c_reached.await.unwrap();
+    // W commits version 2 and is held before its publish (a write in flight).
+    let w_write = tokio::spawn({
+        let request = w
+            .admin(
+                reqwest::Method::POST,
+                &format!("/v1/products/{id}/stock/adjustments"),
+            )
+            .json(&json!({"delta": -1}));
+        async move { request.send().await.unwrap().status() }
+    });
+    w_reached.await.unwrap();
+    // A misses, shares C's lease, reads version 2, and is held before its fill.
+    let a_read = read(&a);
+    a_reached.await.unwrap();
+    // C stores version 1 (its lease holds: nothing was published); A's fill is then refused.
+    c_release.send(()).unwrap();
+    assert_eq!(c_read.await.unwrap().version, 1);
+    a_release.send(()).unwrap();
+    let a_version = a_read.await.unwrap().version;
+    // Version 2 is not acknowledged yet: either answer is fresh enough for A; but whatever A
+    // answered, no read that starts after it may answer an older one.
+    let next = c.product(id).await.version;
+    assert!(
+        next >= a_version,
+        "A answered {a_version}, then a read answered {next}"
+    );
+
+    w_release.send(()).unwrap();
+    assert_eq!(w_write.await.unwrap(), StatusCode::OK);
+    assert_eq!(c.product(id).await.version, 2);
 }

@@ -1,9 +1,10 @@
 //! The versioned read path on a real 3-master Redis Cluster.
 
 use reqwest::StatusCode;
+use shopnow::Product;
 use testkit::RedisCluster;
 
-use crate::helpers::TestApp;
+use crate::helpers::{ok, TestApp};
 
 #[tokio::test]
 async fn versioned_reads_work_the_same_on_a_redis_cluster() {
@@ -28,7 +29,7 @@ async fn versioned_reads_work_the_same_on_a_redis_cluster() {
         let written = app.adjust(id, -5).await;
         let response = app.get(&path).await;
         assert_eq!(response.headers()["x-cache"], "hit");
-        let read: shopnow::Product = crate::helpers::ok(response, StatusCode::OK).await;
+        let read: Product = ok(response, StatusCode::OK).await;
         assert_eq!((read.version, read.stock), (written.version, 45));
     }
 
@@ -49,4 +50,80 @@ async fn versioned_reads_work_the_same_on_a_redis_cluster() {
             .unwrap();
         assert!(keys > 0, "node {} holds no keys", node.port);
     }
+}
+
+/// A Redis Cluster with a replica per shard, as ElastiCache cluster mode runs it: a master
+/// dies, its replica takes over; no read fails, nothing older than an acknowledged write is
+/// served once the cluster is healthy again, and the old master comes back as a replica.
+#[tokio::test]
+async fn a_cluster_with_replicas_survives_the_loss_of_a_master() {
+    let mut cluster = RedisCluster::start_with_replicas(1).await;
+    let app = TestApp::builder()
+        .versioned("redis://unused")
+        .with_config(|c| {
+            c.redis.urls = cluster.urls();
+            c.redis.cluster = true;
+            c.redis.replicas = 1;
+        })
+        .spawn()
+        .await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let id = app.create_product(&format!("SHARD-{n}"), 50).await.id;
+        app.product(id).await; // cached
+        ids.push(id);
+    }
+    // Every replica confirmed the publishes: no outbox row is left.
+    let confirmed = crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
+        app.outbox_rows().await == 0
+    })
+    .await;
+    assert!(confirmed.is_some(), "publishes confirmed by the replicas");
+
+    // The first master dies; its replica is promoted after the node timeout.
+    cluster.nodes[0].stop();
+    let mut versions = std::collections::HashMap::new();
+    for &id in &ids {
+        let response = app.get(&format!("/v1/products/{id}")).await;
+        assert!(
+            !response.status().is_server_error(),
+            "no 5xx during a failover"
+        );
+        let written = app.adjust(id, -1).await;
+        versions.insert(id, written.version);
+    }
+    assert!(
+        cluster
+            .wait_until_healthy(0, std::time::Duration::from_secs(15))
+            .await,
+        "a replica took over"
+    );
+    let fresh = crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
+        for (&id, &version) in &versions {
+            let response = app.get(&format!("/v1/products/{id}")).await;
+            if response.headers()["x-cache"] == "bypass"
+                || ok::<Product>(response, StatusCode::OK).await.version != version
+            {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        fresh.is_some(),
+        "every product is served at its acknowledged version"
+    );
+
+    // The old master returns as a replica of the new one; the relay's republishes are
+    // confirmed again and the outbox empties.
+    cluster.nodes[0].resume();
+    let settled = crate::helpers::eventually(std::time::Duration::from_secs(15), || async {
+        app.outbox_rows().await == 0
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "the outbox empties once every shard has a replica again"
+    );
 }

@@ -6,6 +6,7 @@ mod cluster;
 mod contention;
 mod edge;
 mod errors;
+mod failover;
 mod helpers;
 mod key_loss;
 mod openapi;

@@ -46,6 +46,9 @@ static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pu
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
 static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fill.lua")));
 
+/// How many times a miss joins the single flight of its product before it fills on its own.
+const FLIGHT_ROUNDS: usize = 3;
+
 /// How long a miss's fill lease lives. A fill slower than this is refused, which is safe.
 const LEASE_TTL_MS: u64 = 10_000;
 
@@ -60,7 +63,7 @@ const ABSENT_TTL_SECS: u64 = 60;
 pub struct VersionedCache {
     backend: CacheBackend,
     flights: SingleFlight,
-    /// Lease tokens: unique per instance (`instance`) and per miss (`next_lease`).
+    /// Lease and fence tokens: unique per instance (`instance`) and per use (`next_lease`).
     instance: String,
     next_lease: AtomicU64,
 }
@@ -77,56 +80,61 @@ impl VersionedCache {
 
     async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
         let keys = self.backend.keys(id);
-        let mark = self.flights.mark();
-        match self.lookup(&keys).await {
-            Ok(Some(copy)) => return Ok(hit(copy)),
-            Ok(None) => {}
-            Err(error) => return self.backend.bypass(db, id, error).await,
-        }
-        match self.flights.join(id) {
-            Turn::Lead(_leader) if self.flights.finished_since(mark) => {
-                // A flight ended while this lookup ran; it may have filled this product.
-                self.look_again_or_fill(db, &keys, id).await
+        // A follower whose leader's fill was refused (a publish ended its lease meanwhile)
+        // joins the flight again: a refused fill costs one more Postgres read, not one per
+        // reader waiting for it.
+        for _ in 0..FLIGHT_ROUNDS {
+            let mark = self.flights.mark();
+            match self.lookup(&keys).await {
+                Ok(Some(copy)) => return Ok(hit(copy)),
+                Ok(None) => {}
+                Err(error) => return self.backend.bypass(db, id, error).await,
             }
-            Turn::Lead(_leader) => self.fill(db, &keys, id).await,
-            Turn::Follow(leader) => {
-                leader.wait().await;
+            match self.flights.join(id) {
+                Turn::Lead(_leader) => {
+                    if self.flights.finished_since(mark) {
+                        // A flight ended while this lookup ran; it may have filled this product.
+                        match self.lookup(&keys).await {
+                            Ok(Some(copy)) => return Ok(hit(copy)),
+                            Ok(None) => {}
+                            Err(error) => return self.backend.bypass(db, id, error).await,
+                        }
+                    }
+                    return self.fill(db, &keys, id).await;
+                }
                 // The leader has most likely filled the cache: look again rather than take its
                 // row, which may predate this read.
-                self.look_again_or_fill(db, &keys, id).await
+                Turn::Follow(leader) => leader.wait().await,
             }
         }
-    }
-
-    async fn look_again_or_fill(
-        &self,
-        db: &PgPool,
-        keys: &ProductKeys<'_>,
-        id: i64,
-    ) -> Result<ProductRead> {
-        match self.lookup(keys).await {
-            Ok(Some(copy)) => Ok(hit(copy)),
-            Ok(None) => self.fill(db, keys, id).await,
-            Err(error) => self.backend.bypass(db, id, error).await,
-        }
+        self.fill(db, &keys, id).await
     }
 
     /// Publishes a committed change: its copy replaces an older stored one, and a missing copy
     /// stays missing (`publish.lua` says why).
+    ///
+    /// With replicas, the publish counts once they confirm it (`replication`); until then it
+    /// answers `Unconfirmed`, and the caller leaves it to the outbox relay.
     async fn publish(&self, state: &ProductState) -> Result<Published, CacheError> {
         let keys = self.backend.keys(state.id());
-        let outcome: i64 = self
-            .backend
-            .redis()
-            .invoke(
+        let redis = self.backend.redis();
+        let fence = if redis.confirms_replication() {
+            self.token("publish")
+        } else {
+            String::new()
+        };
+        let outcome: i64 = redis
+            .invoke_publish(
                 PUBLISH
                     .key(keys.current())
                     .key(keys.fill_lease())
                     .arg(state.version())
                     .arg(encode_state(state))
-                    .arg(self.backend.ttl_secs()),
+                    .arg(self.backend.ttl_secs())
+                    .arg(fence),
             )
             .await?;
+        redis.confirm_replicated().await?;
         match outcome {
             1 => Ok(Published::Replaced),
             0 => Ok(Published::NewerKept),
@@ -161,13 +169,18 @@ impl VersionedCache {
         }
     }
 
-    /// `lease.lua`: the lease a fill needs, taken before Postgres is read.
-    async fn take_lease(&self, keys: &ProductKeys<'_>) -> Result<String, CacheError> {
-        let token = format!(
-            "{}:{}",
+    /// A token no other lease or publish of any instance uses.
+    fn token(&self, kind: &str) -> String {
+        format!(
+            "{}:{kind}:{}",
             self.instance,
             self.next_lease.fetch_add(1, Ordering::Relaxed)
-        );
+        )
+    }
+
+    /// `lease.lua`: the lease a fill needs, taken before Postgres is read.
+    async fn take_lease(&self, keys: &ProductKeys<'_>) -> Result<String, CacheError> {
+        let token = self.token("fill");
         self.backend
             .redis()
             .invoke(LEASE.key(keys.fill_lease()).arg(token).arg(LEASE_TTL_MS))
@@ -206,15 +219,31 @@ impl VersionedCache {
                     .arg(&lease),
             )
             .await;
-        match stored {
-            Ok(1) => {}
-            Ok(_) => self.backend.metrics.fills_refused.increment(1),
-            Err(error) => tracing::debug!(product = id, %error, "cache fill failed"),
-        }
-        Ok(ProductRead {
+        let read_here = ProductRead {
             found: state.as_ref().and_then(VersionedBody::of_state),
             status: CacheStatus::Miss,
-        })
+        };
+        match stored {
+            Ok(1) => Ok(read_here),
+            Ok(_) => {
+                self.backend.metrics.fills_refused.increment(1);
+                // Refused: a publish or another fill got there first. What this miss read may be
+                // newer than the copy every other reader is served until the writes in flight
+                // publish; answering it would let a later hit go back from it. So answer the
+                // stored copy, which the rule keeps at least as new as every acknowledged write.
+                Ok(match self.lookup(keys).await {
+                    Ok(Some(copy)) => ProductRead {
+                        status: CacheStatus::Miss,
+                        ..hit(copy)
+                    },
+                    _ => read_here,
+                })
+            }
+            Err(error) => {
+                tracing::debug!(product = id, %error, "cache fill failed");
+                Ok(read_here)
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 -- ARGV[1]  the version, as Postgres committed it
 -- ARGV[2]  the copy: '<version>\n' followed by the product JSON (nothing after it for a deletion)
 -- ARGV[3]  safety TTL in seconds
+-- ARGV[4]  '' without replicas; with replicas, a token no fill holds (see below)
 --
 -- Returns 1 when the copy was replaced, 0 when the stored copy is as new or newer, 2 when no copy
 -- is stored (nothing is written).
@@ -16,8 +17,16 @@
 -- eviction, restart, expiry) after its acknowledgement, and writing here would bring the older
 -- version back. So a missing copy stays missing, and the next read fills it under a lease.
 
--- Every fill that read Postgres before this write is refused from now on.
-redis.call('DEL', KEYS[2])
+-- Every fill that read Postgres before this write is refused from now on: the lease ends. With
+-- replicas it is replaced by a fresh token instead of deleted (a miss that takes it now reads
+-- Postgres after this publish, which is safe): a write the primary always replicates, so that
+-- the WAIT after this publish covers everything the primary did before it, even when this
+-- publish stores nothing.
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', 1000)
+else
+  redis.call('DEL', KEYS[2])
+end
 
 local current = redis.call('GET', KEYS[1])
 if not current then
