@@ -140,7 +140,7 @@ impl Application {
     }
 }
 
-/// The janitor; the outbox relay and sweeper (when the strategy publishes); the consistency
+/// The janitor; the watch on Redis (when the strategy uses it); the outbox relay and sweeper (when the strategy publishes); the consistency
 /// sampler (when the strategy caches and the rate is not 0).
 fn spawn_background_tasks(
     catalog: &Catalog,
@@ -151,6 +151,10 @@ fn spawn_background_tasks(
         catalog.clone(),
         config.idempotency_key_retention,
     ))];
+    // Ends at once when the strategy uses no Redis.
+    tasks.push(tokio::spawn(crate::cache::reachability::watch(
+        catalog.cache().clone(),
+    )));
     if catalog.cache().publishes() {
         tasks.push(tokio::spawn(relay::run(
             catalog.clone(),

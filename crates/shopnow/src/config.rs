@@ -7,7 +7,7 @@
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use crate::{
-    cache::{CacheConfig, CacheStrategy, RedisConfig},
+    cache::{CacheConfig, CacheStrategy, RedisConfig, RedisTlsFiles},
     db::DatabaseConfig,
     faults::{self, WriteFaults},
     http::{AccessLog, HttpConfig},
@@ -95,6 +95,7 @@ impl Config {
             }
         })?;
         let cluster = var("SHOPNOW_REDIS_CLUSTER").flag(false)?;
+        let redis_tls = redis_tls_files(&var, &redis_urls)?;
 
         let database_url = var("DATABASE_URL").parse_with(DEFAULT_DATABASE_URL.into(), |url| {
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -127,6 +128,7 @@ impl Config {
                 replicas: var("SHOPNOW_REDIS_REPLICAS").parse(0)?,
                 wait_timeout: var("SHOPNOW_REDIS_WAIT_TIMEOUT_MS")
                     .positive(50, Duration::from_millis)?,
+                tls: redis_tls,
             },
             listen: var("SHOPNOW_LISTEN").parse(DEFAULT_LISTEN.parse().expect("valid default"))?,
             cache: CacheConfig {
@@ -182,6 +184,49 @@ impl Config {
             })?,
         })
     }
+}
+
+/// The files `rediss://` connections trust and present. Only their paths are checked here (the
+/// files are read when the Redis client is made, with errors that name the variable); what
+/// cannot work is refused: certificates for a plain `redis://` URL, a certificate without its key.
+fn redis_tls_files(
+    var: &impl Fn(&'static str) -> Var,
+    redis_urls: &[String],
+) -> Result<RedisTlsFiles, ConfigError> {
+    let path = |name| var(name).parse_with(None, |p| Ok(Some(std::path::PathBuf::from(p))));
+    let files = RedisTlsFiles {
+        ca_file: path("SHOPNOW_REDIS_TLS_CA_FILE")?,
+        client_cert_file: path("SHOPNOW_REDIS_TLS_CERT_FILE")?,
+        client_key_file: path("SHOPNOW_REDIS_TLS_KEY_FILE")?,
+    };
+    let refuse = |variable, reason: &str| ConfigError {
+        variable,
+        value: String::new(),
+        reason: reason.to_string(),
+    };
+    match (&files.client_cert_file, &files.client_key_file) {
+        (Some(_), None) => {
+            return Err(refuse(
+                "SHOPNOW_REDIS_TLS_KEY_FILE",
+                "must be set with SHOPNOW_REDIS_TLS_CERT_FILE (the client certificate's key)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(refuse(
+                "SHOPNOW_REDIS_TLS_CERT_FILE",
+                "must be set with SHOPNOW_REDIS_TLS_KEY_FILE (the key's certificate)",
+            ))
+        }
+        _ => {}
+    }
+    let any_file = files.ca_file.is_some() || files.client_cert_file.is_some();
+    if any_file && !redis_urls.iter().all(|url| url.starts_with("rediss://")) {
+        return Err(refuse(
+            "REDIS_URL",
+            "SHOPNOW_REDIS_TLS_* files are set, so every node must be a rediss:// URL",
+        ));
+    }
+    Ok(files)
 }
 
 /// One environment variable, with the parsers that turn it into a setting.
@@ -339,6 +384,45 @@ mod tests {
         assert!(c.redis.cluster);
         assert_eq!(c.redis.urls.len(), 2);
         assert_eq!(c.redis.urls[1], "redis://127.0.0.1:7001");
+    }
+
+    #[test]
+    fn redis_tls_files_need_rediss_urls_and_come_in_pairs() {
+        let c = config(&[
+            ("REDIS_URL", "rediss://default:secret@cache.example:6380"),
+            ("SHOPNOW_REDIS_TLS_CA_FILE", "/etc/ca.pem"),
+            ("SHOPNOW_REDIS_TLS_CERT_FILE", "/etc/client.crt"),
+            ("SHOPNOW_REDIS_TLS_KEY_FILE", "/etc/client.key"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert!(c.redis.tls.client_cert_file.is_some() && c.redis.tls.client_key_file.is_some());
+
+        let plain = config(&[
+            ("REDIS_URL", "redis://user:secret@cache.example:6379"),
+            ("SHOPNOW_REDIS_TLS_CA_FILE", "/etc/ca.pem"),
+        ])
+        .err()
+        .unwrap();
+        assert_eq!(plain.variable, "REDIS_URL");
+        assert!(!plain.to_string().contains("secret"), "{plain}");
+
+        for (set, missing) in [
+            ("SHOPNOW_REDIS_TLS_CERT_FILE", "SHOPNOW_REDIS_TLS_KEY_FILE"),
+            ("SHOPNOW_REDIS_TLS_KEY_FILE", "SHOPNOW_REDIS_TLS_CERT_FILE"),
+        ] {
+            let half = config(&[("REDIS_URL", "rediss://h:6380"), (set, "/etc/x.pem")])
+                .err()
+                .unwrap();
+            assert_eq!(half.variable, missing);
+        }
+
+        // Platform roots only: rediss:// needs no variable at all.
+        let c = config(&[("REDIS_URL", "rediss://cache.example:6380")]).unwrap();
+        assert_eq!(c.redis.tls, RedisTlsFiles::default());
     }
 
     #[test]

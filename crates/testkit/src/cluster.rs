@@ -1,8 +1,8 @@
 //! A Redis Cluster of `redis-server` processes of one test: three masters, all 16384 slots.
 
-use std::{process::Command, time::Duration};
+use std::{process::Command, sync::Arc, time::Duration};
 
-use crate::RedisServer;
+use crate::{RedisServer, TestCertificates};
 
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -18,14 +18,20 @@ impl RedisCluster {
     /// Three masters with `replicas` replicas each (the first three nodes are the masters),
     /// returned once every node reports `cluster_state:ok` and every replica is in sync.
     pub async fn start_with_replicas(replicas: usize) -> Self {
+        Self::start_inner(replicas, None).await
+    }
+
+    /// Three masters that speak TLS only, to clients and to each other.
+    pub async fn start_tls(certificates: &Arc<TestCertificates>) -> Self {
+        Self::start_inner(0, Some(certificates)).await
+    }
+
+    async fn start_inner(replicas: usize, tls: Option<&Arc<TestCertificates>>) -> Self {
+        let cluster_args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
         let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
+            .map(|_| match tls {
+                None => RedisServer::start_with(&cluster_args),
+                Some(certificates) => RedisServer::start_tls(certificates, &cluster_args),
             })
             .collect();
         let addresses: Vec<String> = nodes
@@ -33,6 +39,7 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let created = Command::new("redis-cli")
+            .args(tls.map(|c| c.redis_cli_args()).unwrap_or_default())
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])

@@ -8,11 +8,13 @@
 //! - [`RedisServer`]: a `redis-server` of its own on a free port: stop, restart, pause, flush it
 //!   without disturbing anybody; [`RedisCluster`] joins three of them into a cluster;
 //!   [`ReplicatedRedis`] is a primary with a replica behind a moving endpoint, for failovers.
+//!   Each can speak TLS only, with [`TestCertificates`] that `openssl` makes for the test.
 //! - [`ShopnowProcess`]: the `shopnow` binary started with an environment, its address read
 //!   from its log and its log kept.
 //! - [`TcpProxy`]: a proxy the test controls, to make a dependency unreachable, hold a
 //!   replication link, or move an endpoint to another node.
 
+mod certificates;
 mod cluster;
 mod ports;
 mod postgres;
@@ -22,6 +24,7 @@ mod redis;
 mod replicated;
 mod shopnow;
 
+pub use certificates::TestCertificates;
 pub use cluster::RedisCluster;
 pub use ports::free_port;
 pub use postgres::{postgres_server, TestDatabase};

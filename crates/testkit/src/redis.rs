@@ -4,15 +4,18 @@
 use std::{
     path::PathBuf,
     process::{Child, Command},
+    sync::Arc,
     time::Duration,
 };
 
-use crate::{free_port, process};
+use crate::{free_port, process, TestCertificates};
 
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    /// Set for a server that speaks TLS only (`rediss://`).
+    tls: Option<Arc<TestCertificates>>,
     child: Option<Child>,
 }
 
@@ -27,6 +30,20 @@ impl RedisServer {
     }
 
     pub fn try_start_with(extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::try_start_inner(extra_args, None)
+    }
+
+    /// Starts a server that speaks TLS only, with `certificates`, for replication and the
+    /// cluster bus too.
+    pub fn start_tls(certificates: &Arc<TestCertificates>, extra_args: &[&str]) -> Self {
+        Self::try_start_inner(extra_args, Some(certificates.clone()))
+            .expect("redis-server starts with TLS (a build with TLS support, as Debian's)")
+    }
+
+    fn try_start_inner(
+        extra_args: &[&str],
+        tls: Option<Arc<TestCertificates>>,
+    ) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("shopnow-redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
@@ -34,6 +51,7 @@ impl RedisServer {
             port: free_port(),
             dir,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            tls,
             child: None,
         };
         server.try_resume()?;
@@ -41,7 +59,17 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The certificates of a TLS server.
+    pub fn certificates(&self) -> Option<&Arc<TestCertificates>> {
+        self.tls.as_ref()
     }
 
     /// Starts the process (again, on the same port) and returns once it accepts connections.
@@ -52,8 +80,12 @@ impl RedisServer {
     pub fn try_resume(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "already running");
         let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(certificates) => command.args(certificates.redis_server_args(self.port)),
+        };
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--logfile", ""])
             .arg("--dir")
             .arg(&self.dir)
@@ -81,7 +113,13 @@ impl RedisServer {
 
     /// A plain connection for the test's own commands.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
+        let client = match &self.tls {
+            None => redis::Client::open(self.url()),
+            Some(certificates) => {
+                redis::Client::build_with_tls(self.url(), certificates.redis_client_certificates())
+            }
+        };
+        client
             .unwrap()
             .get_multiplexed_async_connection()
             .await

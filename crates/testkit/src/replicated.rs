@@ -3,9 +3,9 @@
 //! DNS name), and the replication link runs through a proxy the test can hold, so that a write
 //! the primary acknowledged can be lost on a failover for real.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use crate::{RedisServer, TcpProxy};
+use crate::{RedisServer, TcpProxy, TestCertificates};
 
 pub struct ReplicatedRedis {
     primary: RedisServer,
@@ -23,7 +23,19 @@ fn address(server: &RedisServer) -> SocketAddr {
 impl ReplicatedRedis {
     /// A primary and a replica in sync, behind a primary endpoint.
     pub async fn start() -> Self {
-        let primary = RedisServer::start();
+        Self::start_inner(None).await
+    }
+
+    /// The same, speaking TLS only (replication too); the proxies pass TLS through untouched.
+    pub async fn start_tls(certificates: &Arc<TestCertificates>) -> Self {
+        Self::start_inner(Some(certificates)).await
+    }
+
+    async fn start_inner(tls: Option<&Arc<TestCertificates>>) -> Self {
+        let primary = match tls {
+            None => RedisServer::start(),
+            Some(certificates) => RedisServer::start_tls(certificates, &[]),
+        };
         let (replica, link) = Self::replica_of(&primary).await;
         let endpoint = TcpProxy::start(address(&primary));
         Self {
@@ -36,20 +48,30 @@ impl ReplicatedRedis {
 
     async fn replica_of(primary: &RedisServer) -> (RedisServer, TcpProxy) {
         let link = TcpProxy::start(address(primary));
-        let replica = RedisServer::start_with(&[
+        let link_port = link.port.to_string();
+        let args = [
             "--replicaof",
             "127.0.0.1",
-            &link.port.to_string(),
+            &link_port,
             "--repl-timeout",
             "60",
-        ]);
+        ];
+        let replica = match primary.certificates() {
+            None => RedisServer::start_with(&args),
+            Some(certificates) => RedisServer::start_tls(certificates, &args),
+        };
         wait_in_sync(&replica).await;
         (replica, link)
     }
 
     /// The URL clients use: the primary endpoint.
     pub fn url(&self) -> String {
-        format!("redis://{}", self.endpoint.address())
+        let scheme = if self.primary.certificates().is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://{}", self.endpoint.address())
     }
 
     /// Stops replication: the primary goes on acknowledging writes the replica never gets.

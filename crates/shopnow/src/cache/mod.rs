@@ -18,6 +18,7 @@ mod backend;
 mod delete;
 mod keys;
 mod none;
+pub mod reachability;
 mod redis_client;
 mod replication;
 mod single_flight;
@@ -34,7 +35,7 @@ use self::backend::CacheBackend;
 pub use self::{
     backend::CacheStats,
     keys::ProductKeys,
-    redis_client::{CacheError, RedisClient, RedisConfig},
+    redis_client::{CacheError, RedisClient, RedisConfig, RedisTlsFiles},
     versioned::Published,
 };
 use crate::{
@@ -262,11 +263,16 @@ impl ProductCache {
     }
 
     pub async fn health(&self) -> CacheHealth {
-        match self.backend.redis_client() {
+        match self.reach_redis().await {
             None => CacheHealth::Disabled,
-            Some(redis) if redis.ping().await => CacheHealth::Ok,
-            Some(_) => CacheHealth::Degraded,
+            Some(Ok(())) => CacheHealth::Ok,
+            Some(Err(_)) => CacheHealth::Degraded,
         }
+    }
+
+    /// Pings Redis: `None` when the strategy uses none, else whether it answered, or why not.
+    pub async fn reach_redis(&self) -> Option<Result<(), CacheError>> {
+        Some(self.backend.redis_client()?.ping().await)
     }
 
     /// Reads product `id` for `GET /v1/products/{id}`.
@@ -303,6 +309,12 @@ impl ProductCache {
                 self.backend.metrics.publishes_unconfirmed.increment(1);
                 tracing::debug!(product = state.id(), version = state.version(), %error, "cache publish not confirmed by replicas");
             }
+            // Redis unreachable: the reachability watch says so once, not once per write.
+            Err(error) if error.is_unreachable() => {
+                self.backend.metrics.publish_failures.increment(1);
+                tracing::debug!(product = state.id(), version = state.version(), %error, "cache publish failed");
+            }
+            // Redis answered, and refused (out of memory, a script error): worth a line each.
             Err(error) => {
                 self.backend.metrics.publish_failures.increment(1);
                 tracing::warn!(product = state.id(), version = state.version(), %error, "cache publish failed");

@@ -10,8 +10,14 @@
 //! failover while we stayed connected to it; the connection is then made again, which reaches
 //! the new primary behind the same endpoint (a Redis Cluster client follows the new slot map
 //! by itself).
+//!
+//! `rediss://` URLs speak TLS (rustls), trusting the platform's root certificates or the
+//! bundle in `SHOPNOW_REDIS_TLS_CA_FILE`, and presenting a client certificate when
+//! `SHOPNOW_REDIS_TLS_CERT_FILE`/`_KEY_FILE` name one. A user and password come from the URL
+//! (`rediss://user:password@host:port`); no error or log line here ever carries the URL.
 
 use std::{
+    path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -21,7 +27,8 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
-    Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value,
+    ClientTlsConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, TlsCertificates,
+    Value,
 };
 use tokio::sync::OnceCell;
 
@@ -42,6 +49,62 @@ pub struct RedisConfig {
     /// Longest wait for the replicas to confirm a publish; past it the publish is left to the
     /// outbox relay.
     pub wait_timeout: Duration,
+    /// What `rediss://` connections trust and present, when not the platform's defaults.
+    pub tls: RedisTlsFiles,
+}
+
+/// PEM files for `rediss://` connections; all unset: trust the platform's root certificates
+/// and present no client certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisTlsFiles {
+    /// Certificate authorities trusted instead of the platform's (`SHOPNOW_REDIS_TLS_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate, for providers that require mutual TLS
+    /// (`SHOPNOW_REDIS_TLS_CERT_FILE`), and its key (`SHOPNOW_REDIS_TLS_KEY_FILE`).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl RedisTlsFiles {
+    /// The certificates to hand the Redis client, read from the files; `None` when no file is
+    /// set. A file that cannot be read or holds no PEM certificate is an error naming its
+    /// variable, so a typo stops the start instead of failing every connection later.
+    fn load(&self) -> anyhow::Result<Option<TlsCertificates>> {
+        if self.ca_file.is_none() && self.client_cert_file.is_none() {
+            return Ok(None);
+        }
+        let read = |path: &PathBuf, variable: &str| {
+            std::fs::read(path).with_context(|| format!("{variable}: reading {}", path.display()))
+        };
+        let root_cert = match &self.ca_file {
+            None => None,
+            Some(path) => {
+                let pem = read(path, "SHOPNOW_REDIS_TLS_CA_FILE")?;
+                anyhow::ensure!(
+                    contains_pem_certificate(&pem),
+                    "SHOPNOW_REDIS_TLS_CA_FILE: {} holds no PEM certificate",
+                    path.display()
+                );
+                Some(pem)
+            }
+        };
+        let client_tls = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: read(cert, "SHOPNOW_REDIS_TLS_CERT_FILE")?,
+                client_key: read(key, "SHOPNOW_REDIS_TLS_KEY_FILE")?,
+            }),
+            _ => None,
+        };
+        Ok(Some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
+    }
+}
+
+fn contains_pem_certificate(pem: &[u8]) -> bool {
+    pem.windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
 }
 
 /// A Redis failure, or no answer in time. The caller falls back to Postgres.
@@ -57,6 +120,18 @@ pub enum CacheError {
     /// could lose it, so it is left to the outbox relay.
     #[error("{acked} of {wanted} replicas confirmed the write in time")]
     Unconfirmed { acked: u32, wanted: u32 },
+}
+
+impl CacheError {
+    /// Redis could not be reached (refused, dropped or timed-out connections, failed TLS
+    /// handshakes), as opposed to an answer that refused the command.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Timeout(_) => true,
+            Self::Redis(error) => error.is_io_error() || error.is_connection_dropped(),
+            Self::Protocol(_) | Self::Unconfirmed { .. } => false,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -90,10 +165,14 @@ pub(super) struct LazyCluster {
 impl RedisClient {
     /// Prepares the connections without contacting Redis.
     pub fn new(config: &RedisConfig) -> anyhow::Result<Self> {
-        let reads = Connection::new(config)?;
+        // rustls picks its cryptography from what the build enables; say which, so that a
+        // dependency enabling a second provider one day cannot make every TLS connection panic.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certificates = config.tls.load()?;
+        let reads = Connection::new(config, certificates.as_ref())?;
         // Without replicas there is no WAIT: one connection serves both.
         let (writes, confirmer) = if config.replicas > 0 {
-            let writes = Connection::new(config)?;
+            let writes = Connection::new(config, certificates.as_ref())?;
             let confirmer =
                 ReplicaConfirmer::new(writes.clone(), config.replicas, config.wait_timeout);
             (writes, Some(Arc::new(confirmer)))
@@ -147,9 +226,9 @@ impl RedisClient {
         }
     }
 
-    /// Whether Redis answers PING now.
-    pub async fn ping(&self) -> bool {
-        self.query::<String>(&redis::cmd("PING")).await.is_ok()
+    /// Whether Redis answers PING now, and if not, why.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
     }
 
     async fn invoke_on<T: FromRedisValue>(
@@ -196,12 +275,16 @@ impl RedisClient {
 }
 
 impl Connection {
-    fn new(config: &RedisConfig) -> anyhow::Result<Self> {
+    fn new(config: &RedisConfig, certificates: Option<&TlsCertificates>) -> anyhow::Result<Self> {
         if config.cluster {
-            let client = ClusterClient::builder(config.urls.clone())
+            let mut builder = ClusterClient::builder(config.urls.clone())
                 .connection_timeout(config.timeout)
                 .response_timeout(config.timeout)
-                .retries(1)
+                .retries(1);
+            if let Some(certificates) = certificates {
+                builder = builder.certs(certificates.clone());
+            }
+            let client = builder
                 .build()
                 .context("REDIS_URL: invalid cluster node list")?;
             return Ok(Self::Cluster(Arc::new(LazyCluster {
@@ -213,7 +296,13 @@ impl Connection {
             config.urls.len() == 1,
             "REDIS_URL: several nodes need SHOPNOW_REDIS_CLUSTER=1"
         );
-        let client = redis::Client::open(config.urls[0].as_str()).context("REDIS_URL")?;
+        let client = match certificates {
+            None => redis::Client::open(config.urls[0].as_str()),
+            Some(certificates) => {
+                redis::Client::build_with_tls(config.urls[0].as_str(), certificates.clone())
+            }
+        }
+        .context("REDIS_URL")?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))

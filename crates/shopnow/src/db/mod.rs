@@ -123,11 +123,15 @@ fn millis(duration: Duration) -> String {
 
 /// The options of every shopnow session: `shopnow.writer = instance` tells the outbox triggers
 /// that this writer publishes its own changes (so the relay need not, unless it died), unlike
-/// an ERP sync or an admin in psql.
+/// an ERP sync or an admin in psql. The sessions are named `shopnow` in `pg_stat_activity`
+/// unless DATABASE_URL names them (`?application_name=`).
 fn instance_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    Ok(PgConnectOptions::from_str(url)
-        .context("DATABASE_URL")?
-        .options([("shopnow.writer", "instance")]))
+    let options = PgConnectOptions::from_str(url).context("DATABASE_URL")?;
+    let options = match options.get_application_name() {
+        Some(_) => options,
+        None => options.application_name("shopnow"),
+    };
+    Ok(options.options([("shopnow.writer", "instance")]))
 }
 
 /// A pool without the request timeouts, for commands (`migrate`, `seed`) that may run long;

@@ -15,3 +15,4 @@ mod orders;
 mod outbox;
 mod outside;
 mod products;
+mod tls;

@@ -1,10 +1,10 @@
 //! `testkit`: the test infrastructure for scripts (bench/run, the rolling-update rehearsal),
 //! so that they start Redis, make databases and wait for instances the way the tests do.
 
-use std::{process::ExitCode, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
-use testkit::{free_port, RedisServer, TestDatabase};
+use testkit::{free_port, RedisServer, TestCertificates, TestDatabase};
 
 #[derive(Parser)]
 #[command(name = "testkit", about = "shopnow's test infrastructure, for scripts")]
@@ -20,6 +20,10 @@ enum Command {
     /// Start a redis-server of its own on a free port, print its URL once it accepts
     /// connections, and stop it when standard input closes.
     RedisServer {
+        /// Speak TLS only, with certificates made for it: prints the `rediss://` URL, then on a
+        /// second line the CA file that signed the server's certificate.
+        #[arg(long)]
+        tls: bool,
         /// Extra redis-server arguments, after `--`.
         #[arg(last = true)]
         args: Vec<String>,
@@ -53,10 +57,18 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::FreePort => println!("{}", free_port()),
-        Command::RedisServer { args } => {
+        Command::RedisServer { tls, args } => {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let redis = RedisServer::try_start_with(&args)?;
+            let redis = if tls {
+                let certificates = Arc::new(TestCertificates::try_generate()?);
+                RedisServer::start_tls(&certificates, &args)
+            } else {
+                RedisServer::try_start_with(&args)?
+            };
             println!("{}", redis.url());
+            if let Some(certificates) = redis.certificates() {
+                println!("{}", certificates.ca_file().display());
+            }
             // Until the caller closes our standard input (or dies, which closes it).
             tokio::task::spawn_blocking(|| {
                 std::io::copy(&mut std::io::stdin(), &mut std::io::sink())

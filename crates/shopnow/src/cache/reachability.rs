@@ -1,0 +1,37 @@
+//! Whether Redis answers, watched in the background, so that an operator learns when Redis stops
+//! answering and why (a certificate its authority did not sign, a refused password, a host
+//! nobody listens on) and when it answers again: one log line per change, and the
+//! `cache_redis_up` gauge. Requests never wait for this: each one that finds Redis failing goes
+//! on from Postgres by itself (`X-Cache: bypass`).
+
+use std::time::Duration;
+
+use super::ProductCache;
+
+/// Time between two checks; the first runs at start.
+const INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs until the task is aborted; returns at once for a strategy without Redis.
+pub async fn watch(cache: ProductCache) {
+    let up_gauge = metrics::gauge!("cache_redis_up");
+    let mut was_up = None;
+    let mut interval = tokio::time::interval(INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(reached) = cache.reach_redis().await else {
+            return;
+        };
+        let up = reached.is_ok();
+        up_gauge.set(if up { 1.0 } else { 0.0 });
+        match reached {
+            Err(error) if was_up != Some(false) => tracing::warn!(
+                %error,
+                "redis does not answer: product reads go to Postgres (X-Cache: bypass) until it does"
+            ),
+            Ok(()) if was_up == Some(false) => tracing::info!("redis answers again"),
+            _ => {}
+        }
+        was_up = Some(up);
+    }
+}
