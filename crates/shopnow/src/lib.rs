@@ -10,7 +10,8 @@
 //! - `relay`, `sweeper`, `sampler` and `janitor`: the background tasks of every instance (outbox
 //!   relay, removal of published outbox rows, consistency sampler, expiry of old rows).
 //! - `cache`: the cache strategies, one module each, behind one trait; `versioned` is the one
-//!   that is never stale, its Lua scripts beside it.
+//!   that is never stale, its Lua scripts beside it; the Redis connection (cluster, TLS,
+//!   replicas confirmed by `WAIT`) and the watch that logs when Redis stops answering.
 //! - `db`: every SQL statement, one module per table group; `model`: products and orders.
 //! - `error`: the domain's errors; `hooks`, `faults`: test and checker instruments;
 //!   `lifecycle`, `observability`: readiness and shutdown, logs and metrics.
