@@ -8,7 +8,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock, RwLock},
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc, OnceLock, RwLock,
+    },
     time::Duration,
 };
 
@@ -159,6 +162,21 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Records what `/readyz` answered: `instance_ready` (1 or 0) and, when it differs from the
+/// previous answer, `readiness_changes_total`, which an alert on flapping readiness counts
+/// (a gauge alone would hide changes between two scrapes).
+pub fn record_readiness(ready: bool) {
+    /// The previous answer: 0 none yet, 1 ready, 2 not ready.
+    static PREVIOUS: AtomicU8 = AtomicU8::new(0);
+    let now = if ready { 1 } else { 2 };
+    let previous = PREVIOUS.swap(now, Ordering::Relaxed);
+    metrics::gauge!("instance_ready").set(if ready { 1.0 } else { 0.0 });
+    let changes = metrics::counter!("readiness_changes_total");
+    if previous != 0 && previous != now {
+        changes.increment(1);
+    }
 }
 
 /// Counts a request and records its latency, labelled by method, matched route and status.

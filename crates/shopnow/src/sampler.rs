@@ -27,6 +27,11 @@ use crate::{
 
 /// Runs until the task is aborted, checking `rate` random products per second.
 pub async fn run(catalog: Catalog, rate: u32) {
+    // Both series exist from the start, at 0: a ratio of violations to checks (the consistency
+    // SLO's recording rules) needs the violations series before the first violation.
+    let strategy = catalog.cache().strategy().as_str();
+    metrics::counter!("cache_consistency_checks_total", "strategy" => strategy).increment(0);
+    metrics::counter!("cache_consistency_violations_total", "strategy" => strategy).increment(0);
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -67,6 +67,41 @@ pub struct Verdict {
     pub conflicting_versions: u64,
     /// Reads of a version above the final one in Postgres.
     pub phantom_versions: u64,
+    /// Every read placed in time, for the report's chart.
+    pub timeline: Timeline,
+}
+
+/// Why a read returned an older version than the newest one written before it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behind {
+    /// Older than an acknowledged write: the guarantee broken.
+    Stale,
+    /// Stale, but inside a fault's repair window, which the design allows.
+    InRepairWindow,
+    /// Older than a change made straight in Postgres less than the outside bound before.
+    WithinOutsideBound,
+}
+
+/// The reads of a run in time: each read that was behind, and how many reads there were.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    /// (start, how long a newer version had been due when it started, why), in microseconds.
+    pub behind: Vec<(u64, u64, Behind)>,
+    /// Reads started in each `TIMELINE_TICK_US` of the run.
+    pub reads_per_tick: Vec<u32>,
+}
+
+/// The time resolution of `Timeline::reads_per_tick`.
+pub const TIMELINE_TICK_US: u64 = 100_000;
+
+impl Timeline {
+    fn count_read(&mut self, start_us: u64) {
+        let tick = (start_us / TIMELINE_TICK_US) as usize;
+        if self.reads_per_tick.len() <= tick {
+            self.reads_per_tick.resize(tick + 1, 0);
+        }
+        self.reads_per_tick[tick] += 1;
+    }
 }
 
 impl Verdict {
@@ -190,6 +225,7 @@ fn check_product(
     verdict.conflicting_versions += conflicting.len() as u64;
 
     for read in of_kind(OpKind::Read) {
+        verdict.timeline.count_read(read.start_us);
         if final_version.is_some_and(|last| read.version > last) {
             verdict.phantom_versions += 1;
         }
@@ -217,10 +253,13 @@ fn check_product(
                 .filter_map(|frontier| frontier.first_above(read.version))
                 .min();
             if let Some(since) = behind_since {
+                let lag_us = read.start_us.saturating_sub(since);
                 verdict.stale_within_outside_bound += 1;
+                verdict.outside_lags_us.push(lag_us);
                 verdict
-                    .outside_lags_us
-                    .push(read.start_us.saturating_sub(since));
+                    .timeline
+                    .behind
+                    .push((read.start_us, lag_us, Behind::WithinOutsideBound));
             }
             continue;
         };
@@ -230,9 +269,17 @@ fn check_product(
             .any(|w| (w.start_us..=w.end_us).contains(&read.start_us));
         if in_window {
             verdict.stale_in_repair_window += 1;
+            verdict
+                .timeline
+                .behind
+                .push((read.start_us, lag_us, Behind::InRepairWindow));
             continue;
         }
         verdict.stale_reads += 1;
+        verdict
+            .timeline
+            .behind
+            .push((read.start_us, lag_us, Behind::Stale));
         verdict.max_staleness_versions = verdict.max_staleness_versions.max(versions);
         verdict.max_staleness_ms = verdict.max_staleness_ms.max(lag_us as f64 / 1000.0);
     }
@@ -337,7 +384,9 @@ mod tests {
             (verdict.max_staleness_ms - 1.02).abs() < 1e-9,
             "{verdict:?}"
         );
-        assert!(!verdict.clean());
+        assert!(!verdict.clean()); // The chart's data: the read, when it started and how far behind it was.
+        assert_eq!(verdict.timeline.behind, vec![(1_040, 1_020, Behind::Stale)]);
+        assert_eq!(verdict.timeline.reads_per_tick, vec![1]);
     }
 
     #[test]

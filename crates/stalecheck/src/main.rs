@@ -10,8 +10,9 @@
 //! - `history`: the check of the recorded operations against the invariants;
 //! - `inject`: the faults, and the repair windows they open;
 //! - `spawn`: the run's own Redis, database and instances;
-//! - `report`: the table, the JSON and the chart.
+//! - `report`: the table and the JSON; `chart`: the SVG timeline per strategy.
 
+mod chart;
 mod history;
 mod inject;
 mod report;
@@ -132,7 +133,8 @@ pub struct Args {
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write a chart of stale-read share and read latency per strategy.
+    /// Write the chart: a timeline per strategy of how far behind each read was, and the read
+    /// latencies.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// No progress display (for CI logs).
@@ -219,7 +221,7 @@ fn write_report(args: &Args, runs: Vec<Run>) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, report::svg(&report.runs))
+        std::fs::write(path, chart::svg(&report.runs))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let broken: Vec<&str> = report
@@ -457,6 +459,7 @@ fn finish(
         injected.faults,
     );
     run.delayed_publish_hits = delayed_publish_hits;
+    run.fault_windows = injected.windows;
     run
 }
 

@@ -1,10 +1,10 @@
-//! The stale check's report: a terminal table, a JSON document and an SVG chart.
+//! The stale check's report: a terminal table and a JSON document (the SVG chart is `chart`).
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use crate::history::Verdict;
+use crate::history::{Timeline, Verdict, Window};
 
 /// One strategy's run, as `--json` writes it.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +40,12 @@ pub struct Run {
     /// Under `delayed-publish`: stalled publishes that outlived a newer acknowledged write and
     /// a drop of its copy (`history::delayed_publish_hits`).
     pub delayed_publish_hits: u64,
+    /// Every read in time, for the chart (not in the JSON: hundreds of thousands of entries).
+    #[serde(skip)]
+    pub timeline: Timeline,
+    /// The faults' repair windows, for the chart.
+    #[serde(skip)]
+    pub fault_windows: Vec<Window>,
 }
 
 impl Run {
@@ -87,6 +93,8 @@ impl Run {
             duration_s,
             faults,
             delayed_publish_hits: 0,
+            timeline: verdict.timeline.clone(),
+            fault_windows: Vec::new(),
         }
     }
 }
@@ -197,92 +205,6 @@ pub fn table(runs: &[Run]) -> String {
     out
 }
 
-/// A chart of stale-read share and read latency per strategy.
-pub fn svg(runs: &[Run]) -> String {
-    const WIDTH: f64 = 760.0;
-    const HEIGHT: f64 = 300.0;
-    const TOP: f64 = 50.0;
-    const PLOT: f64 = 190.0;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    /// One bar chart: a title, its left edge, and the bars (value, colour) of a run.
-    struct Panel {
-        title: &'static str,
-        left: f64,
-        bars: fn(&Run) -> Vec<(f64, &'static str)>,
-    }
-    let panels = [
-        Panel {
-            title: "stale reads (% of reads)",
-            left: 20.0,
-            bars: |r| vec![(r.stale_share * 100.0, "#d62728")],
-        },
-        Panel {
-            title: "read latency (ms): p50, p99",
-            left: 400.0,
-            bars: |r| vec![(r.read_p50_ms, "#1f77b4"), (r.read_p99_ms, "#aec7e8")],
-        },
-    ];
-    for Panel {
-        title,
-        left,
-        bars: values,
-    } in &panels
-    {
-        let max = runs
-            .iter()
-            .flat_map(|r| values(r).into_iter().map(|(v, _)| v))
-            .fold(0.0_f64, f64::max)
-            .max(1e-9);
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="25" font-weight="bold">{title}</text>"#,
-            left
-        );
-        let _ = writeln!(
-            out,
-            r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-            TOP + PLOT,
-            left + 340.0,
-            TOP + PLOT
-        );
-        let slot = 340.0 / runs.len().max(1) as f64;
-        for (i, run) in runs.iter().enumerate() {
-            let bars = values(run);
-            let bar_width = (slot * 0.7) / bars.len() as f64;
-            for (j, (value, color)) in bars.iter().enumerate() {
-                let height = PLOT * value / max;
-                let x = left + i as f64 * slot + slot * 0.15 + j as f64 * bar_width;
-                let y = TOP + PLOT - height;
-                let _ = writeln!(
-                    out,
-                    r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{height:.1}" fill="{color}"/>"#,
-                    bar_width - 2.0
-                );
-                let _ = writeln!(
-                    out,
-                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{value:.2}</text>"#,
-                    x + bar_width / 2.0,
-                    y - 4.0
-                );
-            }
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-                left + i as f64 * slot + slot / 2.0,
-                TOP + PLOT + 18.0,
-                run.strategy
-            );
-        }
-    }
-    let _ = writeln!(out, "</svg>");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,11 +238,9 @@ mod tests {
     }
 
     #[test]
-    fn the_table_and_chart_name_every_strategy() {
+    fn the_table_names_every_strategy() {
         let runs = [run("ttl", 25), run("versioned", 0)];
         let table = table(&runs);
         assert!(table.contains("ttl") && table.contains("versioned") && table.contains("25.00%"));
-        let svg = svg(&runs);
-        assert!(svg.starts_with("<svg") && svg.contains(">versioned<"));
     }
 }

@@ -70,6 +70,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (false, false) => "unavailable",
         (false, true) => "ready",
     };
+    observability::record_readiness(status == "ready");
     let code = if status == "ready" {
         StatusCode::OK
     } else {

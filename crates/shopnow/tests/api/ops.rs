@@ -40,6 +40,46 @@ async fn readiness_reports_dependencies_and_turns_503_while_draining() {
     server.abort();
 }
 
+/// `instance_ready` says what `/readyz` last answered, and `readiness_changes_total` counts
+/// every change, so that an alert sees a flapping instance even between two scrapes. A process
+/// of its own: metrics are global to a process.
+#[tokio::test]
+async fn readiness_and_its_changes_are_metrics() {
+    let app = TestApp::builder().spawn().await;
+    let instance =
+        crate::helpers::start_process(&app.config, &[("SHOPNOW_DRAIN_DELAY_MS", "30000")]);
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let request = client.get(format!("{}{path}", instance.url()));
+        async move { request.send().await.unwrap() }
+    };
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    for _ in 0..3 {
+        assert_eq!(get("/readyz").await.status(), StatusCode::OK);
+    }
+    let text = get("/metrics").await.text().await.unwrap();
+    assert_eq!(metric(&text, "instance_ready"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "readiness_changes_total"), Some(0.0));
+
+    let pid = instance.pid().expect("running").to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let draining = crate::helpers::eventually(Duration::from_secs(5), || async {
+        get("/readyz").await.status() == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(draining.is_some(), "readiness turns 503 on SIGTERM");
+    let text = get("/metrics").await.text().await.unwrap();
+    assert_eq!(metric(&text, "instance_ready"), Some(0.0));
+    assert_eq!(metric(&text, "readiness_changes_total"), Some(1.0));
+}
+
 #[tokio::test]
 async fn graceful_shutdown_finishes_and_stops_listening() {
     let mut app = TestApp::builder().spawn().await;
