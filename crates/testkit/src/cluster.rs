@@ -74,51 +74,46 @@ impl RedisCluster {
             }
             assert_eq!(state, "cluster_state:ok", "node {}", node.port);
         }
-        let cluster = Self { nodes };
-        for node in &cluster.nodes {
-            cluster.wait_until_in_sync(node).await;
+        for node in &nodes {
+            node.wait_until_replica_in_sync().await;
         }
-        cluster
+        Self { nodes }
     }
 
-    /// Waits until `node`, if it is a replica, has loaded its master's data (polled, bounded).
-    pub async fn wait_until_in_sync(&self, node: &RedisServer) {
-        let mut connection = node.connection().await;
-        for _ in 0..200 {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-            let replica = info.contains("role:slave");
-            if !replica
-                || (info.contains("master_link_status:up")
-                    && info.contains("master_sync_in_progress:0"))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("node {} did not sync within 10 s", node.port);
-    }
-
-    /// Waits until every running node but `except` reports `cluster_state:ok` (after a
-    /// failover, once a replica took over; polled, bounded by `limit`).
-    pub async fn wait_until_healthy(&self, except: usize, limit: Duration) -> bool {
+    /// Waits until the cluster has failed over from the stopped node `dead`: the other nodes
+    /// no longer give it any slot (a replica took them over) and each reports
+    /// `cluster_state:ok`. Before the node timeout passes, the cluster still reports ok with
+    /// the dead node holding its slots, so `cluster_state` alone says nothing. Polled (gossip
+    /// has no event to await), bounded by `limit`.
+    pub async fn wait_until_failed_over(&self, dead: usize, limit: Duration) -> bool {
+        let dead_address = format!("127.0.0.1:{}@", self.nodes[dead].port);
         let started = std::time::Instant::now();
         while started.elapsed() < limit {
-            let mut healthy = true;
+            let mut failed_over = true;
             for (n, node) in self.nodes.iter().enumerate() {
-                if n == except {
+                if n == dead {
                     continue;
                 }
+                let mut connection = node.connection().await;
                 let info: redis::RedisResult<String> = redis::cmd("CLUSTER")
                     .arg("INFO")
-                    .query_async(&mut node.connection().await)
+                    .query_async(&mut connection)
                     .await;
-                healthy &= info.is_ok_and(|i| i.contains("cluster_state:ok"));
+                let nodes: redis::RedisResult<String> = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut connection)
+                    .await;
+                // A line of CLUSTER NODES: id, address, flags, master, ping, pong, epoch,
+                // link state, then the slot ranges the node serves.
+                let dead_holds_slots = nodes.map_or(true, |nodes| {
+                    nodes.lines().any(|line| {
+                        line.contains(&dead_address) && line.split_whitespace().count() > 8
+                    })
+                });
+                failed_over &=
+                    info.is_ok_and(|i| i.contains("cluster_state:ok")) && !dead_holds_slots;
             }
-            if healthy {
+            if failed_over {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

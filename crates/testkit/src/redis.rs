@@ -126,6 +126,26 @@ impl RedisServer {
             .unwrap()
     }
 
+    /// Waits until this server, if it is a replica, has loaded its primary's data and follows
+    /// its stream (polled, bounded: replication has no event a client can await).
+    pub async fn wait_until_replica_in_sync(&self) {
+        let mut connection = self.connection().await;
+        for _ in 0..200 {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            let in_sync = info.contains("master_link_status:up")
+                && info.contains("master_sync_in_progress:0");
+            if !info.contains("role:slave") || in_sync {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server {} did not sync within 10 s", self.port);
+    }
+
     /// `CONFIG SET name value`.
     pub async fn config_set(&self, name: &str, value: &str) {
         let _: () = redis::cmd("CONFIG")

@@ -3,7 +3,7 @@
 //! DNS name), and the replication link runs through a proxy the test can hold, so that a write
 //! the primary acknowledged can be lost on a failover for real.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use crate::{RedisServer, TcpProxy, TestCertificates};
 
@@ -60,7 +60,7 @@ impl ReplicatedRedis {
             None => RedisServer::start_with(&args),
             Some(certificates) => RedisServer::start_tls(certificates, &args),
         };
-        wait_in_sync(&replica).await;
+        replica.wait_until_replica_in_sync().await;
         (replica, link)
     }
 
@@ -107,22 +107,4 @@ impl ReplicatedRedis {
         self.primary = std::mem::replace(&mut self.replica, replica);
         self.link = link;
     }
-}
-
-/// Waits until `replica` has loaded the primary's data and follows its stream (polled, bounded:
-/// replication has no event a client can await).
-async fn wait_in_sync(replica: &RedisServer) {
-    let mut connection = replica.connection().await;
-    for _ in 0..200 {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        if info.contains("master_link_status:up") && info.contains("master_sync_in_progress:0") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the replica did not sync within 10 s");
 }

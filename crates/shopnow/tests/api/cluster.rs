@@ -94,11 +94,12 @@ async fn a_cluster_with_replicas_survives_the_loss_of_a_master() {
     }
     assert!(
         cluster
-            .wait_until_healthy(0, std::time::Duration::from_secs(15))
+            .wait_until_failed_over(0, std::time::Duration::from_secs(15))
             .await,
         "a replica took over"
     );
-    let fresh = crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
+    // Once the failover is complete, the repair bound (1 s) and a slot map refresh.
+    let fresh = crate::helpers::eventually(std::time::Duration::from_secs(3), || async {
         for (&id, &version) in &versions {
             let response = app.get(&format!("/v1/products/{id}")).await;
             if response.headers()["x-cache"] == "bypass"
