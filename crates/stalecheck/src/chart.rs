@@ -154,6 +154,21 @@ fn milliseconds_label(ms: f64) -> String {
     }
 }
 
+/// A horizontal grid line across the plot at `y`, labelled on the left.
+fn grid_line(out: &mut String, y: f64, label: &str) {
+    let _ = writeln!(
+        out,
+        "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#e5e5e5\"/>",
+        LEFT + PLOT_WIDTH
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="10">{label}</text>"#,
+        LEFT - 6.0,
+        y + 3.0
+    );
+}
+
 fn timeline(out: &mut String, run: &Run, top: f64, duration_s: f64, axis: &LogAxis) {
     let plot_top = top + TITLE;
     let plot_bottom = plot_top + PLOT_HEIGHT;
@@ -182,18 +197,10 @@ fn timeline(out: &mut String, run: &Run, top: f64, duration_s: f64, axis: &LogAx
     }
     // The y axis: decades, with grid lines.
     for decade in axis.decades() {
-        let y = plot_bottom - axis.y(decade);
-        let _ = writeln!(
+        grid_line(
             out,
-            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#e5e5e5\"/>",
-            LEFT + PLOT_WIDTH
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="10">{}</text>"#,
-            LEFT - 6.0,
-            y + 3.0,
-            milliseconds_label(decade)
+            plot_bottom - axis.y(decade),
+            &milliseconds_label(decade),
         );
     }
     let _ = writeln!(
@@ -329,18 +336,7 @@ fn latency_bars(out: &mut String, runs: &[Run], top: f64) {
     let y_of = |ms: f64| plot_bottom - plot_height * ms / high;
     let mut tick = 0.0;
     while tick <= high + 1e-9 {
-        let y = y_of(tick);
-        let _ = writeln!(
-            out,
-            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#e5e5e5\"/>",
-            LEFT + PLOT_WIDTH
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="10">{tick} ms</text>"#,
-            LEFT - 6.0,
-            y + 3.0
-        );
+        grid_line(out, y_of(tick), &format!("{tick} ms"));
         tick += step;
     }
     let slot = PLOT_WIDTH / runs.len().max(1) as f64;

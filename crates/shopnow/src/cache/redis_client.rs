@@ -103,8 +103,8 @@ impl RedisTlsFiles {
 }
 
 fn contains_pem_certificate(pem: &[u8]) -> bool {
-    pem.windows(b"-----BEGIN CERTIFICATE-----".len())
-        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    pem.windows(BEGIN.len()).any(|window| window == BEGIN)
 }
 
 /// A Redis failure, or no answer in time. The caller falls back to Postgres.
@@ -297,12 +297,13 @@ impl Connection {
             "REDIS_URL: several nodes need SHOPNOW_REDIS_CLUSTER=1"
         );
         let client = match certificates {
-            None => redis::Client::open(config.urls[0].as_str()),
+            None => redis::Client::open(config.urls[0].as_str()).context("REDIS_URL"),
+            // Also refused here: a client certificate or key that is not PEM.
             Some(certificates) => {
                 redis::Client::build_with_tls(config.urls[0].as_str(), certificates.clone())
+                    .context("REDIS_URL with the SHOPNOW_REDIS_TLS_* files")
             }
-        }
-        .context("REDIS_URL")?;
+        }?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
