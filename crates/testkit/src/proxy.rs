@@ -137,6 +137,10 @@ async fn accept_loop(
             let Ok(server) = TcpStream::connect(target).await else {
                 return;
             };
+            // As Redis does on its own sockets: without it, Nagle's algorithm holds a small
+            // write (a replica's `REPLCONF ACK`) until the peer's delayed ACK, ~40 ms.
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
             generation.mark_unchanged();
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();

@@ -87,6 +87,9 @@ impl RedisServer {
         command
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+            // A replica that joins syncs at once: by default a primary waits 5 s for others to
+            // share a diskless transfer, and until the sync no publish can be confirmed.
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra_args);
