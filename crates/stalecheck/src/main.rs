@@ -275,7 +275,7 @@ async fn spawned_run(
     };
     let instances = start_instances(&spec, count).await?;
     let targets: Vec<String> = instances.iter().map(ShopnowProcess::url).collect();
-    let products = create_products(&targets[0], &spec.admin_token, args.products).await?;
+    let products = create_products(&targets, &spec.admin_token, args.products).await?;
     let database = sql_writers_database(args, &deployment.database.url).await?;
     let workload = workload_of(args, targets, products, spec.admin_token.clone(), database);
 
@@ -390,7 +390,7 @@ async fn target_run(args: &Args) -> anyhow::Result<Run> {
         .as_str()
         .unwrap_or("unknown")
         .to_string();
-    let products = create_products(&targets[0], &token, args.products).await?;
+    let products = create_products(&targets, &token, args.products).await?;
     let database = sql_writers_database(args, &args.database_url).await?;
     let workload = workload_of(args, targets.clone(), products.clone(), token, database);
     let origin = Instant::now();
@@ -477,34 +477,85 @@ async fn sql_writers_database(args: &Args, url: &str) -> anyhow::Result<Option<s
 }
 
 /// Creates the products of a run with plenty of stock, so that adjustments never run out.
-async fn create_products(target: &str, token: &str, count: usize) -> anyhow::Result<Vec<i64>> {
+///
+/// Instances may crash right after a commit from their start (`crash-after-commit`): a create
+/// that gets no answer is sent again to the next instance, and if the first one committed
+/// before it died (409, the SKU exists), the product is found by its SKU in the list.
+async fn create_products(
+    targets: &[String],
+    token: &str,
+    count: usize,
+) -> anyhow::Result<Vec<i64>> {
     let client = reqwest::Client::new();
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut ids = Vec::with_capacity(count);
+    let mut next_target = 0;
     for n in 0..count {
-        let response = client
-            .post(format!("{target}/v1/products"))
-            .bearer_auth(token)
-            .json(&json!({
-                "sku": format!("STALECHECK-{}-{n}", &run[..12]),
-                "name": format!("Stale check product {n}"),
-                "price_cents": 100,
-                "stock": 1_000_000_000,
-            }))
-            .send()
-            .await
-            .context("creating the run's products")?;
-        if !response.status().is_success() {
-            bail!(
-                "creating a product answered {}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
-        }
-        let product: serde_json::Value = response.json().await?;
-        ids.push(product["id"].as_i64().context("product id")?);
+        let sku = format!("STALECHECK-{}-{n}", &run[..12]);
+        let mut attempts = 0;
+        let id = loop {
+            let target = &targets[next_target % targets.len()];
+            attempts += 1;
+            let sent = client
+                .post(format!("{target}/v1/products"))
+                .bearer_auth(token)
+                .json(&json!({
+                    "sku": sku,
+                    "name": format!("Stale check product {n}"),
+                    "price_cents": 100,
+                    "stock": 1_000_000_000,
+                }))
+                .send()
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(error) if attempts < 2 * targets.len() => {
+                    eprintln!("stalecheck: creating product {sku} on {target}: {error}; trying the next instance");
+                    next_target += 1;
+                    continue;
+                }
+                Err(error) => {
+                    return Err(error).context("creating the run's products");
+                }
+            };
+            if response.status() == reqwest::StatusCode::CONFLICT && attempts > 1 {
+                break find_by_sku(&client, target, &sku).await?;
+            }
+            if !response.status().is_success() {
+                bail!(
+                    "creating a product answered {}: {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            let product: serde_json::Value = response.json().await?;
+            break product["id"].as_i64().context("product id")?;
+        };
+        ids.push(id);
     }
     Ok(ids)
+}
+
+/// The id of the product with `sku`, paging through the product list.
+async fn find_by_sku(client: &reqwest::Client, target: &str, sku: &str) -> anyhow::Result<i64> {
+    let mut after = 0;
+    loop {
+        let page: serde_json::Value = client
+            .get(format!("{target}/v1/products?limit=200&after={after}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let items = page["items"].as_array().context("a product page")?;
+        if let Some(product) = items.iter().find(|p| p["sku"] == sku) {
+            return product["id"].as_i64().context("product id");
+        }
+        match page["next"].as_i64() {
+            Some(next) => after = next,
+            None => bail!("product {sku} was refused as a duplicate but is not listed"),
+        }
+    }
 }
 
 /// A progress line on stderr while a run goes on, unless --quiet or not a terminal.
