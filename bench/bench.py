@@ -1,14 +1,31 @@
 #!/usr/bin/env python3
 """shopnow benchmarks: the cost of correctness, measured side by side in one run.
 
-Started by bench/run. It starts its own redis-server, a fresh database seeded with 10,000
-products, and one instance per strategy (plus the article's design) on free ports; then it
-alternates wrk runs between them so that every ratio compares figures of the same run.
+Started by bench/run. It starts its own redis-server, and one instance per target on free ports,
+each with a database of its own seeded with 10,000 products (so that no instance's relay or
+janitor works for another); then it alternates wrk runs between the targets so that every ratio
+compares figures of the same run. Every instance runs with the default configuration (logging
+included), as a deployment would, unless its target says otherwise.
+
+Parts (--only a,b; the default is every part but soak):
+  hot       one product read as fast as possible: every strategy, /livez, the access log, baselines
+  spread    reads spread over every product
+  writes    stock adjustments: every strategy, baselines
+  orders    one-item orders: versioned and none
+  flash     a flash sale: one product, 50 writes/s, reads as fast as they come
+  memory    one million writes: Redis keys and memory stay flat
+  missing   reads of ids that do not exist: what they cost Postgres and Redis
+  outside   changes made straight in Postgres: one product (latency to every instance), and a
+            bulk UPDATE of 100,000 products (time to publish all, API writes meanwhile)
+  replica   what a replica costs a write (SHOPNOW_REDIS_REPLICAS=1, a real replica)
+  tls       the cached read over TLS (rediss://) against plain TCP
+  soak      10 minutes of mixed load on two instances, one scraped, one not: memory over time
 """
 
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -24,6 +41,9 @@ HERE = Path(__file__).resolve().parent
 TESTKIT = None  # the testkit binary, from --testkit
 PRODUCTS = 10_000
 STRATEGIES = ["versioned", "ttl", "delete", "none", "article"]
+DEFAULT_PARTS = ["hot", "spread", "writes", "orders", "flash", "memory", "missing", "outside",
+                 "replica", "tls"]
+ALL_PARTS = DEFAULT_PARTS + ["soak"]
 
 
 def log(message):
@@ -58,12 +78,15 @@ def psql(database, sql):
 
 
 class Redis:
-    """The benchmark's own redis-server, started by testkit; it stops when its stdin closes."""
+    """A redis-server of the benchmark's own, started by testkit; it stops when its stdin closes.
+    With tls, it speaks TLS only and `ca_file` is the authority that signed its certificate."""
 
-    def __init__(self):
-        self.process = subprocess.Popen([TESTKIT, "redis-server"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
+    def __init__(self, *server_args, tls=False):
+        command = [TESTKIT, "redis-server", *(["--tls"] if tls else []), "--", *server_args]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
         self.url = self.process.stdout.readline().strip()
+        self.ca_file = self.process.stdout.readline().strip() if tls else None
         self.port = int(self.url.rsplit(":", 1)[1])
 
     def cli(self, *args):
@@ -82,12 +105,32 @@ class Redis:
         self.process.wait()
 
 
+class Database:
+    """A database of its own, seeded by `binary` with `products` products of ample stock."""
+
+    def __init__(self, binary, products=PRODUCTS):
+        self.url = testkit("create-database", "--prefix", "shopnow_bench")
+        self.name = self.url.rsplit("/", 1)[1]
+        subprocess.run([binary, "seed", "--products", str(products)],
+                       env=dict(os.environ, DATABASE_URL=self.url), check=True, capture_output=True)
+        psql(self.name, "UPDATE products SET stock = 1000000000")
+        # The seed's own outbox rows are not what any part measures.
+        psql(self.name, "DELETE FROM cache_outbox")
+
+    def drop(self):
+        testkit("drop-database", self.url)
+
+
 class Instance:
-    def __init__(self, binary, name, env, extra_args, logdir):
+    """One shopnow process. `strategy` is what its metrics are labelled with."""
+
+    def __init__(self, binary, name, strategy, env, extra_args, logdir):
         self.name = name
+        self.strategy = strategy
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = dict(os.environ, **env, SHOPNOW_LISTEN=f"127.0.0.1:{self.port}")
+        full_env.pop("RUST_LOG", None)  # the default configuration
         self.log = open(Path(logdir) / f"{name}.log", "w")
         self.process = subprocess.Popen([binary, "serve", *extra_args], env=full_env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
@@ -103,13 +146,19 @@ class Instance:
         raise RuntimeError(f"{self.name} did not become ready")
 
     def metrics(self):
-        """Counter values of this instance's /metrics, by full series name."""
+        """Sample values of this instance's /metrics, by full series name."""
         values = {}
         for line in http("GET", self.url + "/metrics").decode().splitlines():
             if line and not line.startswith("#"):
                 name, _, value = line.rpartition(" ")
                 values[name] = float(value)
         return values
+
+    def rss_bytes(self):
+        for line in open(f"/proc/{self.process.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
 
     def stop(self):
         self.process.terminate()
@@ -120,8 +169,62 @@ class Instance:
         self.log.close()
 
 
+class Bench:
+    """The run's Redis, databases and instances, made on demand and stopped at the end."""
+
+    def __init__(self, binary, logdir):
+        self.binary = binary
+        self.logdir = logdir
+        self.token = uuid.uuid4().hex
+        self.redis = Redis()
+        self.databases = []
+        self.instances = {}
+        self.redises = []
+
+    def database(self, binary=None, products=PRODUCTS):
+        db = Database(binary or self.binary, products)
+        self.databases.append(db)
+        return db
+
+    def start(self, name, strategy="versioned", db=None, binary=None, redis=None, env=None,
+              extra_args=(), label=None):
+        """Starts target `name` (once ready) on `db` (a new one by default). `label` is the
+        strategy its metrics name, when not `strategy`."""
+        binary = binary or self.binary
+        db = db or self.database(binary)
+        redis = redis or self.redis
+        full_env = {
+            "DATABASE_URL": db.url,
+            "REDIS_URL": redis.url,
+            "SHOPNOW_ADMIN_TOKEN": self.token,
+            "SHOPNOW_SAMPLER_RATE": "0",
+            "SHOPNOW_CACHE_STRATEGY": strategy,
+            "SHOPNOW_CACHE_PREFIX": "bench-" + re.sub(r"[^A-Za-z0-9_.:-]", "-", name),
+        }
+        full_env.update(env or {})
+        instance = Instance(binary, name, label or strategy, full_env, list(extra_args), self.logdir)
+        instance.db = db
+        instance.wait_ready()
+        self.instances[name] = instance
+        return instance
+
+    def retire(self, *instances):
+        """Stops instances a part no longer needs (each holds up to 18 Postgres connections)."""
+        for instance in instances:
+            instance.stop()
+            del self.instances[instance.name]
+
+    def stop(self):
+        for instance in self.instances.values():
+            instance.stop()
+        for redis in [self.redis, *self.redises]:
+            redis.stop()
+        for db in self.databases:
+            db.drop()
+
+
 def wrk(url, seconds, connections, threads, script=None, script_args=()):
-    """Runs wrk; returns requests/s, p50 and p99 in ms, and non-2xx responses."""
+    """Runs wrk; returns requests/s, p50 and p99 in ms, requests and non-2xx responses."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         command += ["-s", str(HERE / script)]
@@ -141,12 +244,29 @@ def wrk(url, seconds, connections, threads, script=None, script_args=()):
             "non_2xx": int(errors.group(1)) if errors else 0}
 
 
+def alternate(targets, rounds, measure):
+    """Measures every target once per round, each round starting with another target, so that
+    none always follows the same one; returns the median of each figure per target."""
+    names = list(targets)
+    runs = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            runs[name].append(measure(targets[name]))
+            log(f"  round {r + 1} {name}: {runs[name][-1]['rps']:.0f} req/s")
+    return {name: median_of(values) for name, values in runs.items()}
+
+
 def delta(before, after, prefix):
     return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefix))
 
 
+def median_of(runs):
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", required=True)
     parser.add_argument("--testkit", required=True, help="the testkit binary (crates/testkit)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -156,96 +276,111 @@ def main():
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-writes", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="1 round of 3 s, 50,000 memory writes")
-    parser.add_argument("--only", default="", help="comma-separated parts: hot,spread,writes,orders,flash,memory")
+    parser.add_argument("--outside-products", type=int, default=100_000,
+                        help="products the bulk UPDATE of the outside part changes")
+    parser.add_argument("--soak-minutes", type=float, default=10)
+    parser.add_argument("--quick", action="store_true",
+                        help="1 round of 3 s, 50,000 memory writes, 10,000 outside products, 1 minute soak")
+    parser.add_argument("--only", default="", help=f"comma-separated parts of: {','.join(ALL_PARTS)}")
+    parser.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH",
+                        help="another shopnow binary (an older commit) measured as versioned@NAME "
+                             "beside this one in hot, writes, orders and flash")
     parser.add_argument("--json", default=None, help="where to write the results")
     args = parser.parse_args()
     global TESTKIT
     TESTKIT = args.testkit
     if args.quick:
         args.rounds, args.hot_rounds, args.seconds, args.memory_writes = 1, 1, 3, 50_000
-    parts = set(args.only.split(",")) if args.only else {"hot", "spread", "writes", "orders", "flash", "memory"}
+        args.outside_products, args.soak_minutes = 10_000, 1
+    parts = args.only.split(",") if args.only else DEFAULT_PARTS
+    unknown = set(parts) - set(ALL_PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}")
+    baselines = dict(b.split("=", 1) for b in args.baseline)
 
-    workdir = tempfile.mkdtemp(prefix="shopnow-bench-")
-    database_url = testkit("create-database", "--prefix", "shopnow_bench")
-    database = database_url.rsplit("/", 1)[1]
-    token = uuid.uuid4().hex
-    redis = Redis()
-    base_env = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis.url,
-        "SHOPNOW_ADMIN_TOKEN": token,
-        "SHOPNOW_SAMPLER_RATE": "0",
-        "RUST_LOG": "warn",
-    }
-    log(f"seeding {PRODUCTS} products into {database}")
-    subprocess.run([args.binary, "seed", "--products", str(PRODUCTS)], env=dict(os.environ, **base_env),
-                   check=True, capture_output=True)
-    psql(database, "UPDATE products SET stock = 1000000000")
-
-    instances = {}
-    for name in STRATEGIES:
-        env = dict(base_env, SHOPNOW_CACHE_PREFIX=f"bench-{name}",
-                   SHOPNOW_CACHE_STRATEGY="versioned" if name == "article" else name)
-        extra = ["--article-design"] if name == "article" else []
-        instances[name] = Instance(args.binary, name, env, extra, workdir)
-    for instance in instances.values():
-        instance.wait_ready()
+    bench = Bench(args.binary, tempfile.mkdtemp(prefix="shopnow-bench-"))
+    w = dict(seconds=args.seconds, connections=args.connections, threads=args.threads)
     results = {"machine": machine(), "rounds": args.rounds, "hot_rounds": args.hot_rounds,
-               "seconds": args.seconds,
-               "connections": args.connections, "threads": args.threads}
+               "seconds": args.seconds, "connections": args.connections, "threads": args.threads,
+               "baselines": baselines}
     try:
-        w = dict(seconds=args.seconds, connections=args.connections, threads=args.threads)
-        hot_id = 42
-        for instance in instances.values():  # warm every cache with every product
-            wrk(instance.url, 2, 16, 1, "spread-reads.lua", [PRODUCTS])
+        comparing = {"hot", "spread", "writes", "orders", "flash", "memory"} & set(parts)
+        if comparing:
+            log(f"starting {len(STRATEGIES) + len(baselines)} instances, each on a database of {PRODUCTS} products")
+            for name in STRATEGIES:
+                if name == "article":
+                    bench.start(name, "versioned", extra_args=["--article-design"], label="article")
+                else:
+                    bench.start(name, name)
+            for name, path in baselines.items():
+                bench.start(f"versioned@{name}", binary=path)
+            for instance in bench.instances.values():  # warm every cache with every product
+                wrk(instance.url, 2, 16, 1, "spread-reads.lua", [PRODUCTS])
+        strategies = {name: bench.instances[name] for name in STRATEGIES if name in bench.instances}
+        compared = {**strategies, **{f"versioned@{n}": bench.instances[f"versioned@{n}"] for n in baselines}}
 
         if "hot" in parts:
-            log("hot reads: one product, strategies alternating")
-            targets = {"livez": instances["versioned"].url + "/livez"}
-            targets.update({name: f"{i.url}/v1/products/{hot_id}" for name, i in instances.items()})
-            rounds = {name: [] for name in targets}
-            names = list(targets)
-            for r in range(args.hot_rounds):
-                # Each round starts with another target, so that none always follows the same one.
-                for name in names[r % len(names):] + names[:r % len(names)]:
-                    rounds[name].append(wrk(targets[name], **w))
-                    log(f"  round {r + 1} {name}: {rounds[name][-1]['rps']:.0f} req/s")
-            results["hot"] = {name: median_of(runs) for name, runs in rounds.items()}
+            log("hot reads: one product, targets alternating")
+            logged = bench.start("versioned-access-log-all", db=bench.instances["versioned"].db,
+                                 env={"SHOPNOW_ACCESS_LOG": "all"})
+            wrk(f"{logged.url}/v1/products/42", 1, 4, 1)
+            targets = {"livez": bench.instances["versioned"].url + "/livez"}
+            targets.update({name: f"{i.url}/v1/products/42" for name, i in compared.items()})
+            targets["versioned, SHOPNOW_ACCESS_LOG=all"] = f"{logged.url}/v1/products/42"
+            results["hot"] = alternate(targets, args.hot_rounds, lambda url: wrk(url, **w))
 
         if "spread" in parts:
-            log("reads spread over 10,000 products")
-            results["spread"] = {
-                name: median_of([wrk(i.url, script="spread-reads.lua", script_args=[PRODUCTS], **w)
-                                 for _ in range(args.rounds)])
-                for name, i in instances.items()}
+            log(f"reads spread over {PRODUCTS} products")
+            results["spread"] = alternate({n: i.url for n, i in strategies.items()}, args.rounds,
+                                          lambda url: wrk(url, script="spread-reads.lua",
+                                                          script_args=[PRODUCTS], **w))
 
         if "writes" in parts:
             log("stock adjustments")
-            results["writes"] = {
-                name: median_of([wrk(i.url, script="adjust.lua", script_args=[PRODUCTS, token], **w)
-                                 for _ in range(args.rounds)])
-                for name, i in instances.items() if name != "article"}
+            targets = {n: i.url for n, i in compared.items() if n != "article"}
+            results["writes"] = alternate(targets, args.rounds,
+                                          lambda url: wrk(url, script="adjust.lua",
+                                                          script_args=[PRODUCTS, bench.token], **w))
 
         if "orders" in parts:
             log("orders")
-            results["orders"] = {
-                name: median_of([wrk(instances[name].url, script="order.lua", script_args=[PRODUCTS], **w)
-                                 for _ in range(args.rounds)])
-                for name in ["versioned", "none"]}
+            targets = {n: i.url for n, i in compared.items() if n in ("versioned", "none") or "@" in n}
+            results["orders"] = alternate(targets, args.rounds,
+                                          lambda url: wrk(url, script="order.lua",
+                                                          script_args=[PRODUCTS], **w))
 
         if "flash" in parts:
             log("flash sale: one product, 50 writes/s, reads as fast as they come")
-            results["flash"] = {name: flash_sale(i, token, args.seconds) for name, i in instances.items()}
+            results["flash"] = {name: flash_sale(i, bench.token, args.seconds)
+                                for name, i in compared.items()}
 
         if "memory" in parts:
             log(f"memory: {args.memory_writes} writes over {PRODUCTS} products (versioned)")
-            results["memory"] = memory(instances["versioned"], redis, database, token, args.memory_writes)
+            results["memory"] = memory(bench.instances["versioned"], bench.redis, bench.token,
+                                       args.memory_writes)
+        bench.retire(*list(bench.instances.values()))
+
+        if "missing" in parts:
+            log("missing ids: reads of products that do not exist")
+            results["missing"] = missing_ids(bench, w)
+
+        if "outside" in parts:
+            log(f"outside the API: one product at a time, then a bulk UPDATE of {args.outside_products}")
+            results["outside"] = outside(bench, args.outside_products, w)
+
+        if "replica" in parts:
+            log("a replica: what confirming each publish costs a write")
+            results["replica"] = replica(bench, args.rounds, w)
+
+        if "tls" in parts:
+            log("TLS to Redis: the cached read")
+            results["tls"] = tls(bench, args.hot_rounds, w)
+
+        if "soak" in parts:
+            log(f"soak: {args.soak_minutes} minutes of mixed load, one instance scraped, one not")
+            results["soak"] = soak(bench, args.soak_minutes, args.connections)
     finally:
-        for instance in instances.values():
-            instance.stop()
-        redis.stop()
-        testkit("drop-database", database_url)
+        bench.stop()
 
     results["ratios"] = ratios(results)
     text = json.dumps(results, indent=2)
@@ -253,10 +388,6 @@ def main():
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")
-
-
-def median_of(runs):
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def flash_sale(instance, token, seconds):
@@ -280,36 +411,244 @@ def flash_sale(instance, token, seconds):
     stop.set()
     thread.join()
     after = instance.metrics()
-    hits = delta(before, after, 'cache_reads_total{strategy="%s",result="hit"}' % instance.name)
-    total = delta(before, after, 'cache_reads_total{strategy="%s"' % instance.name)
-    database_reads = delta(before, after, 'cache_database_reads_total{strategy="%s"}' % instance.name)
+    hits = delta(before, after, 'cache_reads_total{strategy="%s",result="hit"}' % instance.strategy)
+    total = delta(before, after, 'cache_reads_total{strategy="%s"' % instance.strategy)
+    database_reads = delta(before, after, 'cache_database_reads_total{strategy="%s"}' % instance.strategy)
     return {"reads_per_s": reads["rps"], "read_p99_ms": reads["p99_ms"], "writes": writes[0],
             "postgres_reads": database_reads,
             "postgres_reads_per_write": database_reads / max(writes[0], 1),
             "hit_ratio": hits / total if total else 0.0}
 
 
-def memory(instance, redis, database, token, total_writes):
+def memory(instance, redis, token, total_writes):
     """Writes in four chunks; after each, Redis keys per product and used_memory."""
     samples = []
-    done = lambda: int(psql(database, "SELECT sum(version) - count(*) FROM products"))
+    done = lambda: int(psql(instance.db.name, "SELECT sum(version) - count(*) FROM products"))
     start = done()
     for quarter in range(1, 5):
         target = start + total_writes * quarter // 4
         while done() < target:
             wrk(instance.url, 5, 64, 2, "adjust.lua", [PRODUCTS, token])
-        keys = int(redis.cli("DBSIZE"))
         per_product = {}
-        for key in redis.cli("--scan", "--pattern", "bench-versioned:*").splitlines():
+        for key in redis.cli("--scan", "--pattern", f"bench-{instance.name}:*").splitlines():  # versioned
             if not key.endswith(":lease"):
                 product = key.split("}")[0]
                 per_product[product] = per_product.get(product, 0) + 1
-        samples.append({"writes": done() - start, "redis_keys": keys,
+        samples.append({"writes": done() - start, "redis_keys": int(redis.cli("DBSIZE")),
                         "max_keys_per_product": max(per_product.values(), default=0),
                         "products_cached": len(per_product),
                         "used_memory": int(redis.info("used_memory"))})
         log(f"  {samples[-1]}")
     return samples
+
+
+def missing_ids(bench, w):
+    """Reads of ids that were never products: a million distinct ids (each read once or twice),
+    and 1,000 ids read over and over. Postgres reads per read, and the keys left in Redis."""
+    results = {}
+    for strategy in ["versioned", "none"]:
+        instance = bench.start(f"missing-{strategy}", strategy)
+        for name, count in [("distinct", 1_000_000), ("repeated", 1_000)]:
+            before = instance.metrics()
+            run = wrk(instance.url, script="missing-reads.lua", script_args=[10_000_001, count], **w)
+            after = instance.metrics()
+            database_reads = delta(before, after, "cache_database_reads_total")
+            keys = len(bench.redis.cli("--scan", "--pattern", f"bench-{instance.name}:*").splitlines())
+            results[f"{strategy}, {name}"] = {
+                "ids": count, "rps": run["rps"], "p99_ms": run["p99_ms"], "reads": run["requests"],
+                "not_found": run["non_2xx"], "postgres_reads_per_read": database_reads / max(run["requests"], 1),
+                "redis_keys_after": keys,
+            }
+            log(f"  {strategy} {name}: {results[f'{strategy}, {name}']}")
+        bench.retire(instance)
+    return results
+
+
+class PsqlSession:
+    """One psql connection kept open: a statement's result arrives once it has committed."""
+
+    def __init__(self, database):
+        self.process = subprocess.Popen(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-Atq"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def run(self, sql):
+        """Runs one statement returning one row; returns that row once it committed."""
+        self.process.stdin.write(sql.rstrip(";") + ";\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def outside(bench, bulk_products, w):
+    """Changes made straight in Postgres (psql), seen through two instances of one deployment."""
+    db = bench.database(products=bulk_products)
+    a = bench.start("outside-a", db=db)
+    b = bench.start("outside-b", db=db, env={"SHOPNOW_CACHE_PREFIX": "bench-outside-a"})
+    session = PsqlSession(db.name)
+
+    def version_on(instance, product):
+        return json.loads(http("GET", f"{instance.url}/v1/products/{product}"))["version"]
+
+    # One product at a time: its copy cached on both instances, an UPDATE that says nothing of
+    # the version, then every instance polled until it serves the new version.
+    lags = []
+    for product in random.sample(range(1, bulk_products + 1), 200):
+        for instance in (a, b):
+            version_on(instance, product)
+        version = int(session.run(f"UPDATE products SET stock = stock - 1 WHERE id = {product} RETURNING version"))
+        committed = time.perf_counter()
+        pending = {a.name: a, b.name: b}
+        seen = {}
+        while pending and time.perf_counter() - committed < 5:
+            for name, instance in list(pending.items()):
+                if version_on(instance, product) >= version:
+                    seen[name] = time.perf_counter() - committed
+                    del pending[name]
+        lags.append(max(seen.values()) if not pending else float("inf"))
+    lags.sort()
+    single = {"changes": len(lags), "p50_ms": lags[len(lags) // 2] * 1000,
+              "p99_ms": lags[int(len(lags) * 0.99) - 1] * 1000, "max_ms": lags[-1] * 1000}
+    log(f"  one product at a time: {single}")
+
+    # Bulk: every product cached, then one UPDATE of all of them, while API writes go on.
+    log(f"  caching all {bulk_products} products")
+    cached_keys = lambda: len(bench.redis.cli("--scan", "--pattern", "bench-outside-a:*").splitlines())
+    for _ in range(20):
+        wrk(a.url, 5, 32, 2, "sequential-reads.lua", [bulk_products, 2])
+        if cached_keys() >= bulk_products:
+            break
+    cached = cached_keys()
+    # API writes alone, then the statement (alone: while it runs it holds the row lock of every
+    # product it changes, so API writes of those products wait for its commit whatever the
+    # cache does), then API writes again from its commit on, while the relay publishes.
+    drain_window = 3
+    api_alone = wrk(a.url, drain_window, w["connections"], w["threads"], "adjust.lua",
+                    [bulk_products, bench.token])
+    started = time.perf_counter()
+    rows = int(session.run(
+        "WITH changed AS (UPDATE products SET stock = stock + 1 RETURNING 1) SELECT count(*) FROM changed"))
+    committed = time.perf_counter()
+    outcome = {}
+
+    def drained():
+        while int(psql(db.name, "SELECT count(*) FROM cache_outbox WHERE NOT written_by_instance")) > 0:
+            time.sleep(0.02)
+        outcome["published_s"] = time.perf_counter() - committed
+
+    thread = threading.Thread(target=drained)
+    thread.start()
+    api_during = wrk(a.url, drain_window, w["connections"], w["threads"], "adjust.lua",
+                     [bulk_products, bench.token])
+    thread.join()
+    session.close()
+    sample = random.sample(range(1, bulk_products + 1), 200)
+    current = sum(version_on(a, p) == int(psql(db.name, f"SELECT version FROM products WHERE id = {p}"))
+                  for p in sample)
+    result = {"single": single,
+              "bulk": {"products": rows, "cached_before": cached,
+                       "statement_s": committed - started, "published_s": outcome["published_s"],
+                       "api_writes_per_s_alone": api_alone["rps"],
+                       "api_writes_per_s_first_3s_after_commit": api_during["rps"],
+                       "api_write_p99_ms_alone": api_alone["p99_ms"],
+                       "api_write_p99_ms_first_3s_after_commit": api_during["p99_ms"],
+                       "sampled_products_served_current_after": f"{current}/{len(sample)}"}}
+    log(f"  bulk: {result['bulk']}")
+    bench.retire(a, b)
+    return result
+
+
+def replica(bench, rounds, w):
+    """Stock adjustments with and without SHOPNOW_REDIS_REPLICAS=1, each on its own database,
+    both on the bench's Redis, which now has a real replica."""
+    replica_server = Redis("--replicaof", "127.0.0.1", str(bench.redis.port))
+    bench.redises.append(replica_server)
+    deadline = time.time() + 30
+    while replica_server.info("master_link_status") != "up" and time.time() < deadline:
+        time.sleep(0.1)
+    plain = bench.start("replica-unconfirmed")
+    confirmed = bench.start("replica-confirmed", env={"SHOPNOW_REDIS_REPLICAS": "1"})
+    targets = {"versioned, publishes unconfirmed": plain, "versioned, SHOPNOW_REDIS_REPLICAS=1": confirmed}
+    before = {name: i.metrics() for name, i in targets.items()}
+    writes = alternate({n: i.url for n, i in targets.items()}, rounds,
+                       lambda url: wrk(url, script="adjust.lua", script_args=[PRODUCTS, bench.token], **w))
+    for name, instance in targets.items():
+        after = instance.metrics()
+        writes[name]["unconfirmed"] = delta(before[name], after, "cache_publishes_unconfirmed_total")
+    reads = alternate({n: f"{i.url}/v1/products/42" for n, i in targets.items()}, rounds,
+                      lambda url: wrk(url, **w))
+    bench.retire(plain, confirmed)
+    return {"writes": writes, "hot_reads": reads}
+
+
+def tls(bench, rounds, w):
+    """The cached read of one product through a TLS Redis and through a plain one."""
+    tls_redis = Redis(tls=True)
+    bench.redises.append(tls_redis)
+    plain = bench.start("tls-plain")
+    secure = bench.start("tls-rediss", redis=tls_redis,
+                         env={"SHOPNOW_REDIS_TLS_CA_FILE": tls_redis.ca_file})
+    for instance in (plain, secure):
+        wrk(f"{instance.url}/v1/products/42", 1, 4, 1)
+    targets = {"redis:// (plain TCP)": f"{plain.url}/v1/products/42",
+               "rediss:// (TLS)": f"{secure.url}/v1/products/42"}
+    before = secure.metrics()
+    results = alternate(targets, rounds, lambda url: wrk(url, **w))
+    after = secure.metrics()
+    results["rediss:// (TLS)"]["bypassed"] = delta(before, after, 'cache_reads_total{strategy="versioned",result="bypass"}')
+    bench.retire(plain, secure)
+    return results
+
+
+def soak(bench, minutes, connections):
+    """Mixed load on two instances at once for `minutes`; one is scraped every 15 s, the other
+    never. Resident memory of both every 10 s."""
+    unscraped = bench.start("soak-unscraped")
+    scraped = bench.start("soak-scraped")
+    seconds = int(minutes * 60)
+    stop = threading.Event()
+    samples = []
+
+    def sampler():
+        started = time.time()
+        next_scrape = started
+        while not stop.wait(1.0):
+            now = time.time()
+            if now >= next_scrape:
+                scraped.metrics()
+                next_scrape += 15
+            if int(now - started) % 10 == 0 and (not samples or now - started - samples[-1]["t_s"] >= 9):
+                samples.append({"t_s": round(now - started), "unscraped_rss": unscraped.rss_bytes(),
+                                "scraped_rss": scraped.rss_bytes()})
+                log(f"  {samples[-1]}")
+
+    thread = threading.Thread(target=sampler)
+    thread.start()
+    runs = {}
+
+    def load(name, instance):
+        runs[name] = wrk(instance.url, seconds, connections // 2, 1, "mixed.lua", [PRODUCTS, bench.token])
+
+    loaders = [threading.Thread(target=load, args=(n, i)) for n, i in
+               [("unscraped", unscraped), ("scraped", scraped)]]
+    for loader in loaders:
+        loader.start()
+    for loader in loaders:
+        loader.join()
+    stop.set()
+    thread.join()
+    after_first_minute = [s for s in samples if s["t_s"] >= 60]
+    growth = {}
+    for which in ("unscraped", "scraped"):
+        series = [s[f"{which}_rss"] for s in after_first_minute] or [0]
+        growth[which] = {"rss_at_1_min": series[0], "rss_max": max(series), "rss_end": series[-1],
+                         "growth_after_1_min": max(series) - series[0],
+                         "requests": runs[which]["requests"], "rps": runs[which]["rps"]}
+    bench.retire(unscraped, scraped)
+    return {"samples": samples, "summary": growth}
 
 
 def ratios(results):
@@ -322,6 +661,28 @@ def ratios(results):
         r["versioned_over_none"] = v["rps"] / hot["none"]["rps"]
         r["versioned_over_article"] = v["rps"] / hot["article"]["rps"]
         r["versioned_p99_over_ttl_p99"] = v["p99_ms"] / hot["ttl"]["p99_ms"]
+        r["access_log_all_over_default"] = hot["versioned, SHOPNOW_ACCESS_LOG=all"]["rps"] / v["rps"]
+        for name in hot:
+            if name.startswith("versioned@"):
+                r[f"hot_versioned_over_{name}"] = v["rps"] / hot[name]["rps"]
+    writes = results.get("writes")
+    if writes:
+        r["writes_versioned_over_ttl"] = writes["versioned"]["rps"] / writes["ttl"]["rps"]
+        for name in writes:
+            if name.startswith("versioned@"):
+                r[f"writes_versioned_over_{name}"] = writes["versioned"]["rps"] / writes[name]["rps"]
+    orders = results.get("orders")
+    if orders:
+        r["orders_versioned_over_none"] = orders["versioned"]["rps"] / orders["none"]["rps"]
+        r["orders_p99_versioned_over_none"] = orders["versioned"]["p99_ms"] / orders["none"]["p99_ms"]
+    replica_part = results.get("replica")
+    if replica_part:
+        w = replica_part["writes"]
+        r["writes_confirmed_over_unconfirmed"] = (w["versioned, SHOPNOW_REDIS_REPLICAS=1"]["rps"]
+                                                  / w["versioned, publishes unconfirmed"]["rps"])
+    tls_part = results.get("tls")
+    if tls_part:
+        r["hot_tls_over_plain"] = tls_part["rediss:// (TLS)"]["rps"] / tls_part["redis:// (plain TCP)"]["rps"]
     return r
 
 
