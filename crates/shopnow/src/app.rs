@@ -44,8 +44,13 @@ impl Application {
                  make one with `openssl rand -hex 16`"
             );
         }
-        let database = db::Database::connect_and_migrate(&config.database).await?;
+        let database = db::Database::connect_and_migrate_patiently(&config.database).await?;
         let cache = ProductCache::new(&config.cache, &config.redis, hooks.clone())?;
+        // Before the first request: publishes wait for a replica if Redis has one, whatever
+        // SHOPNOW_REDIS_REPLICAS says. Redis down now is no reason not to start.
+        if let Err(error) = cache.observe_replication().await {
+            tracing::debug!(%error, "reading redis's replication state at start failed");
+        }
         let lifecycle = Lifecycle::default();
         let (sweeper, sweep_queue) = sweeper::channel();
         let catalog = Catalog::new(

@@ -115,6 +115,10 @@ impl Config {
                     .positive(2_000, Duration::from_millis)?,
                 statement_timeout: var("SHOPNOW_DB_STATEMENT_TIMEOUT_MS")
                     .positive(5_000, Duration::from_millis)?,
+                // 0: give up at the first refusal.
+                startup_timeout: var("SHOPNOW_DB_STARTUP_TIMEOUT_SECS")
+                    .parse(60)
+                    .map(Duration::from_secs)?,
             },
             max_writes_per_product: var("SHOPNOW_MAX_WRITES_PER_PRODUCT").at_least(1, 4)?,
             max_queued_writes_per_product: var("SHOPNOW_MAX_QUEUED_WRITES_PER_PRODUCT")
@@ -162,6 +166,8 @@ impl Config {
                 idle_timeout: var("SHOPNOW_HTTP_IDLE_TIMEOUT_MS")
                     .positive(75_000, Duration::from_millis)?,
                 max_header_bytes: var("SHOPNOW_HTTP_MAX_HEADER_BYTES").at_least(1024, 16 * 1024)?,
+                body_read_timeout: var("SHOPNOW_HTTP_BODY_READ_TIMEOUT_MS")
+                    .positive(10_000, Duration::from_millis)?,
                 access_log: var("SHOPNOW_ACCESS_LOG").parse(AccessLog::Errors)?,
                 slow_request: var("SHOPNOW_SLOW_REQUEST_MS")
                     .positive(1_000, Duration::from_millis)?,

@@ -16,9 +16,6 @@ pub enum Error {
     /// Values the client sent that cannot be accepted.
     #[error("{0}")]
     Invalid(String),
-    /// An Idempotency-Key sent again with a different order.
-    #[error("this Idempotency-Key was used for a different order; use a new key")]
-    IdempotencyKeyReused,
     /// The product is contended (its writes are at their bound, or its row stayed locked past
     /// the lock timeout): nothing was changed, and a retry shortly may succeed.
     #[error("{message}")]
@@ -56,46 +53,84 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    /// A database failure the client should retry (unreachable, overloaded, a lock or statement
-    /// timeout, a serialization failure) is `Unavailable` or `Busy`; anything else is a bug.
-    fn from(error: sqlx::Error) -> Self {
-        let unavailable = |message| Self::Unavailable {
-            message,
-            cause: error.to_string(),
-        };
-        match &error {
-            sqlx::Error::PoolTimedOut => {
-                unavailable("no database connection came free in time; retry shortly")
-            }
-            // Could not talk to the database at all (a connection refused, cut or garbled on the
-            // way: a failover, a restart, a network partition).
-            sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => {
-                unavailable("the database is unreachable; retry shortly")
-            }
-            sqlx::Error::Database(db) => match db.code().as_deref() {
+/// What kind of temporary trouble a database error is, if it is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseTrouble {
+    /// One product's row is contended: a lock or statement timeout.
+    Busy,
+    /// The database as a whole cannot serve now; the message says why, for the client.
+    Unavailable(&'static str),
+}
+
+/// Sorts a database error into temporary trouble (a retry shortly may succeed) or `None`: a
+/// bug or a permanent misconfiguration.
+///
+/// Temporary, by SQLSTATE: connection exceptions (class 08), insufficient resources (class 53:
+/// disk full, out of memory, too many connections, configuration limits), operator
+/// intervention (57P: shutdowns, a database dropped under its sessions, a session timed out),
+/// system errors (class 58), serialization failures and deadlocks (40001, 40P01), a database
+/// that does not accept connections now (55000, `ALLOW_CONNECTIONS false` during maintenance),
+/// one that no longer exists under its name (3D000: dropped or renamed, perhaps to be put back
+/// from a backup), and a read-only transaction (25006: the address now leads to a standby, as
+/// after a failover before the endpoint moved).
+pub fn database_trouble(error: &sqlx::Error) -> Option<DatabaseTrouble> {
+    use DatabaseTrouble::{Busy, Unavailable};
+    match error {
+        sqlx::Error::PoolTimedOut => Some(Unavailable(
+            "no database connection came free in time; retry shortly",
+        )),
+        // Could not talk to the database at all (a connection refused, cut or garbled on the
+        // way: a failover, a restart, a network partition).
+        sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => {
+            Some(Unavailable("the database is unreachable; retry shortly"))
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            match code.as_ref() {
                 // lock_not_available (lock_timeout), query_canceled (statement_timeout)
-                Some("55P03" | "57014") => Self::Busy {
-                    message: "the product is locked by another transaction; retry shortly".into(),
-                    cause: Some(error.to_string()),
-                },
-                // serialization_failure, deadlock_detected, too_many_connections, shutdowns,
-                // and the connection exceptions of class 08
-                Some(code)
-                    if matches!(
-                        code,
-                        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
-                    ) || code.starts_with("08") =>
+                "55P03" | "57014" => Some(Busy),
+                "25006" => Some(Unavailable(
+                    "the database is read-only now (a failover in progress?); retry shortly",
+                )),
+                "55000" | "3D000" | "57P04" => Some(Unavailable(
+                    "the database does not accept connections now; retry shortly",
+                )),
+                "40001" | "40P01" => Some(Unavailable(
+                    "the database cannot serve this now; retry shortly",
+                )),
+                code if ["08", "53", "57P", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class)) =>
                 {
-                    unavailable("the database cannot serve this now; retry shortly")
+                    Some(Unavailable(
+                        "the database cannot serve this now; retry shortly",
+                    ))
                 }
-                _ => Self::Internal(error.into()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    /// Temporary database trouble (`database_trouble`) is `Unavailable` or `Busy`; anything
+    /// else is a bug.
+    fn from(error: sqlx::Error) -> Self {
+        match database_trouble(&error) {
+            Some(DatabaseTrouble::Busy) => Self::Busy {
+                message: "the product is locked by another transaction; retry shortly".into(),
+                cause: Some(error.to_string()),
             },
-            _ => Self::Internal(error.into()),
+            Some(DatabaseTrouble::Unavailable(message)) => Self::Unavailable {
+                message,
+                cause: error.to_string(),
+            },
+            None => Self::Internal(error.into()),
         }
     }
 }

@@ -275,6 +275,15 @@ impl ProductCache {
         Some(self.backend.redis_client()?.ping().await)
     }
 
+    /// Looks at Redis's replicas, so that publishes wait for one when there are some
+    /// (`RedisClient::observe_replication`); nothing for a strategy without Redis.
+    pub async fn observe_replication(&self) -> Result<(), CacheError> {
+        match self.backend.redis_client() {
+            Some(redis) => redis.observe_replication().await,
+            None => Ok(()),
+        }
+    }
+
     /// Reads product `id` for `GET /v1/products/{id}`.
     pub async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
         let read = self.imp.read(db, id).await?;

@@ -23,6 +23,13 @@ pub async fn watch(cache: ProductCache) {
             return;
         };
         let up = reached.is_ok();
+        if up {
+            // At start, after an outage (a failover or a restart may have changed the
+            // topology) and every interval: a replica added later is noticed too.
+            if let Err(error) = cache.observe_replication().await {
+                tracing::debug!(%error, "reading redis's replication state failed");
+            }
+        }
         up_gauge.set(if up { 1.0 } else { 0.0 });
         match reached {
             Err(error) if was_up != Some(false) => tracing::warn!(

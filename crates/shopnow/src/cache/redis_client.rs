@@ -18,7 +18,10 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, RwLock,
+    },
     time::Duration,
 };
 
@@ -32,7 +35,7 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
-use super::replication::ReplicaConfirmer;
+use super::replication::{connected_replicas, ReplicaConfirmer};
 
 /// Where Redis is and how long to wait for it.
 #[derive(Clone, Debug)]
@@ -139,8 +142,13 @@ pub struct RedisClient {
     reads: Connection,
     writes: Connection,
     timeout: Duration,
-    /// With replicas: the `WAIT` after publishes.
-    confirmer: Option<Arc<ReplicaConfirmer>>,
+    /// `SHOPNOW_REDIS_REPLICAS`.
+    configured_replicas: u32,
+    /// Replicas a publish must reach now: the configured number, or 1 when none is configured
+    /// but the primary was last seen with replicas.
+    required_replicas: Arc<AtomicU32>,
+    /// The `WAIT` after publishes, while `required_replicas` > 0.
+    confirmer: Arc<ReplicaConfirmer>,
 }
 
 #[derive(Clone)]
@@ -170,20 +178,21 @@ impl RedisClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let certificates = config.tls.load()?;
         let reads = Connection::new(config, certificates.as_ref())?;
-        // Without replicas there is no WAIT: one connection serves both.
-        let (writes, confirmer) = if config.replicas > 0 {
-            let writes = Connection::new(config, certificates.as_ref())?;
-            let confirmer =
-                ReplicaConfirmer::new(writes.clone(), config.replicas, config.wait_timeout);
-            (writes, Some(Arc::new(confirmer)))
-        } else {
-            (reads.clone(), None)
-        };
+        // A connection of its own even while no replica is known: one may appear at any time.
+        let writes = Connection::new(config, certificates.as_ref())?;
+        let required_replicas = Arc::new(AtomicU32::new(config.replicas));
+        let confirmer = ReplicaConfirmer::new(
+            writes.clone(),
+            required_replicas.clone(),
+            config.wait_timeout,
+        );
         Ok(Self {
             reads,
             writes,
             timeout: config.timeout,
-            confirmer,
+            configured_replicas: config.replicas,
+            required_replicas,
+            confirmer: Arc::new(confirmer),
         })
     }
 
@@ -212,18 +221,46 @@ impl RedisClient {
         .await
     }
 
-    /// Whether publishes must be confirmed by replicas (`SHOPNOW_REDIS_REPLICAS` > 0).
+    /// Whether publishes must be confirmed by replicas now.
     pub fn confirms_replication(&self) -> bool {
-        self.confirmer.is_some()
+        self.required_replicas.load(Ordering::Acquire) > 0
     }
 
     /// Waits until the replicas have every publish sent before this call (one `WAIT` serves
     /// every publish waiting at once); without replicas to wait for, returns at once.
     pub async fn confirm_replicated(&self) -> Result<(), CacheError> {
-        match &self.confirmer {
-            None => Ok(()),
-            Some(confirmer) => confirmer.confirm(self.timeout).await,
+        if !self.confirms_replication() {
+            return Ok(());
         }
+        self.confirmer.confirm(self.timeout).await
+    }
+
+    /// Looks at the primary's replicas (`INFO replication`). With `SHOPNOW_REDIS_REPLICAS=0`
+    /// and replicas there all the same, publishes are confirmed by one of them from now on:
+    /// forgetting the setting must not bring back the failover regression (a replica promoted
+    /// without a publish the primary acknowledged). Confirming rather than refusing to start:
+    /// a replica may be added to a running deployment, and a crash loop would be an outage for
+    /// a setting the instance can follow by itself. Runs at start and every few seconds
+    /// (`reachability`).
+    pub async fn observe_replication(&self) -> Result<(), CacheError> {
+        let info: Value = self.query(redis::cmd("INFO").arg("replication")).await?;
+        if self.configured_replicas > 0 {
+            return Ok(());
+        }
+        let required = u32::from(connected_replicas(&info) > 0);
+        let before = self.required_replicas.swap(required, Ordering::AcqRel);
+        match (before, required) {
+            (0, 1) => tracing::warn!(
+                "redis has replicas but SHOPNOW_REDIS_REPLICAS is 0: publishes now wait for one \
+                 replica to confirm them (WAIT 1), so a failover cannot lose one; set \
+                 SHOPNOW_REDIS_REPLICAS to say so explicitly"
+            ),
+            (1, 0) => {
+                tracing::info!("redis has no replica any more: publishes no longer wait for one")
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Whether Redis answers PING now, and if not, why.

@@ -45,6 +45,9 @@ pub struct DatabaseConfig {
     pub lock_timeout: Duration,
     /// Longest statement (`statement_timeout`) on a request connection.
     pub statement_timeout: Duration,
+    /// How long an instance that starts while Postgres is away (refusing connections, starting
+    /// up, not yet resolvable) keeps trying before it gives up: containers start in any order.
+    pub startup_timeout: Duration,
 }
 
 /// The instance's connections to Postgres.
@@ -61,6 +64,36 @@ pub struct Database {
 }
 
 impl Database {
+    /// `connect_and_migrate`, tried again with backoff while Postgres is temporarily away, for
+    /// at most `startup_timeout`. A permanent error (a refused password, a failed migration)
+    /// ends it at once.
+    pub async fn connect_and_migrate_patiently(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let deadline = tokio::time::Instant::now() + config.startup_timeout;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match Self::connect_and_migrate(config).await {
+                Ok(database) => return Ok(database),
+                Err(error) => {
+                    let temporary = error
+                        .chain()
+                        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+                        .any(|cause| crate::error::database_trouble(cause).is_some());
+                    let now = tokio::time::Instant::now();
+                    if !temporary || now + pause > deadline {
+                        return Err(error);
+                    }
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        retry_in_ms = pause.as_millis() as u64,
+                        "PostgreSQL is not available yet; trying again (SHOPNOW_DB_STARTUP_TIMEOUT_SECS)"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
     /// Creates the database when it is missing, applies pending migrations (on a connection
     /// without the request timeouts: a migration may take long), and opens the pools.
     ///

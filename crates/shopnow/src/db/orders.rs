@@ -39,11 +39,14 @@ pub async fn place(
     let changed = take_stock(tx, lines).await?;
     let order = record_order(tx, lines, &locked, currency, access_token).await?;
     if let Some(key) = idempotency_key {
-        sqlx::query("UPDATE idempotency_keys SET order_id = $1 WHERE key = $2")
-            .bind(order.id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET order_id = $1 WHERE key = $2 AND request_hash = $3",
+        )
+        .bind(order.id)
+        .bind(key)
+        .bind(lines.fingerprint())
+        .execute(&mut *tx)
+        .await?;
     }
     let receipt = OrderReceipt {
         order,
@@ -52,9 +55,10 @@ pub async fn place(
     Ok(Placed::New { receipt, changed })
 }
 
-/// Inserts the key; false when it exists already. A concurrent request with the same key blocks
-/// on the unique index until the first commits (then finds its order) or rolls back (then goes
-/// ahead itself).
+/// Inserts the key with the request's fingerprint; false when that pair exists already. A
+/// concurrent request with the same key and items blocks on the unique index until the first
+/// commits (then finds its order) or rolls back (then goes ahead itself). The same key with
+/// other items is another request (see the migration `idempotency_key_per_request`).
 async fn claim_idempotency_key(
     tx: &mut PgConnection,
     key: &str,
@@ -62,7 +66,7 @@ async fn claim_idempotency_key(
 ) -> Result<bool> {
     let inserted: Option<String> = sqlx::query_scalar(
         "INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2) \
-         ON CONFLICT (key) DO NOTHING RETURNING key",
+         ON CONFLICT (key, request_hash) DO NOTHING RETURNING key",
     )
     .bind(key)
     .bind(lines.fingerprint())
@@ -202,16 +206,15 @@ async fn record_order(
     })
 }
 
-/// The order stored under `key`, with its access token, if the retry carries the same lines.
+/// The order stored under `key` for these `lines`, with its access token.
 async fn replay(conn: &mut PgConnection, key: &str, lines: &OrderLines) -> Result<OrderReceipt> {
-    let (request_hash, order_id): (Vec<u8>, Option<i64>) =
-        sqlx::query_as("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1")
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await?;
-    if request_hash != lines.fingerprint() {
-        return Err(Error::IdempotencyKeyReused);
-    }
+    let order_id: Option<i64> = sqlx::query_scalar(
+        "SELECT order_id FROM idempotency_keys WHERE key = $1 AND request_hash = $2",
+    )
+    .bind(key)
+    .bind(lines.fingerprint())
+    .fetch_one(&mut *conn)
+    .await?;
     let order_id = order_id
         .ok_or_else(|| anyhow::anyhow!("idempotency key {key:?} committed without an order"))?;
     let stored = find(conn, order_id)
@@ -272,8 +275,8 @@ pub async fn delete_expired_idempotency_keys(
     limit: i64,
 ) -> Result<u64> {
     let done = sqlx::query(
-        "DELETE FROM idempotency_keys WHERE key IN ( \
-             SELECT key FROM idempotency_keys \
+        "DELETE FROM idempotency_keys WHERE (key, request_hash) IN ( \
+             SELECT key, request_hash FROM idempotency_keys \
              WHERE created_at < now() - make_interval(secs => $1) \
              ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
     )

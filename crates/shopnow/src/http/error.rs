@@ -34,7 +34,6 @@ pub enum ErrorCode {
     Busy,
     DuplicateSku,
     HeaderTooLarge,
-    IdempotencyKeyReused,
     InsufficientStock,
     Internal,
     InvalidIdempotencyKey,
@@ -43,6 +42,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     Timeout,
     Unauthorized,
     Unavailable,
@@ -58,7 +58,6 @@ impl ErrorCode {
             Self::Busy => "busy",
             Self::DuplicateSku => "duplicate_sku",
             Self::HeaderTooLarge => "header_too_large",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InsufficientStock => "insufficient_stock",
             Self::Internal => "internal",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
@@ -67,6 +66,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::Timeout => "timeout",
             Self::Unauthorized => "unauthorized",
             Self::Unavailable => "unavailable",
@@ -159,11 +159,6 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::CONFLICT, ErrorCode::InsufficientStock, message)
             }
             Error::Invalid(_) => Self::invalid(message),
-            Error::IdempotencyKeyReused => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::IdempotencyKeyReused,
-                message,
-            ),
             Error::Busy { cause, .. } => Self {
                 cause,
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, message)

@@ -139,10 +139,13 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub struct Limits {
     pub max_header_bytes: usize,
     pub body_limit_bytes: usize,
+    /// Longest time from the end of the head to the end of the body.
+    pub body_read_timeout: Duration,
 }
 
 /// Refuses heads and targets that are too large with the API's JSON errors (431, 414), and reads
-/// the whole body (up to the body limit, else 413) before the request goes on: a handler that
+/// the whole body (up to the body limit, else 413; within the body read timeout, else 408; a
+/// broken chunked encoding or a cut connection 400) before the request goes on: a handler that
 /// answers without reading the body (401, 405, 404) then leaves no unread bytes on the
 /// connection, which therefore stays alive for the client's next request.
 pub async fn limits(State(limits): State<Limits>, request: Request, next: Next) -> Response {
@@ -175,27 +178,55 @@ pub async fn limits(State(limits): State<Limits>, request: Request, next: Next) 
         .into_response();
     }
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, limits.body_limit_bytes).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
-        // Too large, or the client stopped sending: the rest of the body is still on the
-        // connection, so close it after this answer.
-        Err(_) => {
-            let mut response = ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "the request body is larger than {} bytes, or was cut off",
-                    limits.body_limit_bytes
-                ),
-            )
-            .into_response();
-            response.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                HeaderValue::from_static("close"),
-            );
-            response
+    let read = tokio::time::timeout(
+        limits.body_read_timeout,
+        axum::body::to_bytes(body, limits.body_limit_bytes),
+    )
+    .await;
+    let refused = match read {
+        Ok(Ok(bytes)) => return next.run(Request::from_parts(parts, bytes.into())).await,
+        // The client stopped sending: its fault, not the server's (408, not 503).
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} ms",
+                limits.body_read_timeout.as_millis()
+            ),
+        ),
+        Ok(Err(error)) if is_too_large(&error) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the request body is larger than {} bytes",
+                limits.body_limit_bytes
+            ),
+        ),
+        // A chunked body that breaks the framing, or a connection cut mid-body.
+        Ok(Err(error)) => ApiError::bad_request(
+            ErrorCode::BadRequest,
+            format!("the request body could not be read: {error}"),
+        ),
+    };
+    // Whatever is left of the body is still on the connection: close it after this answer.
+    let mut response = refused.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// Whether reading a body failed on the size limit (not on the client's framing or connection).
+fn is_too_large(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
         }
+        cause = current.source();
     }
+    false
 }
 
 /// Longest `X-Request-Id` echoed back.

@@ -74,10 +74,14 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// Largest request head (request line and headers) accepted; larger ones answer 431.
     pub max_header_bytes: usize,
+    /// Longest time from the end of a request's head to the end of its body; past it the
+    /// request answers 408 and the connection is closed.
+    pub body_read_timeout: Duration,
 }
 
 /// The routes with their middleware, read from the outside in: request id, access log and
-/// metrics, panic catcher, timeout, size limits (head, target, body), then the routes.
+/// metrics, panic catcher, limits (head and target size, the body read within its size and
+/// time), the handler's time limit, then the routes.
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let (api, openapi) = openapi::api().split_for_parts();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
@@ -105,15 +109,16 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
                     axum::response::IntoResponse::into_response(ApiError::panicked(panic))
                 }))
                 .layer(axum::middleware::from_fn_with_state(
-                    config.request_timeout,
-                    middleware::time_limit,
-                ))
-                .layer(axum::middleware::from_fn_with_state(
                     Limits {
                         max_header_bytes: config.max_header_bytes,
                         body_limit_bytes: config.body_limit_bytes,
+                        body_read_timeout: config.body_read_timeout,
                     },
                     middleware::limits,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    config.request_timeout,
+                    middleware::time_limit,
                 ))
                 .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
         )

@@ -95,9 +95,13 @@ pub enum TryAgain {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum JsonBody {
-    /// `malformed_json`: the body is not JSON.
+    /// `malformed_json`: the body is not JSON (or is cut off inside it); `bad_request`: a
+    /// chunked body that breaks its framing.
     #[response(status = 400)]
     MalformedJson(ErrorBody),
+    /// `request_timeout`: the body did not arrive within `SHOPNOW_HTTP_BODY_READ_TIMEOUT_MS`.
+    #[response(status = 408)]
+    RequestTimeout(ErrorBody),
     /// `payload_too_large`: the body is larger than `SHOPNOW_BODY_LIMIT_BYTES`.
     #[response(status = 413)]
     PayloadTooLarge(ErrorBody),

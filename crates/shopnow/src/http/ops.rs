@@ -57,7 +57,8 @@ async fn livez() -> Json<Liveness> {
     get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, body = Readiness),
-        (status = 503, description = "Postgres is down, or the instance is draining", body = Readiness),
+        (status = 503, description = "Postgres is down or refuses to serve, or the instance is draining", body = Readiness,
+            headers(("Retry-After" = String, description = "Seconds to wait before asking again"))),
         RequestLimits,
     )
 )]
@@ -71,10 +72,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (false, true) => "ready",
     };
     observability::record_readiness(status == "ready");
-    let code = if status == "ready" {
-        StatusCode::OK
+    let (code, retry_after) = if status == "ready" {
+        (StatusCode::OK, None)
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        // As every 503 of the API: worth asking again in a second.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some([(header::RETRY_AFTER, "1")]),
+        )
     };
     let body = Readiness {
         status: status.to_string(),
@@ -82,7 +87,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         cache: cache.to_string(),
         strategy: state.catalog.strategy().to_string(),
     };
-    (code, Json(body))
+    (code, retry_after, Json(body))
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -1,24 +1,32 @@
 //! The HTTP/1.1 server loop, with the limits one client must not be able to exhaust:
 //!
-//! - at most `max_connections` connections at once: past that, new ones wait in the kernel's
-//!   accept queue while the open ones are served (and file descriptors never run out);
-//! - a request head must arrive within `header_read_timeout` of its first byte (a client
-//!   trickling headers is cut off), and within `max_header_bytes` (hyper answers 431 past it);
+//! - at most `max_connections` connections at once. When a new one arrives at the cap, a
+//!   connection waiting for a request is closed to make room: the oldest of those that never
+//!   sent a byte, else the keep-alive one idle the longest. Only when every connection is in the
+//!   middle of a request do new ones wait in the kernel's accept queue. So sockets that stay
+//!   silent cannot lock other clients out: they are the first to go;
+//! - a request head must be complete within `header_read_timeout`: counted from the accept
+//!   for a new connection (whether it sent part of a head or nothing), from the first byte
+//!   for the next request of a kept-alive one; and within `max_header_bytes` (431 past it);
 //! - a keep-alive connection with no request for `idle_timeout` is closed (set it above the load
 //!   balancer's own idle timeout, so that the balancer, not the instance, closes idle ones);
 //! - an accept error (out of file descriptors) pauses accepting for a moment instead of
-//!   spinning on it.
+//!   spinning on it;
+//! - the few answers hyper writes by itself, for requests it cannot parse (400, 414, 431 with
+//!   an empty body), are rewritten into the API's JSON error shape on their way out.
 //!
 //! hyper's own `header_read_timeout` starts whenever a connection waits for a request, so it
 //! would also be the idle timeout; a watchdog per connection keeps the two apart.
 
 use std::{
+    collections::HashMap,
     future::Future,
+    os::fd::{AsRawFd, BorrowedFd, RawFd},
     sync::{
-        atomic::{AtomicU64, AtomicU8, Ordering},
-        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+        Arc, Mutex,
     },
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
     time::Duration,
 };
 
@@ -30,7 +38,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpListener,
-    sync::Semaphore,
+    sync::Notify,
     time::Instant,
 };
 use tower::ServiceExt;
@@ -48,7 +56,7 @@ pub async fn serve(
     config: &HttpConfig,
     stop: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let connections = Arc::new(Connections::new(config.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -56,7 +64,7 @@ pub async fn serve(
         // The watchdog below enforces the head and idle timeouts.
         .header_read_timeout(None)
         // Room for a head of twice the configured cap, so that heads between the two get the
-        // API's JSON 431 (`middleware::limits`) and only larger ones hyper's bare 431.
+        // API's JSON 431 (`middleware::limits`) and only larger ones hyper's own 431.
         .max_buf_size((2 * config.max_header_bytes).max(8192));
     let limits = Limits {
         header_read_timeout: config.header_read_timeout,
@@ -64,10 +72,6 @@ pub async fn serve(
     };
     tokio::pin!(stop);
     loop {
-        let permit = tokio::select! {
-            () = &mut stop => break,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
         let stream = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
@@ -79,11 +83,16 @@ pub async fn serve(
                 }
             },
         };
+        tokio::select! {
+            () = &mut stop => break,
+            () = connections.make_room() => {}
+        }
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new());
+        let (id, activity) = connections.open(stream.as_raw_fd());
         let io = TokioIo::new(Watched {
             inner: stream,
             activity: activity.clone(),
+            replacement: None,
         });
         let service = hyper::service::service_fn({
             let router = router.clone();
@@ -94,22 +103,133 @@ pub async fn serve(
                 async move {
                     activity.enter(Phase::Busy);
                     let response = router.oneshot(request.map(axum::body::Body::new)).await;
-                    activity.enter(Phase::Idle);
+                    activity.enter(Phase::Responding);
                     response
                 }
             }
         });
         let connection = graceful.watch(builder.serve_connection(io, service));
+        let connections = connections.clone();
         tokio::spawn(async move {
+            let watchdog = limits.watch(&activity);
+            tokio::pin!(connection, watchdog);
             tokio::select! {
-                _ = connection => {}
-                () = limits.watch(&activity) => {}
+                _ = &mut connection => {}
+                () = &mut watchdog => {}
             }
-            drop(permit);
+            // Unregistered before the socket closes (with `connection`, at the end of this
+            // block): `Connections` may look at the socket while it is registered.
+            connections.close(id);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The open connections, for the cap and for choosing which one to close to make room.
+struct Connections {
+    cap: usize,
+    open: Mutex<HashMap<u64, Arc<Activity>>>,
+    /// Connections open and not yet told to close.
+    counted: AtomicUsize,
+    next_id: AtomicU64,
+    /// Rung when a connection closes, or, while the accept loop waits at the cap, when one
+    /// turns idle.
+    room: Arc<Notify>,
+    /// Set while the accept loop waits for room, so that requests ending meanwhile ring `room`
+    /// (and requests pay nothing for it otherwise).
+    waiting: Arc<AtomicBool>,
+}
+
+impl Connections {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            open: Mutex::new(HashMap::new()),
+            counted: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            room: Arc::new(Notify::new()),
+            waiting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Returns once one more connection fits under the cap: at once below it; at the cap after
+    /// closing the connection that has waited longest for a request; when every connection is
+    /// in the middle of a request, once one ends or turns idle.
+    async fn make_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Set before looking, so that a connection turning idle meanwhile rings `room`.
+            self.waiting.store(true, Ordering::Release);
+            if self.counted.load(Ordering::Acquire) < self.cap || self.close_longest_waiting() {
+                self.waiting.store(false, Ordering::Release);
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Tells a connection waiting for a request to close: one that never sent a byte first
+    /// (the oldest of them), else the keep-alive one idle the longest; false when every
+    /// connection is in the middle of a request. A client that has been served before is kept
+    /// over sockets that have sent nothing.
+    fn close_longest_waiting(&self) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        // A connection the server has not read from yet may have a request waiting in its
+        // socket (its task not scheduled yet, on a busy machine): only one with nothing to read
+        // is silent.
+        let waiting = |activity: &&Arc<Activity>| !activity.is_closing();
+        let longest = open
+            .values()
+            .filter(waiting)
+            .filter_map(|activity| match activity.current() {
+                (Phase::Fresh, since) if activity.socket_is_silent() => {
+                    Some(((0, since), activity))
+                }
+                (Phase::Idle, since) => Some(((1, since), activity)),
+                _ => None,
+            })
+            .min_by_key(|(rank, _)| *rank);
+        match longest {
+            Some((_, activity)) => {
+                activity.close();
+                self.counted.fetch_sub(1, Ordering::AcqRel);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Registers a connection on `socket`, which must stay open until `close` is called for it.
+    fn open(&self, socket: RawFd) -> (u64, Arc<Activity>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::new(
+            socket,
+            self.room.clone(),
+            self.waiting.clone(),
+        ));
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, activity.clone());
+        self.counted.fetch_add(1, Ordering::AcqRel);
+        (id, activity)
+    }
+
+    fn close(&self, id: u64) {
+        let removed = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        // A connection told to close was uncounted then.
+        if removed.is_some_and(|activity| !activity.is_closing()) {
+            self.counted.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.room.notify_waiters();
+    }
 }
 
 /// The two timeouts the watchdog enforces.
@@ -129,9 +249,15 @@ impl Limits {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let (phase, since) = activity.current();
+            // Told to close while waiting for a request; a request that began meanwhile is
+            // answered first.
+            if activity.is_closing() && phase != Phase::Busy && phase != Phase::Responding {
+                tracing::debug!("closing a waiting connection to make room for a new one");
+                return;
+            }
             let limit = match phase {
-                Phase::Idle => self.idle_timeout,
-                Phase::ReadingHead => self.header_read_timeout,
+                Phase::Idle | Phase::Responding => self.idle_timeout,
+                Phase::Fresh | Phase::ReadingHead => self.header_read_timeout,
                 Phase::Busy => {
                     changed.await;
                     continue;
@@ -152,39 +278,58 @@ impl Limits {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Between requests (or before the first): the idle timeout runs.
-    Idle = 0,
-    /// Bytes of a request head arrived; the head read timeout runs.
-    ReadingHead = 1,
+    /// Accepted, nothing received yet: the head read timeout runs from the accept.
+    Fresh = 0,
+    /// Between two requests of a kept-alive connection: the idle timeout runs.
+    Idle = 1,
+    /// Bytes of a request head arrived; the head read timeout runs (from the accept, for the
+    /// first request).
+    ReadingHead = 2,
     /// A request is being handled: its own timeout bounds it.
-    Busy = 2,
+    Busy = 3,
+    /// The answer is being written: until it is flushed, the connection is not idle (closing
+    /// it would lose the answer); a client that does not read it has the idle timeout.
+    Responding = 4,
 }
 
-/// The phase of one connection and when it began, shared by its reader, its service and its
-/// watchdog.
+/// The phase of one connection and when it began, shared by its reader, its service, its
+/// watchdog and the accept loop (which may tell it to close).
 struct Activity {
+    /// The connection's socket, open for as long as the connection is registered.
+    socket: RawFd,
     phase: AtomicU8,
     /// Milliseconds from `origin` to the start of the phase.
     since_ms: AtomicU64,
     origin: Instant,
-    changed: tokio::sync::Notify,
+    changed: Notify,
+    /// Told to close, to make room for a new connection.
+    closing: AtomicBool,
+    /// The accept loop's `Connections::room` and whether it waits on it.
+    room: Arc<Notify>,
+    room_wanted: Arc<AtomicBool>,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(socket: RawFd, room: Arc<Notify>, room_wanted: Arc<AtomicBool>) -> Self {
         Self {
-            phase: AtomicU8::new(Phase::Idle as u8),
+            socket,
+            phase: AtomicU8::new(Phase::Fresh as u8),
             since_ms: AtomicU64::new(0),
             origin: Instant::now(),
-            changed: tokio::sync::Notify::new(),
+            changed: Notify::new(),
+            closing: AtomicBool::new(false),
+            room,
+            room_wanted,
         }
     }
 
     fn current(&self) -> (Phase, Instant) {
         let phase = match self.phase.load(Ordering::Acquire) {
-            0 => Phase::Idle,
-            1 => Phase::ReadingHead,
-            _ => Phase::Busy,
+            0 => Phase::Fresh,
+            1 => Phase::Idle,
+            2 => Phase::ReadingHead,
+            3 => Phase::Busy,
+            _ => Phase::Responding,
         };
         let since = self.origin + Duration::from_millis(self.since_ms.load(Ordering::Acquire));
         (phase, since)
@@ -197,29 +342,83 @@ impl Activity {
         self.changed.notify_waiters();
     }
 
-    /// The first bytes after an idle phase start a request head.
+    /// The first bytes of a connection, or after an idle phase, start a request head. A new
+    /// connection keeps its start: its whole first head must arrive within the head timeout
+    /// of the accept.
     fn on_read(&self) {
-        if self
-            .phase
-            .compare_exchange(
-                Phase::Idle as u8,
-                Phase::ReadingHead as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
+        let started_head = |from: Phase| {
+            self.phase
+                .compare_exchange(
+                    from as u8,
+                    Phase::ReadingHead as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        };
+        if started_head(Phase::Fresh) {
+            self.changed.notify_waiters();
+        } else if started_head(Phase::Idle) {
             self.since_ms
                 .store(self.origin.elapsed().as_millis() as u64, Ordering::Release);
             self.changed.notify_waiters();
         }
     }
+
+    /// hyper flushes the connection after writing an answer: the connection is idle now.
+    fn on_flushed(&self) {
+        let answered = self
+            .phase
+            .compare_exchange(
+                Phase::Responding as u8,
+                Phase::Idle as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if answered {
+            self.since_ms
+                .store(self.origin.elapsed().as_millis() as u64, Ordering::Release);
+            self.changed.notify_waiters();
+            if self.room_wanted.load(Ordering::Acquire) {
+                self.room.notify_waiters();
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether the socket has nothing to read: no byte of a request, no end of file. Called
+    /// only while the connection is registered (under the `Connections` lock), when its socket
+    /// is still open.
+    fn socket_is_silent(&self) -> bool {
+        // SAFETY: the connection's task unregisters it before its socket closes, and the
+        // caller holds the lock that unregistering takes, so the descriptor is open and is this
+        // connection's for the whole call.
+        let socket = unsafe { BorrowedFd::borrow_raw(self.socket) };
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        // The socket is non-blocking (tokio's): no data is WouldBlock.
+        matches!(
+            socket2::SockRef::from(&socket).peek(&mut byte),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
 }
 
-/// A socket that tells its connection's `Activity` when bytes arrive.
+/// A socket that tells its connection's `Activity` when bytes arrive, and puts hyper's own
+/// error answers into the API's JSON shape.
 struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// The JSON answer that replaces one of hyper's, and how much of it is written.
+    replacement: Option<(Vec<u8>, usize)>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -237,12 +436,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    /// Writes what is left of a replacement answer; ready once all of it is written.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.replacement {
+            if *written == bytes.len() {
+                self.replacement = None;
+                break;
+            }
+            let n = ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// When `head` is one of hyper's own error answers, takes the JSON one in its place and
+    /// starts writing it; hyper is told its bytes were written.
+    fn replace_hyper_answer(&mut self, cx: &mut Context<'_>, head: &[u8]) -> bool {
+        let Some(json) = hyper_answer_as_json(head) else {
+            return false;
+        };
+        self.replacement = Some((json, 0));
+        // Whatever is not written now is written by the next write, flush or shutdown.
+        if let Poll::Ready(Err(error)) = self.poll_replacement(cx) {
+            tracing::debug!(%error, "writing a JSON answer to an unparsable request failed");
+            self.replacement = None;
+        }
+        true
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        ready!(self.poll_replacement(cx))?;
+        if self.replace_hyper_answer(cx, buf) {
+            return Poll::Ready(Ok(buf.len()));
+        }
         std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -250,13 +486,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        ready!(self.poll_replacement(cx))?;
+        ready!(std::pin::Pin::new(&mut self.inner).poll_flush(cx))?;
+        self.activity.on_flushed();
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_replacement(cx))?;
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -265,10 +505,88 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        ready!(self.poll_replacement(cx))?;
+        let first = bufs.iter().find(|buf| !buf.is_empty());
+        if first.is_some_and(|head| self.replace_hyper_answer(cx, head)) {
+            return Poll::Ready(Ok(bufs.iter().map(|buf| buf.len()).sum()));
+        }
         std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// hyper answers a request it cannot parse by itself, before any handler runs: a 4xx status
+/// with `content-length: 0` (every 4xx of the API has a JSON body, so nothing else looks like
+/// this). Returns the API's JSON answer for it, which also closes the connection.
+fn hyper_answer_as_json(head: &[u8]) -> Option<Vec<u8>> {
+    let status_line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    let status_line = std::str::from_utf8(&head[..status_line_end]).ok()?;
+    let (version, rest) = status_line.split_once(' ')?;
+    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") || !rest.starts_with('4') {
+        return None;
+    }
+    let headers_end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let headers = String::from_utf8_lossy(&head[status_line_end..headers_end]).to_lowercase();
+    if !headers.contains("\r\ncontent-length: 0") {
+        return None;
+    }
+    let status = rest.get(..3)?;
+    let (code, message) = match status {
+        "431" => (
+            "header_too_large",
+            "the request's head is far larger than this server accepts",
+        ),
+        "414" => ("uri_too_long", "the request target is too long"),
+        _ => (
+            "bad_request",
+            "the request is not valid HTTP/1.1 (its request line, a header, or its framing: \
+             conflicting or invalid Content-Length, obsolete line folding, too many headers)",
+        ),
+    };
+    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    Some(
+        format!(
+            "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyper_answers_become_json_and_the_api_own_answers_pass_through() {
+        let hyper_400 = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let replaced = String::from_utf8(hyper_answer_as_json(hyper_400).unwrap()).unwrap();
+        assert!(
+            replaced.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{replaced}"
+        );
+        let body = replaced.split("\r\n\r\n").nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "bad_request");
+        assert!(replaced.contains(&format!("content-length: {}\r\n", body.len())));
+
+        let hyper_431 =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        assert!(String::from_utf8(hyper_answer_as_json(hyper_431).unwrap())
+            .unwrap()
+            .contains("header_too_large"));
+
+        for own in [
+            &b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 52\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"{\"error\": \"HTTP/1.1 400\"}",
+        ] {
+            assert_eq!(hyper_answer_as_json(own), None);
+        }
     }
 }

@@ -68,10 +68,11 @@ pub struct NewProduct {
         max_length = 64
     )]
     pub sku: String,
-    /// 1 to 200 characters, not only spaces, no control characters.
+    /// 1 to 200 characters, at least one of them visible; no control characters, no
+    /// bidirectional overrides, embeddings or isolates.
     #[schema(example = "Red T-shirt, M", min_length = 1, max_length = 200)]
     pub name: String,
-    /// At most 5000 characters, no NUL.
+    /// At most 5000 characters; no NUL, no bidirectional overrides, embeddings or isolates.
     #[serde(default)]
     #[schema(max_length = 5000)]
     pub description: String,
@@ -185,6 +186,39 @@ fn validate_name(name: &str) -> Result<(), Error> {
     if name.chars().any(char::is_control) {
         return Err(Error::invalid("name must not contain control characters"));
     }
+    if !name.chars().any(|c| !c.is_whitespace() && !is_invisible(c)) {
+        return Err(Error::invalid(
+            "name must contain a visible character, not only spaces or invisible ones",
+        ));
+    }
+    reject_direction_overrides("name", name)
+}
+
+/// Characters that take no room and show nothing: zero-width spaces and joiners, the word
+/// joiner and invisible operators, the byte-order mark, the soft hyphen, variation selectors.
+/// Allowed inside a name (a joiner builds an emoji), but never as all of it.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+        | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The explicit embeddings, overrides and isolates (U+202A to U+202E, U+2066 to U+2069) make
+/// text render in another order than it is stored ("Trojan Source"): a name shown to shoppers
+/// and to staff must read as it is.
+fn reject_direction_overrides(field: &str, text: &str) -> Result<(), Error> {
+    if text
+        .chars()
+        .any(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(Error::invalid(format!(
+            "{field} must not contain bidirectional overrides, embeddings or isolates \
+             (U+202A to U+202E, U+2066 to U+2069): they make text show in another order than \
+             it is stored"
+        )));
+    }
     Ok(())
 }
 
@@ -197,7 +231,7 @@ fn validate_description(description: &str) -> Result<(), Error> {
     if description.contains('\0') {
         return Err(Error::invalid("description must not contain NUL"));
     }
-    Ok(())
+    reject_direction_overrides("description", description)
 }
 
 fn validate_price(price_cents: i64) -> Result<(), Error> {
@@ -255,6 +289,11 @@ mod tests {
             |p| p.sku = "x".repeat(65),
             |p| p.name = "  ".into(),
             |p| p.name = "bell\u{7}".into(),
+            |p| p.name = "\u{200B}\u{200B}".into(),
+            |p| p.name = " \u{FEFF}\u{2060} ".into(),
+            |p| p.name = "Mug \u{202E}gnp.exe".into(),
+            |p| p.name = "\u{2067}Mug".into(),
+            |p| p.description = "cheap \u{202E}!".into(),
             |p| p.price_cents = -1,
             |p| p.price_cents = MAX_PRICE_CENTS + 1,
             |p| p.currency = "usd".into(),
@@ -266,6 +305,19 @@ mod tests {
             let mut p = new_product();
             change(&mut p);
             assert!(p.validate().is_err(), "case {i} should be rejected");
+        }
+    }
+
+    #[test]
+    fn names_with_joiners_and_right_to_left_text_pass() {
+        for name in [
+            "\u{1F469}\u{200D}\u{1F373} Chef",
+            "\u{5E1}\u{5E4}\u{5E8}",
+            "Caf\u{E9}",
+        ] {
+            let mut p = new_product();
+            p.name = name.into();
+            assert!(p.validate().is_ok(), "{name:?}");
         }
     }
 

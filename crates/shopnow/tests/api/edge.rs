@@ -259,3 +259,176 @@ async fn a_body_larger_than_the_limit_is_refused_and_the_next_request_still_work
     assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
 }
+
+/// The probe's lockout: sockets that never send a byte were held for the idle timeout (75 s),
+/// so 640 of them locked every other client out. Now they are the first to make room, and a new
+/// client is answered within a second, at any moment.
+#[tokio::test]
+async fn two_thousand_silent_sockets_do_not_lock_a_new_client_out() {
+    let app = TestApp::builder().spawn().await;
+    // The defaults (512 connections, a 10 s head timeout), in a process of its own.
+    let instance = start_limited_process(&app.config, &[], Some(4096));
+    let address = instance.address;
+    let mut silent = Vec::new();
+    for _ in 0..2000 {
+        // A connect the kernel cannot queue would hang: bounded, and counted.
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(address)).await
+        {
+            silent.push(stream);
+        }
+    }
+    // A SYN the kernel drops is sent again a second later, so a few may be missing.
+    assert!(
+        silent.len() >= 1990,
+        "only {} silent sockets connected",
+        silent.len()
+    );
+    // A new client every 250 ms for 3 s, each answered within 1 s.
+    for n in 0..12 {
+        let started = Instant::now();
+        let answered = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut stream = TcpStream::connect(address).await?;
+            exchange(&mut stream, LIVEZ).await
+        })
+        .await;
+        assert!(
+            matches!(answered, Ok(Ok((200, _)))),
+            "client {n} after {:?}: {answered:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(silent);
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_head_timeout() {
+    let app = TestApp::builder()
+        .with_config(|c| {
+            c.http.header_read_timeout = Duration::from_millis(500);
+            c.http.idle_timeout = Duration::from_secs(60);
+        })
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(address(&app)).await.unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5)).await,
+        "a silent connection was held past the head timeout"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+}
+
+/// At the cap, a connection kept alive between requests makes room for a new one.
+#[tokio::test]
+async fn at_the_cap_an_idle_keep_alive_connection_makes_room() {
+    let app = TestApp::builder()
+        .with_config(|c| c.http.max_connections = 2)
+        .spawn()
+        .await;
+    let mut first = TcpStream::connect(address(&app)).await.unwrap();
+    let mut second = TcpStream::connect(address(&app)).await.unwrap();
+    for stream in [&mut first, &mut second] {
+        assert_eq!(exchange(stream, LIVEZ).await.unwrap().0, 200);
+    }
+    let mut third = TcpStream::connect(address(&app)).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(1), exchange(&mut third, LIVEZ)).await;
+    assert_eq!(answered.expect("served at once").unwrap().0, 200);
+    assert!(
+        closed_within(&mut first, Duration::from_secs(1)).await,
+        "the connection idle the longest made room"
+    );
+    assert_eq!(exchange(&mut second, LIVEZ).await.unwrap().0, 200);
+}
+
+/// A client that stops sending its body gets 408: its fault, not the server's (no 503, no
+/// server-error alert).
+#[tokio::test]
+async fn a_stalled_body_answers_408() {
+    let app = TestApp::builder()
+        .with_config(|c| c.http.body_read_timeout = Duration::from_millis(300))
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(address(&app)).await.unwrap();
+    let request =
+        b"POST /v1/orders HTTP/1.1\r\nHost: shopnow\r\nContent-Type: application/json\r\n\
+                    Content-Length: 100\r\n\r\n{\"items\": [";
+    let (status, body) = exchange(&mut stream, request).await.unwrap();
+    assert_eq!(status, 408);
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"], "request_timeout");
+}
+
+/// Whatever is wrong with a request, the answer is the API's JSON error.
+#[tokio::test]
+async fn requests_hyper_refuses_get_json_errors_too() {
+    let app = TestApp::builder().spawn().await;
+    let many_headers: String = (0..120).map(|n| format!("x-h{n}: 1\r\n")).collect();
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "two different Content-Lengths",
+            b"POST /v1/orders HTTP/1.1\r\nHost: s\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a negative Content-Length",
+            b"POST /v1/orders HTTP/1.1\r\nHost: s\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a folded header",
+            b"GET /livez HTTP/1.1\r\nHost: s\r\nX-A: a\r\n b\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a control byte in the target",
+            b"GET /li\x01vez HTTP/1.1\r\nHost: s\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "120 headers",
+            format!("GET /livez HTTP/1.1\r\nHost: s\r\n{many_headers}\r\n").into_bytes(),
+            431,
+            "header_too_large",
+        ),
+        (
+            "a bad chunk size",
+            b"POST /v1/orders HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (what, request, expected_status, expected_code) in cases {
+        let mut stream = TcpStream::connect(address(&app)).await.unwrap();
+        let (status, body) = exchange(&mut stream, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let error: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{what}: {e}: {:?}", String::from_utf8_lossy(&body)));
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (expected_status, Some(expected_code)),
+            "{what}: {error}"
+        );
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    // A body cut off inside its JSON is malformed JSON, not an invalid value.
+    let truncated = app
+        .client
+        .post(app.url("/v1/orders"))
+        .header("content-type", "application/json")
+        .body(r#"{"a":"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(truncated, StatusCode::BAD_REQUEST, "malformed_json").await;
+    assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
+}

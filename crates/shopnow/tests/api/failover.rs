@@ -24,10 +24,21 @@ async fn read_everywhere(apps: [&TestApp; 2], id: i64) -> Vec<(StatusCode, bool,
 
 #[tokio::test]
 async fn a_failover_to_a_replica_that_missed_a_publish_brings_back_no_older_version() {
+    failover_brings_back_no_older_version(1).await;
+}
+
+/// An operator who forgets `SHOPNOW_REDIS_REPLICAS` gets the same: the instance sees the
+/// replica and waits for it anyway.
+#[tokio::test]
+async fn replicas_are_waited_for_even_when_the_setting_forgets_them() {
+    failover_brings_back_no_older_version(0).await;
+}
+
+async fn failover_brings_back_no_older_version(replicas_setting: u32) {
     let mut redis = ReplicatedRedis::start().await;
     let a = TestApp::builder()
         .versioned(&redis.url())
-        .with_config(|c| c.redis.replicas = 1)
+        .with_config(|c| c.redis.replicas = replicas_setting)
         .spawn()
         .await;
     let b = a.sibling().spawn().await;

@@ -4,6 +4,7 @@
 mod cache;
 mod cluster;
 mod contention;
+mod database;
 mod edge;
 mod errors;
 mod failover;

@@ -110,7 +110,7 @@ async fn exercise_every_operation(app: &TestApp) {
     app.order(&[], None).await; // 422
     let key = "doc-order-key-0000-0001";
     app.order(&[(id, 1)], Some(key)).await; // 201
-    app.order(&[(id, 2)], Some(key)).await; // 422 reused
+    app.order(&[(id, 1)], Some(key)).await; // 201 replayed
     app.read_order(receipt.order.id, None).await; // 401
     app.read_order(receipt.order.id, Some("wrong")).await; // 404
     app.read_order(receipt.order.id, Some(&receipt.access_token))

@@ -175,16 +175,40 @@ async fn one_idempotency_key_sent_concurrently_places_one_order() {
     );
     assert_eq!(replays, 19);
     assert_eq!(app.stored(id).await, (97, 2), "stock taken once");
+}
 
-    // The same key with another order is refused and changes nothing.
-    let response = app.order(&[(id, 4)], Some(key)).await;
-    assert_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_key_reused",
-    )
-    .await;
-    assert_eq!(app.stored(id).await, (97, 2));
+/// The probe's attack: guess a weak key, then the items one try at a time, until a replay
+/// hands over someone else's order and its access token.
+#[tokio::test]
+async fn a_guessed_idempotency_key_never_hands_over_another_customers_order() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("IDEM-GUESS", 100).await.id;
+
+    // Keys anyone could guess are refused and place nothing.
+    for weak in [
+        "aaaaaaaaaaaaaaaa",
+        "order-2026-00000042",
+        "aaaaaaaaaaaaaaaaaaaaaa",
+        "00000000-0000-4000-8000-000000000042",
+    ] {
+        let response = app.order(&[(id, 1)], Some(weak)).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
+    }
+    assert_eq!(app.stored(id).await, (100, 1));
+
+    // A victim's order under a strong key; an attacker who somehow has the key but not the
+    // items learns nothing: each wrong guess is an order of its own, never a "key in use".
+    let key = uuid::Uuid::new_v4().to_string();
+    let victim: OrderReceipt =
+        ok(app.order(&[(id, 3)], Some(&key)).await, StatusCode::CREATED).await;
+    for guess in [1, 2, 4] {
+        let response = app.order(&[(id, guess)], Some(&key)).await;
+        assert!(response.headers().get("idempotent-replayed").is_none());
+        let theirs: OrderReceipt = ok(response, StatusCode::CREATED).await;
+        assert_ne!(theirs.order.id, victim.order.id);
+        assert_ne!(theirs.access_token, victim.access_token);
+    }
+    assert_eq!(app.stored(id).await.0, 100 - 3 - 1 - 2 - 4);
 }
 
 #[tokio::test]
@@ -257,7 +281,7 @@ async fn an_order_is_readable_only_with_its_token_or_the_admin_token() {
 }
 
 #[tokio::test]
-async fn a_short_idempotency_key_is_refused_and_changes_nothing() {
+async fn a_weak_idempotency_key_is_refused_and_changes_nothing() {
     let app = TestApp::builder().spawn().await;
     let id = app.create_product("SHORTKEY-1", 10).await.id;
     let response = app.order(&[(id, 1)], Some("order-1")).await;
@@ -270,7 +294,7 @@ async fn idempotency_keys_are_forgotten_after_their_retention() {
     let app = TestApp::builder().spawn().await;
     let id = app.create_product("RETAINED-1", 100).await.id;
     for n in 0..3 {
-        let key = format!("old-checkout-key-{n:04}");
+        let key = format!("old-checkout-key-{n:05}");
         assert_eq!(
             app.order(&[(id, 1)], Some(&key)).await.status(),
             StatusCode::CREATED
@@ -304,7 +328,7 @@ async fn idempotency_keys_are_forgotten_after_their_retention() {
     .await;
     assert!(expired.is_some(), "left: {:?}", keys().await);
     // A forgotten key places a new order; the remembered one still replays.
-    let again = app.order(&[(id, 1)], Some("old-checkout-key-0000")).await;
+    let again = app.order(&[(id, 1)], Some("old-checkout-key-00000")).await;
     assert!(again.headers().get("idempotent-replayed").is_none());
     let replay = app.order(&[(id, 1)], Some(recent)).await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
