@@ -105,6 +105,21 @@ class Redis:
         self.process.wait()
 
 
+class BareHandler:
+    """The physical limit of a cached read: axum + one Redis GET of a versioned copy, nothing
+    else (crates/testkit/src/bin/bare-handler.rs), reading the copies under `prefix`."""
+
+    def __init__(self, redis_url, prefix):
+        binary = Path(TESTKIT).with_name("bare-handler")
+        self.process = subprocess.Popen([binary, redis_url, prefix], stdout=subprocess.PIPE,
+                                        text=True)
+        self.url = self.process.stdout.readline().strip()
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
 class Database:
     """A database of its own, seeded by `binary` with `products` products of ample stock."""
 
@@ -129,8 +144,9 @@ class Instance:
         self.strategy = strategy
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = dict(os.environ, **env, SHOPNOW_LISTEN=f"127.0.0.1:{self.port}")
-        full_env.pop("RUST_LOG", None)  # the default configuration
+        full_env = dict(os.environ)
+        full_env.pop("RUST_LOG", None)  # the default configuration, unless `env` sets one
+        full_env.update(env, SHOPNOW_LISTEN=f"127.0.0.1:{self.port}")
         self.log = open(Path(logdir) / f"{name}.log", "w")
         self.process = subprocess.Popen([binary, "serve", *extra_args], env=full_env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
@@ -323,11 +339,21 @@ def main():
             log("hot reads: one product, targets alternating")
             logged = bench.start("versioned-access-log-all", db=bench.instances["versioned"].db,
                                  env={"SHOPNOW_ACCESS_LOG": "all"})
-            wrk(f"{logged.url}/v1/products/42", 1, 4, 1)
-            targets = {"livez": bench.instances["versioned"].url + "/livez"}
+            quiet = bench.start("versioned-rust-log-warn", db=bench.instances["versioned"].db,
+                                env={"RUST_LOG": "warn"})
+            bare = BareHandler(bench.redis.url, "bench-versioned")
+            for url in (logged.url, quiet.url, bare.url):
+                wrk(f"{url}/v1/products/42", 1, 4, 1)
+            targets = {"livez": bench.instances["versioned"].url + "/livez",
+                       "bare: axum + one Redis GET": f"{bare.url}/v1/products/42"}
             targets.update({name: f"{i.url}/v1/products/42" for name, i in compared.items()})
             targets["versioned, SHOPNOW_ACCESS_LOG=all"] = f"{logged.url}/v1/products/42"
-            results["hot"] = alternate(targets, args.hot_rounds, lambda url: wrk(url, **w))
+            targets["versioned, RUST_LOG=warn"] = f"{quiet.url}/v1/products/42"
+            try:
+                results["hot"] = alternate(targets, args.hot_rounds, lambda url: wrk(url, **w))
+            finally:
+                bare.stop()
+            bench.retire(logged, quiet)
 
         if "spread" in parts:
             log(f"reads spread over {PRODUCTS} products")
@@ -657,6 +683,9 @@ def ratios(results):
     if hot:
         v = hot["versioned"]
         r["versioned_over_livez"] = v["rps"] / hot["livez"]["rps"]
+        r["versioned_over_bare"] = v["rps"] / hot["bare: axum + one Redis GET"]["rps"]
+        r["versioned_p99_over_bare_p99"] = v["p99_ms"] / hot["bare: axum + one Redis GET"]["p99_ms"]
+        r["default_log_over_rust_log_warn"] = v["rps"] / hot["versioned, RUST_LOG=warn"]["rps"]
         r["versioned_over_ttl"] = v["rps"] / hot["ttl"]["rps"]
         r["versioned_over_none"] = v["rps"] / hot["none"]["rps"]
         r["versioned_over_article"] = v["rps"] / hot["article"]["rps"]

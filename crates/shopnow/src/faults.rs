@@ -7,14 +7,13 @@
 //! honours the variable only when compiled with the `fault-injection` feature, so configuration
 //! alone cannot break a production binary.
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 /// Whether this build may inject faults.
 pub const AVAILABLE: bool = cfg!(any(debug_assertions, feature = "fault-injection"));
 
-/// How long `delay-publish` stalls a writer between its commit and its publish: long enough for
-/// another write of the product to be acknowledged and for Redis to lose the key meanwhile.
-pub const PUBLISH_DELAY: Duration = Duration::from_millis(300);
+pub use shopnow_contract::faults::PUBLISH_DELAY;
+use shopnow_contract::faults::{CRASH_AFTER_COMMIT, DELAY_PUBLISH, SKIP_PUBLISH};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct WriteFaults {
@@ -40,13 +39,13 @@ impl WriteFaults {
                 .filter(|p| (0.0..=1.0).contains(p))
                 .ok_or_else(|| format!("{item:?}: the probability must be between 0 and 1"))?;
             match name {
-                "skip-publish" => faults.skip_publish = chance,
-                "crash-after-commit" => faults.crash_after_commit = chance,
-                "delay-publish" => faults.delay_publish = chance,
+                SKIP_PUBLISH => faults.skip_publish = chance,
+                CRASH_AFTER_COMMIT => faults.crash_after_commit = chance,
+                DELAY_PUBLISH => faults.delay_publish = chance,
                 _ => {
                     return Err(format!(
-                        "unknown fault {name:?}; known: skip-publish, crash-after-commit, \
-                         delay-publish"
+                        "unknown fault {name:?}; known: {}",
+                        shopnow_contract::faults::ALL.join(", ")
                     ))
                 }
             }

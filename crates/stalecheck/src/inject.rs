@@ -72,15 +72,16 @@ impl Fault {
 
     /// `SHOPNOW_FAULTS` for the spawned instances, when one of `faults` needs it.
     pub fn instance_faults(faults: &[Fault]) -> Option<String> {
-        let entries: Vec<&str> = faults
+        use shopnow_contract::faults::{spec, CRASH_AFTER_COMMIT, DELAY_PUBLISH};
+        let entries: Vec<(&str, f64)> = faults
             .iter()
             .filter_map(|fault| match fault {
-                Self::CrashAfterCommit => Some("crash-after-commit=0.002"),
-                Self::DelayedPublish => Some("delay-publish=0.2"),
+                Self::CrashAfterCommit => Some((CRASH_AFTER_COMMIT, 0.002)),
+                Self::DelayedPublish => Some((DELAY_PUBLISH, 0.2)),
                 _ => None,
             })
             .collect();
-        (!entries.is_empty()).then(|| entries.join(","))
+        (!entries.is_empty()).then(|| spec(&entries))
     }
 }
 
@@ -272,7 +273,7 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
 /// DEL of every versioned copy of the run.
 async fn drop_copies(targets: &Targets) -> anyhow::Result<()> {
     let mut redis = redis_connection(&targets.redis_url).await?;
-    let pattern = format!("{}:*:current", targets.prefix);
+    let pattern = shopnow_contract::keys::versioned_copies_pattern(&targets.prefix);
     let copies: Vec<String> = redis::cmd("KEYS")
         .arg(pattern)
         .query_async(&mut redis)

@@ -46,15 +46,13 @@ pub enum RedisTopology {
     Replicated,
 }
 
-/// The strategies a shopnow instance accepts in `SHOPNOW_CACHE_STRATEGY`.
-const STRATEGIES: [&str; 4] = ["none", "ttl", "delete", "versioned"];
-
-/// The strategies that promise fresh reads: a stale read outside a repair window fails the run.
-const FRESH_STRATEGIES: [&str; 2] = ["versioned", "none"];
-
-/// How long `delay-publish` stalls a write in a shopnow instance (`faults::PUBLISH_DELAY`
-/// there): a write that took this long was stalled.
-const PUBLISH_DELAY: Duration = Duration::from_millis(300);
+// The strategies a shopnow instance accepts, those that promise fresh reads (a stale read
+// outside a repair window fails the run), and how long `delay-publish` stalls a write (a write
+// that took this long was stalled): from the contract both sides compile against.
+use shopnow_contract::{
+    faults::PUBLISH_DELAY,
+    strategies::{ALL as STRATEGIES, FRESH as FRESH_STRATEGIES},
+};
 
 #[derive(Debug, Clone, Parser)]
 #[command(

@@ -16,7 +16,6 @@
 mod article;
 mod backend;
 mod delete;
-mod keys;
 mod none;
 pub mod reachability;
 mod redis_client;
@@ -32,9 +31,10 @@ use futures::future::BoxFuture;
 use sqlx::PgPool;
 
 use self::backend::CacheBackend;
+pub use shopnow_contract::ProductKeys;
+
 pub use self::{
     backend::CacheStats,
-    keys::ProductKeys,
     redis_client::{CacheError, RedisClient, RedisConfig, RedisTlsFiles},
     versioned::Published,
 };
@@ -62,11 +62,12 @@ impl CacheStrategy {
     pub const ALL: [CacheStrategy; 4] = [Self::None, Self::Ttl, Self::Delete, Self::Versioned];
 
     pub fn as_str(self) -> &'static str {
+        use shopnow_contract::strategies;
         match self {
-            Self::None => "none",
-            Self::Ttl => "ttl",
-            Self::Delete => "delete",
-            Self::Versioned => "versioned",
+            Self::None => strategies::NONE,
+            Self::Ttl => strategies::TTL,
+            Self::Delete => strategies::DELETE,
+            Self::Versioned => strategies::VERSIONED,
             #[cfg(feature = "article-design")]
             Self::Article => "article",
         }
@@ -103,7 +104,7 @@ impl FromStr for CacheStrategy {
         Self::ALL
             .into_iter()
             .find(|strategy| strategy.as_str() == s)
-            .ok_or_else(|| "expected one of versioned, ttl, delete, none".to_string())
+            .ok_or_else(|| format!("expected one of {}", Self::ALL.map(Self::as_str).join(", ")))
     }
 }
 
@@ -343,5 +344,15 @@ mod tests {
             assert_eq!(strategy.as_str().parse::<CacheStrategy>(), Ok(strategy));
         }
         assert!("TTL".parse::<CacheStrategy>().is_err());
+    }
+
+    /// The checker names strategies by the contract's list: every name there is one this
+    /// server accepts, and the other way round.
+    #[test]
+    fn the_contract_lists_every_strategy() {
+        assert_eq!(
+            CacheStrategy::ALL.map(CacheStrategy::as_str),
+            shopnow_contract::strategies::ALL
+        );
     }
 }

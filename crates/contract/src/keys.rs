@@ -27,7 +27,6 @@ impl<'a> ProductKeys<'a> {
 
     /// The payload key of one version in the article's design (benchmark only):
     /// `<prefix>:{product:<id>}:v<version>`.
-    #[cfg(feature = "article-design")]
     pub fn payload(&self, version: i64) -> String {
         format!("{}:{{product:{}}}:v{version}", self.prefix, self.id)
     }
@@ -36,6 +35,12 @@ impl<'a> ProductKeys<'a> {
     pub fn fill_lease(&self) -> String {
         format!("{}:{{product:{}}}:lease", self.prefix, self.id)
     }
+}
+
+/// What a `versioned` copy key matches, for tools that scan a deployment's copies
+/// (`SCAN MATCH`): `<prefix>:*:current`.
+pub fn versioned_copies_pattern(prefix: &str) -> String {
+    format!("{prefix}:*:current")
 }
 
 #[cfg(test)]
@@ -48,5 +53,7 @@ mod tests {
         assert_eq!(keys.plain(), "shop:{product:42}");
         assert_eq!(keys.current(), "shop:{product:42}:current");
         assert_eq!(keys.fill_lease(), "shop:{product:42}:lease");
+        assert_eq!(keys.payload(3), "shop:{product:42}:v3");
+        assert_eq!(versioned_copies_pattern("shop"), "shop:*:current");
     }
 }
