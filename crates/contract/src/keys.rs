@@ -37,6 +37,13 @@ impl<'a> ProductKeys<'a> {
     }
 }
 
+/// The highest database history any instance of the deployment has seen (`stamps`):
+/// `<prefix>:history`. Instances raise it when they reach a promoted database and read it to
+/// learn of one, so that copies from a lost history stop being served everywhere at once.
+pub fn history(prefix: &str) -> String {
+    format!("{prefix}:history")
+}
+
 /// What a `versioned` copy key matches, for tools that scan a deployment's copies
 /// (`SCAN MATCH`): `<prefix>:*:current`.
 pub fn versioned_copies_pattern(prefix: &str) -> String {

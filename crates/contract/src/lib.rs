@@ -4,6 +4,7 @@
 //! breaking it:
 //!
 //! - `keys`: the Redis key layout;
+//! - `stamps`: the (history, version) stamp a `versioned` copy carries, and its ETag;
 //! - `strategies`: the names `SHOPNOW_CACHE_STRATEGY` accepts;
 //! - `faults`: the names `SHOPNOW_FAULTS` accepts, and how long `delay-publish` stalls.
 //!
@@ -11,6 +12,7 @@
 
 pub mod faults;
 pub mod keys;
+pub mod stamps;
 pub mod strategies;
 
 pub use keys::ProductKeys;

@@ -160,6 +160,10 @@ fn spawn_background_tasks(
     tasks.push(tokio::spawn(crate::cache::reachability::watch(
         catalog.cache().clone(),
     )));
+    // Ends at once when the strategy does not order copies by the database's history.
+    tasks.push(tokio::spawn(
+        catalog.cache().clone().watch_history(catalog.db().clone()),
+    ));
     if catalog.cache().publishes() {
         tasks.push(tokio::spawn(relay::run(
             catalog.clone(),

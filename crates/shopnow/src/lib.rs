@@ -36,7 +36,10 @@ mod sweeper;
 mod write_gate;
 
 pub use app::Application;
-pub use cache::{CacheConfig, CacheStats, CacheStrategy, CachedCopy, ProductKeys, RedisConfig};
+pub use cache::{
+    CacheConfig, CacheStats, CacheStrategy, CachedCopy, ProductKeys, RedisConfig,
+    CONVERGENCE_BOUND as HISTORY_CONVERGENCE_BOUND,
+};
 pub use catalog::Catalog;
 pub use cli::{healthcheck, run, Cli};
 pub use config::{Config, ConfigError};

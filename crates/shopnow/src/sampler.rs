@@ -66,12 +66,13 @@ pub enum Verdict {
     Wrong(&'static str),
 }
 
-/// Compares a cached copy with the row read after it.
+/// Compares a cached copy with the row read after it, by (history, version): a copy of a write
+/// the database lost in a failover is behind the promoted database's row, whatever its number.
 pub fn compare(copy: &CachedCopy, row: &ProductState) -> Verdict {
-    if copy.version > row.version() {
+    if copy.stamp() > row.stamp() {
         return Verdict::Wrong("the cache holds a version Postgres does not have");
     }
-    if copy.version < row.version() {
+    if copy.stamp() < row.stamp() {
         return Verdict::Behind;
     }
     let expected = VersionedBody::of_state(row).map(|body| body.body);
@@ -97,7 +98,7 @@ async fn check(catalog: &Catalog, id: i64) -> anyhow::Result<()> {
             // Give an in-flight publish, or the relay, the time the design promises.
             tokio::time::sleep(relay::REPAIR_BOUND).await;
             match cache.peek(id).await? {
-                Some(later) if later.version < row.version() => {
+                Some(later) if later.stamp() < row.stamp() => {
                     Verdict::Wrong("older than Postgres beyond the repair bound")
                 }
                 _ => Verdict::Consistent,
@@ -116,7 +117,9 @@ async fn check(catalog: &Catalog, id: i64) -> anyhow::Result<()> {
         tracing::error!(
             product = id,
             cached = copy.version,
+            cached_history = copy.history,
             postgres = row.version(),
+            postgres_history = row.history(),
             reason,
             "cache inconsistency"
         );
@@ -150,11 +153,13 @@ mod tests {
             stock,
             version,
             updated_at: chrono::DateTime::UNIX_EPOCH,
+            history: 0,
         })
     }
 
     fn copy_of(state: &ProductState) -> CachedCopy {
         CachedCopy {
+            history: state.history(),
             version: state.version(),
             payload: VersionedBody::of_state(state).map(|b| b.body),
         }
@@ -173,11 +178,25 @@ mod tests {
             compare(&copy_of(&product(3, 99)), &row),
             Verdict::Wrong(_)
         ));
-        let deleted = ProductState::Deleted { id: 1, version: 4 };
+        let deleted = ProductState::Deleted {
+            id: 1,
+            version: 4,
+            history: 0,
+        };
         assert_eq!(compare(&copy_of(&deleted), &deleted), Verdict::Consistent);
         assert!(matches!(
             compare(&copy_of(&product(4, 9)), &deleted),
             Verdict::Wrong(_)
         ));
+        // A lost write's copy (version 7 of history 0) is behind the promoted database's
+        // version 5 of history 1: repaired, not taken for the newer one.
+        let mut promoted = product(5, 1);
+        if let ProductState::Live(p) = &mut promoted {
+            p.history = 1;
+        }
+        assert_eq!(
+            compare(&copy_of(&product(7, 0)), &promoted),
+            Verdict::Behind
+        );
     }
 }

@@ -11,6 +11,8 @@
 //!   Each can speak TLS only, with [`TestCertificates`] that `openssl` makes for the test.
 //! - [`ShopnowProcess`]: the `shopnow` binary started with an environment, its address read
 //!   from its log and its log kept.
+//! - [`ReplicatedPostgres`]: a Postgres primary of its own with an asynchronous standby behind a
+//!   moving endpoint, for failovers that lose commits.
 //! - [`TcpProxy`]: a proxy the test controls, to make a dependency unreachable, hold a
 //!   replication link, or move an endpoint to another node.
 
@@ -22,6 +24,7 @@ pub mod process;
 mod proxy;
 mod redis;
 mod replicated;
+mod replicated_postgres;
 mod shopnow;
 
 pub use certificates::TestCertificates;
@@ -31,4 +34,5 @@ pub use postgres::{postgres_server, TestDatabase};
 pub use proxy::{Mode as ProxyMode, TcpProxy};
 pub use redis::{command_calls, RedisServer};
 pub use replicated::ReplicatedRedis;
+pub use replicated_postgres::ReplicatedPostgres;
 pub use shopnow::ShopnowProcess;

@@ -40,6 +40,7 @@ impl ArticleCache {
             Ok(Some(body)) => {
                 return Ok(ProductRead {
                     found: Some(VersionedBody {
+                        history: 0,
                         version,
                         body: body.into(),
                     }),

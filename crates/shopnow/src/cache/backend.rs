@@ -121,6 +121,11 @@ impl CacheBackend {
         ProductKeys::new(&self.prefix, id)
     }
 
+    /// `<prefix>:history`: the newest database history any instance has seen.
+    pub fn history_key(&self) -> String {
+        shopnow_contract::keys::history(&self.prefix)
+    }
+
     pub fn ttl_secs(&self) -> u64 {
         self.ttl.as_secs().max(1)
     }

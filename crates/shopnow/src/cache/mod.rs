@@ -36,7 +36,7 @@ pub use shopnow_contract::ProductKeys;
 pub use self::{
     backend::CacheStats,
     redis_client::{CacheError, RedisClient, RedisConfig, RedisTlsFiles},
-    versioned::Published,
+    versioned::{Published, CONVERGENCE_BOUND},
 };
 use crate::{
     error::Result,
@@ -165,9 +165,11 @@ pub struct ProductRead {
     pub status: CacheStatus,
 }
 
-/// The JSON of one version of a product, ready to send as it is.
+/// The JSON of one version of a product, ready to send as it is, and the database history the
+/// version belongs to (for the ETag; see `shopnow_contract::stamps`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionedBody {
+    pub history: i64,
     pub version: i64,
     pub body: Bytes,
 }
@@ -175,9 +177,15 @@ pub struct VersionedBody {
 impl VersionedBody {
     pub fn of(product: &Product) -> Self {
         Self {
+            history: product.history,
             version: product.version,
             body: Bytes::from(serde_json::to_vec(product).expect("a product serialises")),
         }
+    }
+
+    /// `"<version>"`, or `"<history>.<version>"` after a failover: one ETag, one content.
+    pub fn etag(&self) -> String {
+        shopnow_contract::stamps::etag(self.history, self.version)
     }
 
     /// The body of a product state: a deleted product has none.
@@ -192,9 +200,18 @@ impl VersionedBody {
 /// A product's copy in the cache as it is, read without side effects (for the sampler).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedCopy {
+    /// The database history the copy was read from, and its version in it.
+    pub history: i64,
     pub version: i64,
     /// The product JSON, or `None` for a deletion's tombstone.
     pub payload: Option<Bytes>,
+}
+
+impl CachedCopy {
+    /// What copies are ordered by: history first, then version.
+    pub fn stamp(&self) -> i64 {
+        shopnow_contract::stamps::stamp(self.history, self.version)
+    }
 }
 
 /// What a cache strategy does; each lives in a module of its own. Strategies that leave writes
@@ -221,6 +238,12 @@ trait Strategy: Send + Sync {
     /// Drops a copy the sampler found wrong.
     fn drop_copy(&self, _id: i64) -> BoxFuture<'_, Result<(), CacheError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Watches the database's history until aborted, for a strategy that orders copies by it;
+    /// the others return at once.
+    fn watch_history(&self, _db: PgPool) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
 }
 
@@ -305,6 +328,13 @@ impl ProductCache {
     /// Whether committed changes must reach the cache (and so go through the outbox).
     pub fn publishes(&self) -> bool {
         self.imp.publishes()
+    }
+
+    /// Learns of new histories of the database (a failover's promotion) and shares them with
+    /// every instance, until the task is aborted; returns at once for the strategies that do
+    /// not order copies by history.
+    pub async fn watch_history(self, db: PgPool) {
+        self.imp.watch_history(db).await
     }
 
     /// Tells the cache about a committed change. A failure is counted and logged; the caller

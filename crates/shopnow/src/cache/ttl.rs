@@ -33,12 +33,14 @@ impl TtlCache {
             Ok(Some(payload)) => match version_of(&payload) {
                 Some(version) => {
                     return Ok(ProductRead {
+                        // The naive strategies keep only the JSON, which names no history.
                         found: Some(VersionedBody {
+                            history: 0,
                             version,
                             body: payload.into(),
                         }),
                         status: CacheStatus::Hit,
-                    })
+                    });
                 }
                 None => tracing::warn!(product = id, "unreadable cache entry; reading Postgres"),
             },
@@ -101,6 +103,7 @@ impl TtlCache {
             .await?;
         Ok(cached.and_then(|payload| {
             Some(CachedCopy {
+                history: 0,
                 version: version_of(&payload)?,
                 payload: Some(payload.into()),
             })

@@ -145,6 +145,14 @@ impl Database {
     }
 }
 
+/// The database's history (`shopnow_history()`, see the migration `database_history`): 0 until
+/// its first failover or point-in-time recovery, one more with each.
+pub async fn history(pool: &PgPool) -> crate::error::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT shopnow_history()")
+        .fetch_one(pool)
+        .await?)
+}
+
 /// How long a readiness check waits for Postgres before calling it down.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// An idle transaction is ended after this (`idle_in_transaction_session_timeout`).

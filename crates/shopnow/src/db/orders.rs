@@ -148,7 +148,7 @@ async fn take_stock(tx: &mut PgConnection, lines: &OrderLines) -> Result<Vec<Pro
          FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
          WHERE p.id = line.product_id \
          RETURNING p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.stock, \
-                   p.version, p.updated_at",
+                   p.version, p.updated_at, (SELECT shopnow_history()) AS history",
     )
     .bind(lines.product_ids())
     .bind(lines.quantities())

@@ -11,60 +11,55 @@ use crate::{
     model::{NewProduct, Product, ProductPatch, ProductState, MAX_STOCK},
 };
 
-/// The columns of `Product`, in the order the struct declares them.
-const COLUMNS: &str =
-    "id, sku, name, description, price_cents, currency, stock, version, updated_at";
+/// The columns of `Product`, in the order the struct declares them; `history` is the
+/// database's, read once per statement (an uncorrelated subquery).
+pub(super) const COLUMNS: &str = "id, sku, name, description, price_cents, currency, stock, \
+     version, updated_at, (SELECT shopnow_history()) AS history";
 
 const LIVE_SKU_INDEX: &str = "products_live_sku_key";
+
+/// A product row with whether it is deleted: what a state is read from.
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    #[sqlx(flatten)]
+    product: Product,
+    deleted: bool,
+}
+
+impl StateRow {
+    fn into_state(self) -> ProductState {
+        match self.deleted {
+            false => ProductState::Live(self.product),
+            true => ProductState::Deleted {
+                id: self.product.id,
+                version: self.product.version,
+                history: self.product.history,
+            },
+        }
+    }
+}
 
 /// The state of one product: live, deleted (with the deletion's version), or `None` if the id
 /// was never used.
 pub async fn load_state(conn: &mut PgConnection, id: i64) -> Result<Option<ProductState>> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        product: Product,
-        deleted: bool,
-    }
-    let row: Option<Row> = sqlx::query_as(&format!(
+    let row: Option<StateRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS}, deleted_at IS NOT NULL AS deleted FROM products WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|row| match row.deleted {
-        false => ProductState::Live(row.product),
-        true => ProductState::Deleted {
-            id: row.product.id,
-            version: row.product.version,
-        },
-    }))
+    Ok(row.map(StateRow::into_state))
 }
 
 /// The states of the products `ids` that exist, in one query (for the relay's batches).
 pub async fn load_states(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<ProductState>> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        product: Product,
-        deleted: bool,
-    }
-    let rows: Vec<Row> = sqlx::query_as(&format!(
+    let rows: Vec<StateRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS}, deleted_at IS NOT NULL AS deleted FROM products WHERE id = ANY($1)"
     ))
     .bind(ids)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| match row.deleted {
-            false => ProductState::Live(row.product),
-            true => ProductState::Deleted {
-                id: row.product.id,
-                version: row.product.version,
-            },
-        })
-        .collect())
+    Ok(rows.into_iter().map(StateRow::into_state).collect())
 }
 
 /// One page of live products with `id > after`, in id order.
@@ -165,15 +160,19 @@ pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Resul
 /// Marks the product deleted. The deletion is a version of its own, so a cache can store it
 /// as a tombstone that answers 404.
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<ProductState> {
-    let version: Option<i64> = sqlx::query_scalar(
+    let deleted: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE products SET deleted_at = now() \
-         WHERE id = $1 AND deleted_at IS NULL RETURNING version",
+         WHERE id = $1 AND deleted_at IS NULL RETURNING version, (SELECT shopnow_history())",
     )
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    version
-        .map(|version| ProductState::Deleted { id, version })
+    deleted
+        .map(|(version, history)| ProductState::Deleted {
+            id,
+            version,
+            history,
+        })
         .ok_or_else(|| Error::product_not_found(id))
 }
 

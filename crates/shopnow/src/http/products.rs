@@ -91,7 +91,7 @@ async fn list_products(
     post, path = "/v1/products", tag = "products", request_body = NewProduct,
     security(("admin_token" = [])),
     responses(
-        (status = 201, body = Product, headers(("Location" = String, description = "URL of the new product"))),
+        (status = 201, body = Product, headers(("Location" = String, description = "URL of the new product"), ("ETag" = String, description = "The ETag a read of this version answers"))),
         (status = 409, description = "`duplicate_sku`: a live product has this SKU", body = ErrorBody),
         (status = 422, description = "`invalid_input`: a field is missing, unknown or out of its range", body = ErrorBody),
         AdminOnly, JsonBody, RequestLimits, TryAgain,
@@ -108,15 +108,16 @@ async fn create_product(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(product),
+        Written(product),
     )
         .into_response())
 }
 
 /// Read one product. Served from the cache when the strategy has one.
 ///
-/// `ETag` is the product's version; send it back in `If-None-Match` to get a 304 when it is
-/// still current. `X-Cache` says whether the cache answered (`hit`), was filled (`miss`) or was
+/// `ETag` is the product's version (`"<version>"`; after the database failed over,
+/// `"<history>.<version>"`, since a promoted database may hand out a lost version's number
+/// again); send it back in `If-None-Match` to get a 304 when it is still current. `X-Cache` says whether the cache answered (`hit`), was filled (`miss`) or was
 /// not used (`bypass`).
 #[utoipa::path(
     get, path = "/v1/products/{id}", tag = "products",
@@ -126,7 +127,7 @@ async fn create_product(
     ),
     responses(
         (status = 200, body = Product, headers(
-            ("ETag" = String, description = "\"<version>\""),
+            ("ETag" = String, description = "\"<version>\", or \"<history>.<version>\" after a database failover"),
             ("X-Cache" = String, description = "hit, miss or bypass"),
         )),
         (status = 304, description = "The product is still at the version of If-None-Match"),
@@ -147,7 +148,7 @@ async fn get_product(
     let mut response = match found {
         None => ApiError::not_found(format!("product {id} does not exist")).into_response(),
         Some(product) => {
-            let etag = format!("\"{}\"", product.version);
+            let etag = product.etag();
             let mut response = if if_none_match(&headers, &etag) {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
@@ -194,7 +195,7 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
     params(("id" = i64, Path, description = "Product id", minimum = 1)),
     security(("admin_token" = [])),
     responses(
-        (status = 200, body = Product),
+        (status = 200, body = Product, headers(("ETag" = String, description = "The ETag a read of this version answers"))),
         (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
         (status = 422, description = "`invalid_input`: no field, an unknown one, or one out of its range", body = ErrorBody),
         AdminOnly, JsonBody, RequestLimits, TryAgain,
@@ -205,9 +206,9 @@ async fn update_product(
     _admin: Admin,
     ApiPath(id): ApiPath<i64>,
     ApiJson(patch): ApiJson<ProductPatch>,
-) -> ApiResult<Json<Product>> {
+) -> ApiResult<Written> {
     patch.validate()?;
-    Ok(Json(state.catalog.update(id, &patch).await?))
+    Ok(Written(state.catalog.update(id, &patch).await?))
 }
 
 /// Delete a product. Every later read answers 404; its orders keep their history.
@@ -236,7 +237,7 @@ async fn delete_product(
     params(("id" = i64, Path, description = "Product id", minimum = 1)),
     security(("admin_token" = [])),
     responses(
-        (status = 200, body = Product),
+        (status = 200, body = Product, headers(("ETag" = String, description = "The ETag a read of this version answers"))),
         (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
         (status = 422, description = "`invalid_input`: `stock` missing or out of its range", body = ErrorBody),
         AdminOnly, JsonBody, RequestLimits, TryAgain,
@@ -247,9 +248,9 @@ async fn set_stock(
     _admin: Admin,
     ApiPath(id): ApiPath<i64>,
     ApiJson(level): ApiJson<StockLevel>,
-) -> ApiResult<Json<Product>> {
+) -> ApiResult<Written> {
     level.validate()?;
-    Ok(Json(state.catalog.set_stock(id, level.stock).await?))
+    Ok(Written(state.catalog.set_stock(id, level.stock).await?))
 }
 
 /// Add to or take from the stock atomically.
@@ -259,7 +260,7 @@ async fn set_stock(
     params(("id" = i64, Path, description = "Product id", minimum = 1)),
     security(("admin_token" = [])),
     responses(
-        (status = 200, body = Product),
+        (status = 200, body = Product, headers(("ETag" = String, description = "The ETag a read of this version answers"))),
         (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
         (status = 409, description = "`insufficient_stock`: the stock would go below zero", body = ErrorBody),
         (status = 422, description = "`invalid_input`: `delta` missing, zero, out of its range, or the stock would pass its maximum", body = ErrorBody),
@@ -271,11 +272,22 @@ async fn adjust_stock(
     _admin: Admin,
     ApiPath(id): ApiPath<i64>,
     ApiJson(adjustment): ApiJson<StockAdjustment>,
-) -> ApiResult<Json<Product>> {
+) -> ApiResult<Written> {
     adjustment.validate()?;
-    Ok(Json(
+    Ok(Written(
         state.catalog.adjust_stock(id, adjustment.delta).await?,
     ))
+}
+
+/// The product a write produced, with the `ETag` a read of that version answers: a client
+/// can revalidate against it, and a checker can order what it wrote against what it reads.
+struct Written(Product);
+
+impl IntoResponse for Written {
+    fn into_response(self) -> Response {
+        let etag = shopnow_contract::stamps::etag(self.0.history, self.0.version);
+        ([(header::ETAG, etag)], Json(self.0)).into_response()
+    }
 }
 
 #[cfg(test)]

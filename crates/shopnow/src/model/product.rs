@@ -31,13 +31,17 @@ pub struct Product {
     #[schema(example = 3)]
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// The database history this row was read from (`shopnow_contract::stamps`): not part of
+    /// the JSON, but of the ETag and of the cached copy's stamp.
+    #[serde(skip)]
+    pub history: i64,
 }
 
 /// What Postgres holds for a product id: a live product, or the version of its deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProductState {
     Live(Product),
-    Deleted { id: i64, version: i64 },
+    Deleted { id: i64, version: i64, history: i64 },
 }
 
 impl ProductState {
@@ -53,6 +57,19 @@ impl ProductState {
             Self::Live(p) => p.version,
             Self::Deleted { version, .. } => *version,
         }
+    }
+
+    /// The database history the state was read from.
+    pub fn history(&self) -> i64 {
+        match self {
+            Self::Live(p) => p.history,
+            Self::Deleted { history, .. } => *history,
+        }
+    }
+
+    /// What a cached copy of this state is ordered by: history first, then version.
+    pub fn stamp(&self) -> i64 {
+        shopnow_contract::stamps::stamp(self.history(), self.version())
     }
 }
 

@@ -15,5 +15,6 @@ mod ops;
 mod orders;
 mod outbox;
 mod outside;
+mod pg_failover;
 mod products;
 mod tls;

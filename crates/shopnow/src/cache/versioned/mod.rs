@@ -23,10 +23,15 @@
 //!   that was never used is cached as version 0 without JSON, for a minute: reads of invented
 //!   ids do not all reach Postgres, and a create (version 1) replaces it at once.
 //! - The key has the safety TTL; a new version replaces the old one in place.
+//! - Versions are ordered within a history of the database (`history`): a copy carries a
+//!   stamp, (history, version) in one integer (`shopnow_contract::stamps`), and the scripts
+//!   compare stamps. A copy of a history older than the newest the instance knows is a miss.
+
+mod history;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
-    LazyLock,
+    Arc, LazyLock,
 };
 
 use bytes::Bytes;
@@ -41,6 +46,7 @@ use super::{
     VersionedBody,
 };
 use crate::{error::Result, model::ProductState};
+use shopnow_contract::stamps;
 
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("publish.lua")));
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
@@ -60,9 +66,13 @@ const ABSENT: i64 = 0;
 /// read holds a key this long.
 const ABSENT_TTL_SECS: u64 = 60;
 
+use self::history::KnownHistory;
+pub use self::history::CONVERGENCE_BOUND;
+
 pub struct VersionedCache {
     backend: CacheBackend,
     flights: SingleFlight,
+    known_history: Arc<KnownHistory>,
     /// Lease and fence tokens: unique per instance (`instance`) and per use (`next_lease`).
     instance: String,
     next_lease: AtomicU64,
@@ -73,6 +83,7 @@ impl VersionedCache {
         Self {
             backend,
             flights: SingleFlight::default(),
+            known_history: Arc::default(),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             next_lease: AtomicU64::new(1),
         }
@@ -86,8 +97,9 @@ impl VersionedCache {
         for _ in 0..FLIGHT_ROUNDS {
             let mark = self.flights.mark();
             match self.lookup(&keys).await {
-                Ok(Some(copy)) => return Ok(hit(copy)),
-                Ok(None) => {}
+                Ok(Some(copy)) if self.is_current(&copy) => return Ok(hit(copy)),
+                // Missing, or from a history the database no longer has: fill it.
+                Ok(_) => {}
                 Err(error) => return self.backend.bypass(db, id, error).await,
             }
             match self.flights.join(id) {
@@ -95,8 +107,8 @@ impl VersionedCache {
                     if self.flights.finished_since(mark) {
                         // A flight ended while this lookup ran; it may have filled this product.
                         match self.lookup(&keys).await {
-                            Ok(Some(copy)) => return Ok(hit(copy)),
-                            Ok(None) => {}
+                            Ok(Some(copy)) if self.is_current(&copy) => return Ok(hit(copy)),
+                            Ok(_) => {}
                             Err(error) => return self.backend.bypass(db, id, error).await,
                         }
                     }
@@ -116,6 +128,7 @@ impl VersionedCache {
     /// With replicas, the publish counts once they confirm it (`replication`); until then it
     /// answers `Unconfirmed`, and the caller leaves it to the outbox relay.
     async fn publish(&self, state: &ProductState) -> Result<Published, CacheError> {
+        self.known_history.learn(state.history());
         let keys = self.backend.keys(state.id());
         let redis = self.backend.redis();
         let fence = if redis.confirms_replication() {
@@ -128,7 +141,7 @@ impl VersionedCache {
                 PUBLISH
                     .key(keys.current())
                     .key(keys.fill_lease())
-                    .arg(state.version())
+                    .arg(state.stamp())
                     .arg(encode_state(state))
                     .arg(self.backend.ttl_secs())
                     .arg(fence),
@@ -169,6 +182,16 @@ impl VersionedCache {
         }
     }
 
+    /// Whether `copy` may be served: it belongs to the newest history of the database known.
+    fn is_current(&self, copy: &CachedCopy) -> bool {
+        self.known_history.is_current(copy.history)
+    }
+
+    /// Learns of new database histories until the task is aborted (`history`).
+    pub(super) async fn watch_history(&self, db: PgPool) {
+        history::watch(self.known_history.clone(), self.backend.clone(), db).await
+    }
+
     /// A token no other lease or publish of any instance uses.
     fn token(&self, kind: &str) -> String {
         format!(
@@ -195,17 +218,19 @@ impl VersionedCache {
             Err(error) => return self.backend.bypass(db, id, error).await,
         };
         let state = self.backend.load(db, id).await?;
+        if let Some(state) = &state {
+            self.known_history.learn(state.history());
+        }
         self.backend.hooks.before_fill(id).await;
         // An id that was never used is cached too, as version 0 without JSON ("absent"), so
         // that reads of invented ids stop reaching Postgres; for a short while only, since
         // anyone can invent ids. A create publishes version 1, which replaces it at once.
-        let (version, copy, ttl) = match &state {
-            Some(state) => (
-                state.version(),
-                encode_state(state),
-                self.backend.ttl_secs(),
-            ),
-            None => (ABSENT, encode(ABSENT, None), ABSENT_TTL_SECS),
+        let (stamp, copy, ttl) = match &state {
+            Some(state) => (state.stamp(), encode_state(state), self.backend.ttl_secs()),
+            None => {
+                let absent = stamps::stamp(self.known_history.newest(), ABSENT);
+                (absent, encode(absent, None), ABSENT_TTL_SECS)
+            }
         };
         let stored: Result<i64, CacheError> = self
             .backend
@@ -213,7 +238,7 @@ impl VersionedCache {
             .invoke(
                 FILL.key(keys.current())
                     .key(keys.fill_lease())
-                    .arg(version)
+                    .arg(stamp)
                     .arg(copy)
                     .arg(ttl)
                     .arg(&lease),
@@ -232,7 +257,7 @@ impl VersionedCache {
                 // publish; answering it would let a later hit go back from it. So answer the
                 // stored copy, which the rule keeps at least as new as every acknowledged write.
                 Ok(match self.lookup(keys).await {
-                    Ok(Some(copy)) => ProductRead {
+                    Ok(Some(copy)) if self.is_current(&copy) => ProductRead {
                         status: CacheStatus::Miss,
                         ..hit(copy)
                     },
@@ -271,6 +296,10 @@ impl Strategy for VersionedCache {
     fn drop_copy(&self, id: i64) -> BoxFuture<'_, Result<(), CacheError>> {
         Box::pin(VersionedCache::drop_copy(self, id))
     }
+
+    fn watch_history(&self, db: PgPool) -> BoxFuture<'_, ()> {
+        Box::pin(VersionedCache::watch_history(self, db))
+    }
 }
 
 /// What a publish did to the stored copy.
@@ -299,6 +328,7 @@ impl Published {
 fn hit(copy: CachedCopy) -> ProductRead {
     ProductRead {
         found: copy.payload.map(|body| VersionedBody {
+            history: copy.history,
             version: copy.version,
             body,
         }),
@@ -306,30 +336,32 @@ fn hit(copy: CachedCopy) -> ProductRead {
     }
 }
 
-/// The copy of a product state: its version, then its JSON (none for a deletion).
+/// The copy of a product state: its stamp, then its JSON (none for a deletion).
 fn encode_state(state: &ProductState) -> Vec<u8> {
     let body = VersionedBody::of_state(state).map(|body| body.body);
-    encode(state.version(), body.as_deref())
+    encode(state.stamp(), body.as_deref())
 }
 
-/// `<version>\n<json>`; a deletion's tombstone has nothing after the newline.
-fn encode(version: i64, json: Option<&[u8]>) -> Vec<u8> {
+/// `<stamp>\n<json>`; a deletion's tombstone has nothing after the newline.
+fn encode(stamp: i64, json: Option<&[u8]>) -> Vec<u8> {
     let json = json.unwrap_or_default();
     let mut copy = Vec::with_capacity(20 + json.len());
-    copy.extend_from_slice(version.to_string().as_bytes());
+    copy.extend_from_slice(stamp.to_string().as_bytes());
     copy.push(b'\n');
     copy.extend_from_slice(json);
     copy
 }
 
 impl CachedCopy {
-    /// Reads a `versioned` copy as Redis stores it (`<version>\n<json>`), without copying the
+    /// Reads a `versioned` copy as Redis stores it (`<stamp>\n<json>`), without copying the
     /// JSON; `None` when it is not one.
     pub fn decode(stored: Bytes) -> Option<Self> {
         let newline = stored.iter().position(|&b| b == b'\n')?;
-        let version = std::str::from_utf8(&stored[..newline]).ok()?.parse().ok()?;
+        let stamp = std::str::from_utf8(&stored[..newline]).ok()?.parse().ok()?;
+        let (history, version) = stamps::split(stamp);
         let json = stored.slice(newline + 1..);
         Some(Self {
+            history,
             version,
             payload: (!json.is_empty()).then_some(json),
         })
@@ -348,6 +380,9 @@ mod tests {
 
         let tombstone = CachedCopy::decode(encode(13, None).into()).unwrap();
         assert_eq!((tombstone.version, tombstone.payload), (13, None));
+
+        let promoted = CachedCopy::decode(encode(stamps::stamp(2, 5), Some(b"{}")).into()).unwrap();
+        assert_eq!((promoted.history, promoted.version), (2, 5));
 
         assert!(CachedCopy::decode(Bytes::from_static(b"no newline")).is_none());
         assert!(CachedCopy::decode(Bytes::from_static(b"x\n{}")).is_none());
