@@ -69,10 +69,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shopnow";
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
-pub const DEFAULT_CACHE_TTL_SECS: u64 = 3600;
+pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shopnow";
+pub(crate) const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub(crate) const DEFAULT_CACHE_TTL_SECS: u64 = 3600;
 
 impl Config {
     /// Reads the process environment.

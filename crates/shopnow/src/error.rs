@@ -37,7 +37,7 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn product_not_found(id: i64) -> Self {
@@ -55,7 +55,7 @@ impl Error {
 
 /// What kind of temporary trouble a database error is, if it is one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DatabaseTrouble {
+pub(crate) enum DatabaseTrouble {
     /// One product's row is contended: a lock or statement timeout.
     Busy,
     /// The database as a whole cannot serve now; the message says why, for the client.
@@ -73,7 +73,7 @@ pub enum DatabaseTrouble {
 /// one that no longer exists under its name (3D000: dropped or renamed, perhaps to be put back
 /// from a backup), and a read-only transaction (25006: the address now leads to a standby, as
 /// after a failover before the endpoint moved).
-pub fn database_trouble(error: &sqlx::Error) -> Option<DatabaseTrouble> {
+pub(crate) fn database_trouble(error: &sqlx::Error) -> Option<DatabaseTrouble> {
     use DatabaseTrouble::{Busy, Unavailable};
     match error {
         sqlx::Error::PoolTimedOut => Some(Unavailable(

@@ -10,9 +10,9 @@
 use std::fmt;
 
 /// Whether this build may inject faults.
-pub const AVAILABLE: bool = cfg!(any(debug_assertions, feature = "fault-injection"));
+pub(crate) const AVAILABLE: bool = cfg!(any(debug_assertions, feature = "fault-injection"));
 
-pub use shopnow_contract::faults::PUBLISH_DELAY;
+pub(crate) use shopnow_contract::faults::PUBLISH_DELAY;
 use shopnow_contract::faults::{CRASH_AFTER_COMMIT, DELAY_PUBLISH, SKIP_PUBLISH};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

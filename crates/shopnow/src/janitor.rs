@@ -21,7 +21,7 @@ const MAX_PER_PASS: u64 = 100_000;
 const OUTBOX_RETENTION: Duration = Duration::from_secs(3600);
 
 /// Runs until the task is aborted.
-pub async fn run(catalog: Catalog, key_retention: Duration) {
+pub(crate) async fn run(catalog: Catalog, key_retention: Duration) {
     let keys_deleted = metrics::counter!("idempotency_keys_expired_total");
     let mut interval = tokio::time::interval(INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

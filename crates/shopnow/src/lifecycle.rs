@@ -10,22 +10,22 @@ use std::sync::{
 };
 
 #[derive(Clone, Default)]
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     draining: Arc<AtomicBool>,
 }
 
 impl Lifecycle {
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
-pub async fn termination_signal() {
+pub(crate) async fn termination_signal() {
     let interrupt = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for SIGINT");

@@ -29,7 +29,7 @@ pub enum LogFormat {
 
 /// How often recorded histogram samples are folded into their buckets. Until then each sample
 /// is kept in memory: at 50,000 requests a second, one interval holds about 400 KB of them.
-pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Installs the global log subscriber. Level from `RUST_LOG`, `info` by default.
 pub fn init_logging(format: LogFormat) {
@@ -55,7 +55,7 @@ pub fn init_logging(format: LogFormat) {
 
 /// The process-wide Prometheus recorder, with its upkeep thread. Metrics are global in the
 /// `metrics` crate, so several apps in one process (tests) share it.
-pub fn prometheus() -> &'static PrometheusHandle {
+pub(crate) fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
@@ -174,7 +174,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// Records what `/readyz` answered: `instance_ready` (1 or 0) and, when it differs from the
 /// previous answer, `readiness_changes_total`, which an alert on flapping readiness counts
 /// (a gauge alone would hide changes between two scrapes).
-pub fn record_readiness(ready: bool) {
+pub(crate) fn record_readiness(ready: bool) {
     /// The previous answer: 0 none yet, 1 ready, 2 not ready.
     static PREVIOUS: AtomicU8 = AtomicU8::new(0);
     let now = if ready { 1 } else { 2 };
@@ -188,7 +188,12 @@ pub fn record_readiness(ready: bool) {
 
 /// Counts a request and records its latency, labelled by method, matched route and status.
 /// The matched route (`/v1/products/{id}`), not the raw path, keeps label cardinality bounded.
-pub fn record_request(method: &Method, route: Option<&str>, status: StatusCode, took: Duration) {
+pub(crate) fn record_request(
+    method: &Method,
+    route: Option<&str>,
+    status: StatusCode,
+    took: Duration,
+) {
     let route = route.unwrap_or(UNMATCHED_ROUTE);
     let series = HttpMetrics::global().series(method, route, status.as_u16());
     series.requests.increment(1);

@@ -33,7 +33,7 @@ use crate::{
 /// it sooner.
 pub const GRACE: Duration = Duration::from_millis(500);
 /// How often the relay looks for rows left behind, notification or not.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Longest time a lost publish stays unrepaired once Redis answers (documented bound).
 pub const REPAIR_BOUND: Duration = Duration::from_millis(1_000);
 /// Longest wait between passes while Redis fails.
@@ -44,7 +44,7 @@ const BATCH: i64 = 1_000;
 const CONCURRENT_PUBLISHES: usize = 64;
 
 /// Runs until the task is aborted.
-pub async fn run(catalog: Catalog, notifications: PgPool) {
+pub(crate) async fn run(catalog: Catalog, notifications: PgPool) {
     let metrics = RelayMetrics::new();
     let backlog_rows = metrics::gauge!("outbox_backlog");
     let oldest_age = metrics::gauge!("outbox_oldest_age_seconds");

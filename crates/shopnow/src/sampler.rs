@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Runs until the task is aborted, checking `rate` random products per second.
-pub async fn run(catalog: Catalog, rate: u32) {
+pub(crate) async fn run(catalog: Catalog, rate: u32) {
     // Both series exist from the start, at 0: a ratio of violations to checks (the consistency
     // SLO's recording rules) needs the violations series before the first violation.
     let strategy = catalog.cache().strategy().as_str();
@@ -59,7 +59,7 @@ async fn sample(catalog: &Catalog, rate: u32) -> anyhow::Result<()> {
 
 /// What a comparison of a cached copy with the row found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Consistent,
     /// Older than the row: fine if a publish is in flight; re-check after the repair bound.
     Behind,
@@ -68,7 +68,7 @@ pub enum Verdict {
 
 /// Compares a cached copy with the row read after it, by (history, version): a copy of a write
 /// the database lost in a failover is behind the promoted database's row, whatever its number.
-pub fn compare(copy: &CachedCopy, row: &ProductState) -> Verdict {
+pub(crate) fn compare(copy: &CachedCopy, row: &ProductState) -> Verdict {
     if copy.stamp() > row.stamp() {
         return Verdict::Wrong("the cache holds a version Postgres does not have");
     }

@@ -25,9 +25,9 @@ const BATCH: usize = 2_000;
 pub struct Sweeper(mpsc::UnboundedSender<(i64, i64)>);
 
 /// The task's side, until it runs.
-pub struct SweepQueue(mpsc::UnboundedReceiver<(i64, i64)>);
+pub(crate) struct SweepQueue(mpsc::UnboundedReceiver<(i64, i64)>);
 
-pub fn channel() -> (Sweeper, SweepQueue) {
+pub(crate) fn channel() -> (Sweeper, SweepQueue) {
     let (sender, receiver) = mpsc::unbounded_channel();
     (Sweeper(sender), SweepQueue(receiver))
 }
@@ -41,7 +41,7 @@ impl Sweeper {
 }
 
 /// Runs until the task is aborted or every `Sweeper` is dropped.
-pub async fn run(SweepQueue(mut queue): SweepQueue, db: PgPool) {
+pub(crate) async fn run(SweepQueue(mut queue): SweepQueue, db: PgPool) {
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         if let Err(error) = db::outbox::forget_published(&db, &batch).await {

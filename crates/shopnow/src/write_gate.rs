@@ -30,7 +30,7 @@ pub struct GateLimits {
     pub queue_wait: Duration,
 }
 
-pub struct WriteGate {
+pub(crate) struct WriteGate {
     limits: GateLimits,
     products: Arc<Mutex<HashMap<i64, Slot>>>,
 }
@@ -42,7 +42,7 @@ struct Slot {
 }
 
 /// Holds a place for each of its products until dropped.
-pub struct Pass {
+pub(crate) struct Pass {
     _permits: Vec<OwnedSemaphorePermit>,
     _reservation: Reservation,
 }
@@ -54,7 +54,7 @@ struct Reservation {
 }
 
 impl WriteGate {
-    pub fn new(limits: GateLimits) -> Self {
+    pub(crate) fn new(limits: GateLimits) -> Self {
         Self {
             limits,
             products: Arc::default(),
@@ -62,7 +62,7 @@ impl WriteGate {
     }
 
     /// A place for a write of every product in `products` (ascending ids), or `Error::Busy`.
-    pub async fn enter(&self, products: &[i64]) -> Result<Pass, Error> {
+    pub(crate) async fn enter(&self, products: &[i64]) -> Result<Pass, Error> {
         let (reservation, semaphores) = self.reserve(products)?;
         let mut permits = Vec::with_capacity(semaphores.len());
         for (id, semaphore) in products.iter().zip(semaphores) {

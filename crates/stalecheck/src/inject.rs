@@ -8,7 +8,8 @@ use std::{
 
 use clap::ValueEnum;
 
-use testkit::ShopnowProcess;
+use anyhow::Context;
+use testkit::{ReplicatedPostgres, ShopnowProcess};
 
 use crate::{history::Window, spawn::RunRedis};
 
@@ -27,6 +28,12 @@ pub enum Fault {
     RedisFailover,
     /// CLIENT PAUSE WRITE for a second: reads answer, publishes time out.
     RedisPause,
+    /// With `--postgres replicated`: hold replication for 300 ms (commits the primary
+    /// acknowledges never reach the standby), stop the primary at once, promote the standby
+    /// (a new timeline: the database's next history), move the endpoint to it, and give it a new
+    /// standby. Opens no window: a write acknowledged after the failover must be seen from its
+    /// acknowledgement, and the lost ones order below it (the checker orders by ETag stamps).
+    PgFailover,
     /// A maxmemory just above what is used, with allkeys-lru, for half an interval.
     Lru,
     /// SIGKILL a spawned instance, then start it again.
@@ -40,8 +47,8 @@ pub enum Fault {
     DelayedPublish,
 }
 
-/// How long `redis-failover` holds replication before the primary dies: the publishes
-/// acknowledged meanwhile are the ones the replica never gets.
+/// How long `redis-failover` and `pg-failover` hold replication before the primary dies: what
+/// it acknowledged meanwhile is what the replica or standby never gets.
 const REPLICATION_HELD: Duration = Duration::from_millis(300);
 
 /// How often the `delayed-publish` fault drops every copy of the run.
@@ -66,7 +73,7 @@ impl Fault {
     fn opens_repair_window(self) -> bool {
         !matches!(
             self,
-            Self::RedisFlush | Self::RedisDropCopies | Self::DelayedPublish
+            Self::RedisFlush | Self::RedisDropCopies | Self::DelayedPublish | Self::PgFailover
         )
     }
 
@@ -99,6 +106,8 @@ pub struct Injected {
 /// What faults act on.
 pub struct Targets {
     pub redis: Arc<tokio::sync::Mutex<RunRedis>>,
+    /// With `--postgres replicated`: the primary and its standby.
+    pub postgres: Arc<Mutex<Option<ReplicatedPostgres>>>,
     pub redis_url: String,
     pub prefix: String,
     pub instances: Arc<Mutex<Vec<ShopnowProcess>>>,
@@ -213,6 +222,25 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
             replicated.hold_replication();
             tokio::time::sleep(REPLICATION_HELD).await;
             replicated.fail_over().await;
+        }
+        Fault::PgFailover => {
+            let postgres = targets.postgres.clone();
+            postgres
+                .lock()
+                .expect("postgres lock")
+                .as_ref()
+                .context("pg-failover needs --postgres replicated")?
+                .hold_replication();
+            tokio::time::sleep(REPLICATION_HELD).await;
+            tokio::task::spawn_blocking(move || {
+                postgres
+                    .lock()
+                    .expect("postgres lock")
+                    .as_mut()
+                    .expect("checked above")
+                    .fail_over()
+            })
+            .await??;
         }
         Fault::RedisPause => {
             let mut redis = redis_connection(&targets.redis_url).await?;

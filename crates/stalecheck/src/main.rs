@@ -39,6 +39,15 @@ use self::{
     workload::{Progress, Recording, Workload},
 };
 
+/// The Postgres a spawned run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PostgresTopology {
+    /// A database of the run's own on the machine's Postgres (`--database-url`).
+    Single,
+    /// A primary and an asynchronous standby of the run's own, behind a moving endpoint.
+    Replicated,
+}
+
 /// The Redis a spawned run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RedisTopology {
@@ -112,6 +121,11 @@ pub struct Args {
     /// behind a moving endpoint, as managed Redis runs; instances wait for the replica).
     #[arg(long, value_enum, default_value = "single")]
     pub redis: RedisTopology,
+    /// The Postgres --spawn uses: `single` (a database on the machine's server) or `replicated`
+    /// (a primary and an asynchronous standby of the run's own, made with `pg_basebackup` from
+    /// the machine's PostgreSQL binaries; `pg-failover` promotes the standby).
+    #[arg(long, value_enum, default_value = "single")]
+    pub postgres: PostgresTopology,
     /// Faults to inject in turn during each run (needs --spawn).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub faults: Vec<Fault>,
@@ -259,7 +273,11 @@ async fn spawned_run(
     strategy: &str,
     count: usize,
 ) -> anyhow::Result<Run> {
-    let deployment = Deployment::create(args.redis == RedisTopology::Replicated).await?;
+    let deployment = Deployment::create(
+        args.redis == RedisTopology::Replicated,
+        args.postgres == PostgresTopology::Replicated,
+    )
+    .await?;
     let spec = InstanceSpec {
         binary: binary.to_path_buf(),
         database_url: deployment.database.url.clone(),
@@ -277,10 +295,15 @@ async fn spawned_run(
     let database = sql_writers_database(args, &deployment.database.url).await?;
     let workload = workload_of(args, targets, products, spec.admin_token.clone(), database);
 
-    let Deployment { redis, database } = deployment;
+    let Deployment {
+        redis,
+        database,
+        postgres,
+    } = deployment;
     let redis_url = redis.url();
     let fault_targets = Arc::new(Targets {
         redis: Arc::new(tokio::sync::Mutex::new(redis)),
+        postgres: Arc::new(Mutex::new(postgres)),
         redis_url,
         prefix: spec.prefix.clone(),
         instances: Arc::new(Mutex::new(instances)),
@@ -296,6 +319,8 @@ async fn spawned_run(
     })
     .await?;
     let final_versions = spawn::final_versions(&database).await?;
+    // Before the Postgres servers it lives on stop (with `fault_targets`).
+    drop(database);
     Ok(finish(
         strategy,
         count,
@@ -407,21 +432,29 @@ async fn target_run(args: &Args) -> anyhow::Result<Run> {
     ))
 }
 
-/// The final versions, read through the API after the load: the newest any write produced.
+/// The final stamps (from the ETags), read through the API after the load: the newest any
+/// write produced.
 async fn versions_through_the_api(
     target: &str,
     products: &[i64],
 ) -> anyhow::Result<HashMap<i64, i64>> {
+    use shopnow_contract::stamps;
     let client = reqwest::Client::new();
     let mut versions = HashMap::new();
     for &id in products {
-        let product: serde_json::Value = client
+        let response = client
             .get(format!("{target}/v1/products/{id}"))
             .send()
-            .await?
-            .json()
             .await?;
-        versions.insert(id, product["version"].as_i64().unwrap_or(i64::MAX));
+        let stamp = response
+            .headers()
+            .get("etag")
+            .and_then(|etag| etag.to_str().ok())
+            .and_then(stamps::parse_etag)
+            .map_or(i64::MAX, |(history, version)| {
+                stamps::stamp(history, version)
+            });
+        versions.insert(id, stamp);
     }
     Ok(versions)
 }

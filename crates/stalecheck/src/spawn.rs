@@ -4,7 +4,9 @@
 use std::{collections::HashMap, path::PathBuf};
 
 use sqlx::PgPool;
-use testkit::{free_port, RedisServer, ReplicatedRedis, ShopnowProcess, TestDatabase};
+use testkit::{
+    free_port, RedisServer, ReplicatedPostgres, ReplicatedRedis, ShopnowProcess, TestDatabase,
+};
 
 /// Everything an instance is started with.
 #[derive(Clone, Debug)]
@@ -86,26 +88,51 @@ impl RunRedis {
     }
 }
 
-/// A run's own Redis and database.
+/// A run's own Redis and database: the database on the machine's Postgres, or on a primary
+/// with an asynchronous standby of the run's own (`--postgres replicated`), which a
+/// `pg-failover` promotes. Fields drop in order: the database before the servers under it.
 pub struct Deployment {
     pub redis: RunRedis,
     pub database: TestDatabase,
+    pub postgres: Option<ReplicatedPostgres>,
 }
 
 impl Deployment {
-    pub async fn create(replicated_redis: bool) -> anyhow::Result<Self> {
+    pub async fn create(replicated_redis: bool, replicated_postgres: bool) -> anyhow::Result<Self> {
         let redis = RunRedis::start(replicated_redis).await?;
-        let database = TestDatabase::create("shopnow_stalecheck").await?;
-        Ok(Self { redis, database })
+        let postgres = match replicated_postgres {
+            false => None,
+            true => Some(tokio::task::spawn_blocking(ReplicatedPostgres::start).await??),
+        };
+        let database = match &postgres {
+            None => TestDatabase::create("shopnow_stalecheck").await?,
+            Some(postgres) => {
+                let name = format!("shopnow_stalecheck_{}", uuid::Uuid::new_v4().simple());
+                TestDatabase {
+                    url: postgres.url(&name),
+                    name,
+                }
+            }
+        };
+        Ok(Self {
+            redis,
+            database,
+            postgres,
+        })
     }
 }
 
-/// Every product's version in Postgres: the newest any write produced.
+/// Every product's stamp in Postgres (history and version: `shopnow_contract::stamps`): the
+/// newest any write produced.
 pub async fn final_versions(database: &TestDatabase) -> anyhow::Result<HashMap<i64, i64>> {
     let pool = PgPool::connect(&database.url).await?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT id, version FROM products")
-        .fetch_all(&pool)
-        .await?;
+    let rows: Vec<(i64, i64, i64)> =
+        sqlx::query_as("SELECT id, version, (SELECT shopnow_history()) FROM products")
+            .fetch_all(&pool)
+            .await?;
     pool.close().await;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, version, history)| (id, shopnow_contract::stamps::stamp(history, version)))
+        .collect())
 }

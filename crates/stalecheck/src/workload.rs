@@ -13,6 +13,7 @@ use std::{
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Deserialize;
+use shopnow_contract::stamps;
 
 use crate::history::{Op, OpKind};
 
@@ -50,9 +51,16 @@ pub struct Progress {
     pub failed: AtomicU64,
 }
 
-#[derive(Deserialize)]
+/// What an operation saw: the stamp of the version (history and version, from the `ETag`, so
+/// that versions a promoted database hands out again after a failover order above the lost
+/// ones: `shopnow_contract::stamps`) and its stock.
 struct Observed {
     version: i64,
+    stock: i64,
+}
+
+#[derive(Deserialize)]
+struct ProductBody {
     stock: i64,
 }
 
@@ -183,10 +191,23 @@ impl Client {
             }
         };
         match sent {
-            Ok(response) if response.status().is_success() => response
-                .json::<Observed>()
-                .await
-                .map_err(|_| "unreadable body".to_string()),
+            Ok(response) if response.status().is_success() => {
+                let stamp = response
+                    .headers()
+                    .get("etag")
+                    .and_then(|etag| etag.to_str().ok())
+                    .and_then(stamps::parse_etag)
+                    .map(|(history, version)| stamps::stamp(history, version))
+                    .ok_or_else(|| "no ETag".to_string())?;
+                let body = response
+                    .json::<ProductBody>()
+                    .await
+                    .map_err(|_| "unreadable body".to_string())?;
+                Ok(Observed {
+                    version: stamp,
+                    stock: body.stock,
+                })
+            }
             Ok(response) => Err(response.status().as_u16().to_string()),
             Err(_) => Err("transport".to_string()),
         }
@@ -201,14 +222,18 @@ impl Client {
             .database
             .as_ref()
             .expect("SQL writers have a database");
-        let (version, stock): (i64, i64) = sqlx::query_as(
-            "UPDATE products SET stock = stock + $2 WHERE id = $1 RETURNING version, stock",
+        let (version, history, stock): (i64, i64, i64) = sqlx::query_as(
+            "UPDATE products SET stock = stock + $2 WHERE id = $1 \
+             RETURNING version, (SELECT shopnow_history()), stock",
         )
         .bind(product)
         .bind(delta)
         .fetch_one(database)
         .await
         .map_err(|_| "database".to_string())?;
-        Ok(Observed { version, stock })
+        Ok(Observed {
+            version: stamps::stamp(history, version),
+            stock,
+        })
     }
 }

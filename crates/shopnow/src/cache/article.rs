@@ -9,10 +9,15 @@
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 
-use super::{CacheBackend, CacheError, CacheStatus, ProductRead, Strategy, VersionedBody};
+use super::{
+    backend::CacheBackend,
+    read::{CacheStatus, ProductRead, VersionedBody},
+    redis::CacheError,
+    strategy::Strategy,
+};
 use crate::{db, error::Result, model::ProductState};
 
-pub struct ArticleCache {
+pub(super) struct ArticleCache {
     backend: CacheBackend,
 }
 

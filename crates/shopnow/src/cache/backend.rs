@@ -11,8 +11,11 @@ use std::{
 use metrics::Counter;
 use sqlx::PgPool;
 
+use shopnow_contract::ProductKeys;
+
 use super::{
-    CacheError, CacheStatus, CacheStrategy, ProductKeys, ProductRead, Published, VersionedBody,
+    read::{CacheStatus, ProductRead, VersionedBody},
+    redis::{CacheError, RedisClient},
 };
 use crate::{db, error::Result, hooks::Hooks, model::ProductState};
 
@@ -39,14 +42,11 @@ pub(super) struct CacheMetrics {
     pub publish_failures: Counter,
     /// Publishes the primary applied but too few replicas confirmed in time.
     pub publishes_unconfirmed: Counter,
-    /// `versioned` publishes by outcome, in the order of `Published::ALL`.
-    publishes: [Counter; 3],
     database_reads: Counter,
 }
 
 impl CacheMetrics {
-    fn new(strategy: CacheStrategy) -> Self {
-        let name = strategy.as_str();
+    fn new(name: &'static str) -> Self {
         let reads = |result: &'static str| metrics::counter!("cache_reads_total", "strategy" => name, "result" => result);
         Self {
             hits: reads("hit"),
@@ -55,33 +55,22 @@ impl CacheMetrics {
             fills_refused: metrics::counter!("cache_fills_refused_total", "strategy" => name),
             publish_failures: metrics::counter!("cache_publish_failures_total", "strategy" => name),
             publishes_unconfirmed: metrics::counter!("cache_publishes_unconfirmed_total", "strategy" => name),
-            publishes: Published::ALL.map(|outcome| {
-                metrics::counter!("cache_publishes_total", "strategy" => name, "result" => outcome.as_str())
-            }),
             database_reads: metrics::counter!("cache_database_reads_total", "strategy" => name),
         }
     }
 
-    pub fn count_read(&self, read: &ProductRead) {
+    pub(super) fn count_read(&self, read: &ProductRead) {
         match read.status {
             CacheStatus::Hit => self.hits.increment(1),
             CacheStatus::Miss => self.misses.increment(1),
             CacheStatus::Bypass => self.bypasses.increment(1),
         }
     }
-
-    pub fn count_publish(&self, published: Published) {
-        let index = Published::ALL
-            .iter()
-            .position(|outcome| *outcome == published)
-            .expect("every outcome is in ALL");
-        self.publishes[index].increment(1);
-    }
 }
 
 #[derive(Clone)]
 pub(super) struct CacheBackend {
-    redis: Option<super::RedisClient>,
+    redis: Option<RedisClient>,
     prefix: String,
     ttl: Duration,
     pub hooks: Hooks,
@@ -90,9 +79,9 @@ pub(super) struct CacheBackend {
 }
 
 impl CacheBackend {
-    pub fn new(
-        strategy: CacheStrategy,
-        redis: Option<super::RedisClient>,
+    pub(super) fn new(
+        strategy: &'static str,
+        redis: Option<RedisClient>,
         prefix: String,
         ttl: Duration,
         hooks: Hooks,
@@ -107,44 +96,49 @@ impl CacheBackend {
         }
     }
 
-    pub fn redis_client(&self) -> Option<&super::RedisClient> {
+    pub(super) fn redis_client(&self) -> Option<&RedisClient> {
         self.redis.as_ref()
     }
 
-    pub fn redis(&self) -> &super::RedisClient {
+    pub(super) fn redis(&self) -> &RedisClient {
         self.redis
             .as_ref()
             .expect("Redis strategies are built with a client")
     }
 
-    pub fn keys(&self, id: i64) -> ProductKeys<'_> {
+    pub(super) fn keys(&self, id: i64) -> ProductKeys<'_> {
         ProductKeys::new(&self.prefix, id)
     }
 
     /// `<prefix>:history`: the newest database history any instance has seen.
-    pub fn history_key(&self) -> String {
+    pub(super) fn history_key(&self) -> String {
         shopnow_contract::keys::history(&self.prefix)
     }
 
-    pub fn ttl_secs(&self) -> u64 {
+    pub(super) fn ttl_secs(&self) -> u64 {
         self.ttl.as_secs().max(1)
     }
 
     /// Counts one product read that went to Postgres.
-    pub fn count_database_read(&self) {
+    pub(super) fn count_database_read(&self) {
         self.stats.database_reads.fetch_add(1, Ordering::Relaxed);
         self.metrics.database_reads.increment(1);
     }
 
     /// Reads a product from Postgres, counted.
-    pub async fn load(&self, db: &PgPool, id: i64) -> Result<Option<ProductState>> {
+    pub(super) async fn load(&self, db: &PgPool, id: i64) -> Result<Option<ProductState>> {
         self.count_database_read();
         let mut conn = db.acquire().await?;
         db::products::load_state(&mut conn, id).await
     }
 
     /// Serves a read from Postgres because Redis failed or is too slow.
-    pub async fn bypass(&self, db: &PgPool, id: i64, error: CacheError) -> Result<ProductRead> {
+    pub(super) async fn bypass(
+        &self,
+        db: &PgPool,
+        id: i64,
+        error: CacheError,
+    ) -> Result<ProductRead> {
         tracing::debug!(product = id, %error, "cache bypassed");
         let state = self.load(db, id).await?;
         Ok(ProductRead {

@@ -8,10 +8,16 @@
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 
-use super::{ttl::TtlCache, CacheBackend, CacheError, CachedCopy, ProductRead, Strategy};
+use super::{
+    backend::CacheBackend,
+    read::{CachedCopy, ProductRead},
+    redis::CacheError,
+    strategy::Strategy,
+    ttl::TtlCache,
+};
 use crate::{error::Result, model::ProductState};
 
-pub struct DeleteCache {
+pub(super) struct DeleteCache {
     reads: TtlCache,
 }
 

@@ -9,40 +9,51 @@
 //! - [`delete`]: `ttl` plus a DEL after each write (loses the slow-reader race);
 //! - [`versioned`]: never older than the last acknowledged write (the default).
 //!
-//! Adding a strategy: a module, a variant of `CacheStrategy`, and its arm in
-//! `CacheStrategy::build`.
+//! The types every strategy shares are in `read` (what a read answers, a copy) and `strategy`
+//! (the trait); `backend` is what they share at run time (Redis, keys, counters); `redis` is the
+//! connection. Nothing below this file imports it back.
+//!
+//! Adding a strategy:
+//! 1. a module implementing `strategy::Strategy`, readable alone;
+//! 2. its name in `shopnow_contract::strategies` (`ALL`, and `FRESH` if it promises reads never
+//!    older than an acknowledged write), so that `stalecheck` knows it;
+//! 3. a variant of `CacheStrategy` and one line in `REGISTRY`.
+//!
+//! The list of strategies, the parser of `SHOPNOW_CACHE_STRATEGY` and its error text, and the
+//! test that the contract lists every strategy follow from those.
 
 #[cfg(feature = "article-design")]
 mod article;
 mod backend;
 mod delete;
 mod none;
-pub mod reachability;
-mod redis_client;
-mod replication;
+pub(crate) mod reachability;
+mod read;
+mod redis;
 mod single_flight;
+mod strategy;
 mod ttl;
 mod versioned;
 
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use futures::future::BoxFuture;
 use sqlx::PgPool;
 
-use self::backend::CacheBackend;
+use shopnow_contract::strategies;
 pub use shopnow_contract::ProductKeys;
 
+use self::{backend::CacheBackend, strategy::Strategy};
 pub use self::{
     backend::CacheStats,
-    redis_client::{CacheError, RedisClient, RedisConfig, RedisTlsFiles},
-    versioned::{Published, CONVERGENCE_BOUND},
+    read::CachedCopy,
+    redis::{RedisConfig, RedisTlsFiles},
+    versioned::CONVERGENCE_BOUND,
 };
-use crate::{
-    error::Result,
-    hooks::Hooks,
-    model::{Product, ProductState},
+pub(crate) use self::{
+    read::{CacheStatus, ProductRead, VersionedBody},
+    redis::{CacheError, RedisClient},
 };
+use crate::{error::Result, hooks::Hooks, model::ProductState};
 
 /// How product details are cached (`SHOPNOW_CACHE_STRATEGY`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,37 +68,84 @@ pub enum CacheStrategy {
     Article,
 }
 
+/// A configurable strategy: its variant, its name, whether it keeps copies in Redis, and how it
+/// is built.
+struct Registered {
+    strategy: CacheStrategy,
+    name: &'static str,
+    uses_redis: bool,
+    build: fn(CacheBackend) -> Box<dyn Strategy>,
+}
+
+/// Every strategy `SHOPNOW_CACHE_STRATEGY` accepts, once: the one table to extend.
+const REGISTRY: [Registered; 4] = [
+    Registered {
+        strategy: CacheStrategy::None,
+        name: strategies::NONE,
+        uses_redis: false,
+        build: |backend| Box::new(none::NoCache::new(backend)),
+    },
+    Registered {
+        strategy: CacheStrategy::Ttl,
+        name: strategies::TTL,
+        uses_redis: true,
+        build: |backend| Box::new(ttl::TtlCache::new(backend)),
+    },
+    Registered {
+        strategy: CacheStrategy::Delete,
+        name: strategies::DELETE,
+        uses_redis: true,
+        build: |backend| Box::new(delete::DeleteCache::new(backend)),
+    },
+    Registered {
+        strategy: CacheStrategy::Versioned,
+        name: strategies::VERSIONED,
+        uses_redis: true,
+        build: |backend| Box::new(versioned::VersionedCache::new(backend)),
+    },
+];
+
 impl CacheStrategy {
-    /// The strategies `SHOPNOW_CACHE_STRATEGY` accepts.
-    pub const ALL: [CacheStrategy; 4] = [Self::None, Self::Ttl, Self::Delete, Self::Versioned];
+    /// The strategies `SHOPNOW_CACHE_STRATEGY` accepts, in `REGISTRY`'s order.
+    pub const ALL: [CacheStrategy; REGISTRY.len()] = {
+        let mut all = [CacheStrategy::None; REGISTRY.len()];
+        let mut i = 0;
+        while i < REGISTRY.len() {
+            all[i] = REGISTRY[i].strategy;
+            i += 1;
+        }
+        all
+    };
+
+    fn registered(self) -> Option<&'static Registered> {
+        REGISTRY
+            .iter()
+            .find(|registered| registered.strategy == self)
+    }
 
     pub fn as_str(self) -> &'static str {
-        use shopnow_contract::strategies;
-        match self {
-            Self::None => strategies::NONE,
-            Self::Ttl => strategies::TTL,
-            Self::Delete => strategies::DELETE,
-            Self::Versioned => strategies::VERSIONED,
-            #[cfg(feature = "article-design")]
-            Self::Article => "article",
+        match self.registered() {
+            Some(registered) => registered.name,
+            // The article's design, the one strategy outside the registry.
+            None => "article",
         }
     }
 
     /// The one place a strategy is built.
     fn build(self, backend: CacheBackend) -> Box<dyn Strategy> {
-        match self {
-            Self::None => Box::new(none::NoCache::new(backend)),
-            Self::Ttl => Box::new(ttl::TtlCache::new(backend)),
-            Self::Delete => Box::new(delete::DeleteCache::new(backend)),
-            Self::Versioned => Box::new(versioned::VersionedCache::new(backend)),
+        match self.registered() {
+            Some(registered) => (registered.build)(backend),
             #[cfg(feature = "article-design")]
-            Self::Article => Box::new(article::ArticleCache::new(backend)),
+            None => Box::new(article::ArticleCache::new(backend)),
+            #[cfg(not(feature = "article-design"))]
+            None => unreachable!("every strategy but the article's is registered"),
         }
     }
 
     /// Whether the strategy keeps copies in Redis.
     fn uses_redis(self) -> bool {
-        self != Self::None
+        self.registered()
+            .is_none_or(|registered| registered.uses_redis)
     }
 }
 
@@ -118,25 +176,6 @@ pub struct CacheConfig {
     pub ttl: Duration,
 }
 
-/// Where a read's answer came from; sent as `X-Cache`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheStatus {
-    Hit,
-    Miss,
-    /// The cache was not used, or not reachable.
-    Bypass,
-}
-
-impl CacheStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hit => "hit",
-            Self::Miss => "miss",
-            Self::Bypass => "bypass",
-        }
-    }
-}
-
 /// What `/readyz` reports for the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheHealth {
@@ -154,96 +193,6 @@ impl fmt::Display for CacheHealth {
             Self::Degraded => "degraded",
             Self::Disabled => "disabled",
         })
-    }
-}
-
-/// A product read as the HTTP layer serves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductRead {
-    /// `None`: no such product, or deleted.
-    pub found: Option<VersionedBody>,
-    pub status: CacheStatus,
-}
-
-/// The JSON of one version of a product, ready to send as it is, and the database history the
-/// version belongs to (for the ETag; see `shopnow_contract::stamps`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionedBody {
-    pub history: i64,
-    pub version: i64,
-    pub body: Bytes,
-}
-
-impl VersionedBody {
-    pub fn of(product: &Product) -> Self {
-        Self {
-            history: product.history,
-            version: product.version,
-            body: Bytes::from(serde_json::to_vec(product).expect("a product serialises")),
-        }
-    }
-
-    /// `"<version>"`, or `"<history>.<version>"` after a failover: one ETag, one content.
-    pub fn etag(&self) -> String {
-        shopnow_contract::stamps::etag(self.history, self.version)
-    }
-
-    /// The body of a product state: a deleted product has none.
-    pub fn of_state(state: &ProductState) -> Option<Self> {
-        match state {
-            ProductState::Live(product) => Some(Self::of(product)),
-            ProductState::Deleted { .. } => None,
-        }
-    }
-}
-
-/// A product's copy in the cache as it is, read without side effects (for the sampler).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedCopy {
-    /// The database history the copy was read from, and its version in it.
-    pub history: i64,
-    pub version: i64,
-    /// The product JSON, or `None` for a deletion's tombstone.
-    pub payload: Option<Bytes>,
-}
-
-impl CachedCopy {
-    /// What copies are ordered by: history first, then version.
-    pub fn stamp(&self) -> i64 {
-        shopnow_contract::stamps::stamp(self.history, self.version)
-    }
-}
-
-/// What a cache strategy does; each lives in a module of its own. Strategies that leave writes
-/// alone or keep nothing to inspect keep the defaults.
-trait Strategy: Send + Sync {
-    /// Serves `GET /v1/products/{id}`.
-    fn read<'a>(&'a self, db: &'a PgPool, id: i64) -> BoxFuture<'a, Result<ProductRead>>;
-
-    /// Whether committed changes must reach the cache (and so go through the outbox).
-    fn publishes(&self) -> bool {
-        false
-    }
-
-    /// Tells the cache about a committed change.
-    fn publish<'a>(&'a self, _state: &'a ProductState) -> BoxFuture<'a, Result<(), CacheError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    /// The cached copy of a product as it is, read without side effects (for the sampler).
-    fn peek(&self, _id: i64) -> BoxFuture<'_, Result<Option<CachedCopy>, CacheError>> {
-        Box::pin(async { Ok(None) })
-    }
-
-    /// Drops a copy the sampler found wrong.
-    fn drop_copy(&self, _id: i64) -> BoxFuture<'_, Result<(), CacheError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    /// Watches the database's history until aborted, for a strategy that orders copies by it;
-    /// the others return at once.
-    fn watch_history(&self, _db: PgPool) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
     }
 }
 
@@ -265,7 +214,7 @@ impl ProductCache {
             None
         };
         let backend = CacheBackend::new(
-            cache.strategy,
+            cache.strategy.as_str(),
             client,
             cache.prefix.clone(),
             cache.ttl,

@@ -3,10 +3,14 @@
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 
-use super::{CacheBackend, CacheStatus, ProductRead, Strategy, VersionedBody};
+use super::{
+    backend::CacheBackend,
+    read::{CacheStatus, ProductRead, VersionedBody},
+    strategy::Strategy,
+};
 use crate::error::Result;
 
-pub struct NoCache {
+pub(super) struct NoCache {
     backend: CacheBackend,
 }
 

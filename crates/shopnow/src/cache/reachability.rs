@@ -12,7 +12,7 @@ use super::ProductCache;
 const INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs until the task is aborted; returns at once for a strategy without Redis.
-pub async fn watch(cache: ProductCache) {
+pub(crate) async fn watch(cache: ProductCache) {
     let up_gauge = metrics::gauge!("cache_redis_up");
     let mut was_up = None;
     let mut interval = tokio::time::interval(INTERVAL);

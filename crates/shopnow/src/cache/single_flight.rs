@@ -16,42 +16,42 @@ use std::{
 use tokio::sync::watch;
 
 #[derive(Default)]
-pub struct SingleFlight {
+pub(super) struct SingleFlight {
     /// product id -> a receiver that closes when that product's leader is done
     leaders: Mutex<HashMap<i64, watch::Receiver<()>>>,
     /// Flights finished so far, on any product.
     finished: AtomicU64,
 }
 
-pub enum Turn<'a> {
+pub(super) enum Turn<'a> {
     /// Read Postgres and fill; dropping the guard releases the followers.
     Lead(LeaderGuard<'a>),
     /// Another reader is filling; `wait` for it, then read the cache again.
     Follow(Follower),
 }
 
-pub struct LeaderGuard<'a> {
+pub(super) struct LeaderGuard<'a> {
     flights: &'a SingleFlight,
     id: i64,
     _done: watch::Sender<()>,
 }
 
-pub struct Follower(watch::Receiver<()>);
+pub(super) struct Follower(watch::Receiver<()>);
 
 impl SingleFlight {
     /// A mark to pass to `finished_since` later.
-    pub fn mark(&self) -> u64 {
+    pub(super) fn mark(&self) -> u64 {
         self.finished.load(Ordering::Acquire)
     }
 
     /// Whether a flight finished after `mark` was taken. A reader whose cache lookup missed
     /// and that then leads checks this: a leader that finished in between may have filled the
     /// cache, and one more cache lookup is cheaper than a Postgres read.
-    pub fn finished_since(&self, mark: u64) -> bool {
+    pub(super) fn finished_since(&self, mark: u64) -> bool {
         self.mark() != mark
     }
 
-    pub fn join(&self, id: i64) -> Turn<'_> {
+    pub(super) fn join(&self, id: i64) -> Turn<'_> {
         let mut leaders = self.leaders.lock().expect("single-flight map poisoned");
         if let Some(leader) = leaders.get(&id) {
             return Turn::Follow(Follower(leader.clone()));
@@ -68,7 +68,7 @@ impl SingleFlight {
 
 impl Follower {
     /// Resolves when the leader is done, whether it succeeded, failed or was cancelled.
-    pub async fn wait(mut self) {
+    pub(super) async fn wait(mut self) {
         // The sender never sends; `changed` returns when it is dropped.
         while self.0.changed().await.is_ok() {}
     }

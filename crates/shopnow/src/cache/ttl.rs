@@ -9,11 +9,14 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use super::{
-    CacheBackend, CacheError, CacheStatus, CachedCopy, ProductRead, Strategy, VersionedBody,
+    backend::CacheBackend,
+    read::{CacheStatus, CachedCopy, ProductRead, VersionedBody},
+    redis::CacheError,
+    strategy::Strategy,
 };
 use crate::{error::Result, model::ProductState};
 
-pub struct TtlCache {
+pub(super) struct TtlCache {
     backend: CacheBackend,
 }
 
@@ -22,7 +25,7 @@ impl TtlCache {
         Self { backend }
     }
 
-    pub async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
+    pub(super) async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
         let keys = self.backend.keys(id);
         let cached: Result<Option<Vec<u8>>, CacheError> = self
             .backend
@@ -94,7 +97,7 @@ impl Strategy for TtlCache {
 }
 
 impl TtlCache {
-    pub async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
+    pub(super) async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
         let keys = self.backend.keys(id);
         let cached: Option<Vec<u8>> = self
             .backend
@@ -111,7 +114,7 @@ impl TtlCache {
     }
 
     /// Drops the product's entry; the next read fills it from Postgres.
-    pub async fn forget(&self, id: i64) -> Result<(), CacheError> {
+    pub(super) async fn forget(&self, id: i64) -> Result<(), CacheError> {
         let keys = self.backend.keys(id);
         self.backend
             .redis()

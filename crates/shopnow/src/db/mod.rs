@@ -1,9 +1,9 @@
 //! PostgreSQL: the source of truth. Connection, database creation and migrations live here;
 //! one module per table group holds its queries.
 
-pub mod orders;
-pub mod outbox;
-pub mod products;
+pub(crate) mod orders;
+pub(crate) mod outbox;
+pub(crate) mod products;
 
 use std::{str::FromStr, time::Duration};
 
@@ -147,7 +147,7 @@ impl Database {
 
 /// The database's history (`shopnow_history()`, see the migration `database_history`): 0 until
 /// its first failover or point-in-time recovery, one more with each.
-pub async fn history(pool: &PgPool) -> crate::error::Result<i64> {
+pub(crate) async fn history(pool: &PgPool) -> crate::error::Result<i64> {
     Ok(sqlx::query_scalar("SELECT shopnow_history()")
         .fetch_one(pool)
         .await?)
@@ -177,7 +177,7 @@ fn instance_options(url: &str) -> anyhow::Result<PgConnectOptions> {
 
 /// A pool without the request timeouts, for commands (`migrate`, `seed`) that may run long;
 /// the database is created first if it is missing.
-pub async fn connect_plain(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect_plain(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     create_database_if_missing(url).await?;
     PgPoolOptions::new()
         .max_connections(max_connections)
@@ -187,7 +187,7 @@ pub async fn connect_plain(url: &str, max_connections: u32) -> anyhow::Result<Pg
         .context("connecting to PostgreSQL (DATABASE_URL)")
 }
 
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+pub(crate) async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!("./migrations")
         .run(pool)
         .await

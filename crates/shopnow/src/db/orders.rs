@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// What placing an order did.
-pub enum Placed {
+pub(crate) enum Placed {
     /// A new order; `changed` holds every product row it changed, for the cache to publish.
     New {
         receipt: OrderReceipt,
@@ -22,7 +22,7 @@ pub enum Placed {
 /// Places an order for `lines` readable with `access_token`, at most once per
 /// `idempotency_key`, in the caller's transaction `tx`. An error leaves the transaction to be
 /// rolled back.
-pub async fn place(
+pub(crate) async fn place(
     tx: &mut PgConnection,
     lines: &OrderLines,
     idempotency_key: Option<&str>,
@@ -229,7 +229,7 @@ async fn replay(conn: &mut PgConnection, key: &str, lines: &OrderLines) -> Resul
     })
 }
 
-pub async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<StoredOrder>> {
+pub(crate) async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<StoredOrder>> {
     #[derive(sqlx::FromRow)]
     struct Header {
         status: String,
@@ -269,7 +269,7 @@ pub async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<StoredOrder
 
 /// Deletes up to `limit` idempotency keys older than `retention` that no other transaction holds;
 /// returns how many.
-pub async fn delete_expired_idempotency_keys(
+pub(crate) async fn delete_expired_idempotency_keys(
     conn: &mut PgConnection,
     retention: std::time::Duration,
     limit: i64,

@@ -7,11 +7,11 @@ use std::time::Duration;
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// The channel the triggers notify when a writer that is not a shopnow instance changed products.
-pub const CHANNEL: &str = "shopnow_outbox";
+pub(crate) const CHANNEL: &str = "shopnow_outbox";
 
 /// One change waiting for its publish.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PendingPublish {
+pub(crate) struct PendingPublish {
     pub id: i64,
     pub product_id: i64,
     /// True for a change a shopnow instance made (and did not publish); false for any other
@@ -24,7 +24,7 @@ pub struct PendingPublish {
 /// Removes the rows of changes whose publish succeeded, given as (product id, version), in a
 /// transaction that does not wait for its WAL flush: a row that a crash brings back is only
 /// published once more, which changes nothing.
-pub async fn forget_published(db: &PgPool, published: &[(i64, i64)]) -> sqlx::Result<()> {
+pub(crate) async fn forget_published(db: &PgPool, published: &[(i64, i64)]) -> sqlx::Result<()> {
     let (products, versions): (Vec<i64>, Vec<i64>) = published.iter().copied().unzip();
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
@@ -44,7 +44,7 @@ pub async fn forget_published(db: &PgPool, published: &[(i64, i64)]) -> sqlx::Re
 
 /// Removes relayed rows, in the relay's transaction, without waiting for the WAL flush (a row
 /// that comes back is published again, harmlessly).
-pub async fn delete_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+pub(crate) async fn delete_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *conn)
         .await?;
@@ -59,7 +59,7 @@ pub async fn delete_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()
 /// change made outside shopnow at once, and a change of an instance once it is older than
 /// `grace` (its writer publishes it and removes the row sooner, unless it died or Redis
 /// refused). The caller publishes them and deletes them in the same transaction.
-pub async fn claim(
+pub(crate) async fn claim(
     conn: &mut PgConnection,
     grace: Duration,
     limit: i64,
@@ -78,7 +78,7 @@ pub async fn claim(
 }
 
 /// Rows pending, and the age in seconds of the oldest.
-pub async fn backlog(db: &PgPool) -> sqlx::Result<(i64, f64)> {
+pub(crate) async fn backlog(db: &PgPool) -> sqlx::Result<(i64, f64)> {
     sqlx::query_as(
         "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
          FROM cache_outbox",
@@ -89,7 +89,7 @@ pub async fn backlog(db: &PgPool) -> sqlx::Result<(i64, f64)> {
 
 /// Deletes up to `limit` rows older than `retention`; returns how many. For deployments whose
 /// instances never publish (`ttl`, `none`): nobody else removes their rows.
-pub async fn delete_older_than(
+pub(crate) async fn delete_older_than(
     conn: &mut PgConnection,
     retention: Duration,
     limit: i64,

@@ -41,7 +41,7 @@ impl StateRow {
 
 /// The state of one product: live, deleted (with the deletion's version), or `None` if the id
 /// was never used.
-pub async fn load_state(conn: &mut PgConnection, id: i64) -> Result<Option<ProductState>> {
+pub(crate) async fn load_state(conn: &mut PgConnection, id: i64) -> Result<Option<ProductState>> {
     let row: Option<StateRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS}, deleted_at IS NOT NULL AS deleted FROM products WHERE id = $1"
     ))
@@ -52,7 +52,7 @@ pub async fn load_state(conn: &mut PgConnection, id: i64) -> Result<Option<Produ
 }
 
 /// The states of the products `ids` that exist, in one query (for the relay's batches).
-pub async fn load_states(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<ProductState>> {
+pub(crate) async fn load_states(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<ProductState>> {
     let rows: Vec<StateRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS}, deleted_at IS NOT NULL AS deleted FROM products WHERE id = ANY($1)"
     ))
@@ -63,7 +63,7 @@ pub async fn load_states(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<Pro
 }
 
 /// One page of live products with `id > after`, in id order.
-pub async fn list(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec<Product>> {
+pub(crate) async fn list(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec<Product>> {
     let rows = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM products WHERE deleted_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
     ))
@@ -74,7 +74,7 @@ pub async fn list(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec
     Ok(rows)
 }
 
-pub async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<Product> {
+pub(crate) async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<Product> {
     sqlx::query_as(&format!(
         "INSERT INTO products (sku, name, description, price_cents, currency, stock) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
@@ -96,7 +96,11 @@ pub async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<Product
     })
 }
 
-pub async fn update(conn: &mut PgConnection, id: i64, patch: &ProductPatch) -> Result<Product> {
+pub(crate) async fn update(
+    conn: &mut PgConnection,
+    id: i64,
+    patch: &ProductPatch,
+) -> Result<Product> {
     sqlx::query_as(&format!(
         "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
          price_cents = COALESCE($4, price_cents) \
@@ -111,7 +115,7 @@ pub async fn update(conn: &mut PgConnection, id: i64, patch: &ProductPatch) -> R
     .ok_or_else(|| Error::product_not_found(id))
 }
 
-pub async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> Result<Product> {
+pub(crate) async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> Result<Product> {
     sqlx::query_as(&format!(
         "UPDATE products SET stock = $2 \
          WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
@@ -126,7 +130,7 @@ pub async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> Result<P
 /// Adds `delta` to the stock, inside the caller's transaction. The row is locked while the
 /// bounds are checked, so concurrent adjustments queue and can never take the stock below zero
 /// between a read and a write.
-pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Result<Product> {
+pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Result<Product> {
     let stock: Option<i64> = sqlx::query_scalar(
         "SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
     )
@@ -159,7 +163,7 @@ pub async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Resul
 
 /// Marks the product deleted. The deletion is a version of its own, so a cache can store it
 /// as a tombstone that answers 404.
-pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<ProductState> {
+pub(crate) async fn delete(conn: &mut PgConnection, id: i64) -> Result<ProductState> {
     let deleted: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE products SET deleted_at = now() \
          WHERE id = $1 AND deleted_at IS NULL RETURNING version, (SELECT shopnow_history())",
@@ -178,7 +182,7 @@ pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<ProductState> {
 
 /// Inserts `count` demo products with SKUs `DEMO-000001`...; existing SKUs are left alone, so
 /// seeding twice changes nothing. Returns how many were inserted.
-pub async fn seed_demo(conn: &mut PgConnection, count: i64) -> Result<u64> {
+pub(crate) async fn seed_demo(conn: &mut PgConnection, count: i64) -> Result<u64> {
     let done = sqlx::query(
         "INSERT INTO products (sku, name, description, price_cents, currency, stock) \
          SELECT format('DEMO-%s', lpad(n::text, 6, '0')), \
@@ -195,7 +199,7 @@ pub async fn seed_demo(conn: &mut PgConnection, count: i64) -> Result<u64> {
 }
 
 /// The highest product id ever given, if any (the sampler draws ids below it).
-pub async fn max_id(conn: &mut PgConnection) -> Result<Option<i64>> {
+pub(crate) async fn max_id(conn: &mut PgConnection) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar("SELECT max(id) FROM products")
         .fetch_one(conn)
         .await?)
@@ -203,7 +207,7 @@ pub async fn max_id(conn: &mut PgConnection) -> Result<Option<i64>> {
 
 /// The version of a live product: the one query of every read in the article's design.
 #[cfg(feature = "article-design")]
-pub async fn live_version(conn: &mut PgConnection, id: i64) -> Result<Option<i64>> {
+pub(crate) async fn live_version(conn: &mut PgConnection, id: i64) -> Result<Option<i64>> {
     Ok(
         sqlx::query_scalar("SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL")
             .bind(id)

@@ -4,24 +4,21 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRef, FromRequestParts},
     http::{header::AUTHORIZATION, request::Parts, HeaderMap, StatusCode},
 };
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{
-    error::{ApiError, ErrorCode},
-    AppState,
-};
+use super::error::{ApiError, ErrorCode};
 
 /// The configured admin token, kept as a digest so comparing it takes the same time whatever
 /// the guess, its length included.
 #[derive(Clone)]
-pub struct AdminToken(Option<Arc<[u8; 32]>>);
+pub(super) struct AdminToken(Option<Arc<[u8; 32]>>);
 
 impl AdminToken {
-    pub fn new(token: Option<&str>) -> Self {
+    pub(super) fn new(token: Option<&str>) -> Self {
         Self(token.map(|t| Arc::new(digest(t))))
     }
 
@@ -59,7 +56,7 @@ fn secrets_equal_digests(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// Whether two secrets are equal, in a time that depends on neither.
-pub fn secrets_equal(a: &str, b: &str) -> bool {
+pub(super) fn secrets_equal(a: &str, b: &str) -> bool {
     secrets_equal_digests(&digest(a), &digest(b))
 }
 
@@ -71,19 +68,25 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Extracting `Admin` in a handler makes the route admin-only.
-pub struct Admin;
+/// Extracting `Admin` in a handler makes the route admin-only. Any state that holds the admin
+/// token will do (`FromRef`), so this module needs to know no state.
+pub(super) struct Admin;
 
-impl FromRequestParts<AppState> for Admin {
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    AdminToken: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.admin_token.check(&parts.headers).map(|()| Admin)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        AdminToken::from_ref(state)
+            .check(&parts.headers)
+            .map(|()| Admin)
     }
 }
 
 /// Who reads an order: the admin, or a bearer of some token that may be the order's own.
-pub enum OrderReader {
+pub(super) enum OrderReader {
     Admin,
     Bearer(String),
 }
@@ -91,7 +94,7 @@ pub enum OrderReader {
 impl OrderReader {
     /// Whether this reader may read an order whose access token is `token` (orders placed
     /// before access tokens existed have none: only the admin reads them).
-    pub fn may_read(&self, token: Option<&str>) -> bool {
+    pub(super) fn may_read(&self, token: Option<&str>) -> bool {
         match (self, token) {
             (Self::Admin, _) => true,
             (Self::Bearer(presented), Some(token)) => secrets_equal(presented, token),
@@ -100,16 +103,19 @@ impl OrderReader {
     }
 }
 
-impl FromRequestParts<AppState> for OrderReader {
+impl<S: Send + Sync> FromRequestParts<S> for OrderReader
+where
+    AdminToken: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let presented = bearer_token(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized(
                 "send the order's access_token (from its creation) as Authorization: Bearer <token>",
             )
         })?;
-        Ok(if state.admin_token.matches(presented) {
+        Ok(if AdminToken::from_ref(state).matches(presented) {
             Self::Admin
         } else {
             Self::Bearer(presented.to_string())

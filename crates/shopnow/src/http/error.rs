@@ -12,12 +12,11 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::middleware::InternalCause;
 use crate::error::Error;
 
 /// Body of every error response.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct ErrorBody {
+pub(super) struct ErrorBody {
     /// Stable, machine-readable code, e.g. `insufficient_stock`.
     #[schema(example = "not_found")]
     pub error: String,
@@ -28,7 +27,7 @@ pub struct ErrorBody {
 
 /// Every error code the API answers with, each once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
+pub(super) enum ErrorCode {
     AdminDisabled,
     BadRequest,
     Busy,
@@ -51,7 +50,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::AdminDisabled => "admin_disabled",
             Self::BadRequest => "bad_request",
@@ -76,9 +75,14 @@ impl ErrorCode {
     }
 }
 
+/// The cause of an internal error, carried from the handler to the access log in the
+/// response's extensions, so that one line holds the cause and the request's id.
+#[derive(Clone, Debug)]
+pub(super) struct InternalCause(pub String);
+
 /// An error answer: its status, its code and a message for a human.
 #[derive(Debug)]
-pub struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     message: String,
@@ -87,10 +91,10 @@ pub struct ApiError {
     cause: Option<String>,
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -99,20 +103,20 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(super) fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(super) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     /// 422: well-formed JSON whose values are not acceptable.
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::InvalidInput,
@@ -121,7 +125,7 @@ impl ApiError {
     }
 
     /// A handler panicked: answered as an internal error, the panic's message kept as its cause.
-    pub fn panicked(panic: Box<dyn std::any::Any + Send>) -> Self {
+    pub(super) fn panicked(panic: Box<dyn std::any::Any + Send>) -> Self {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -133,7 +137,7 @@ impl ApiError {
         }
     }
 
-    pub fn internal() -> Self {
+    pub(super) fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,
@@ -142,7 +146,7 @@ impl ApiError {
     }
 
     #[cfg(test)]
-    pub fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         self.status
     }
 }

@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorCode};
 /// JSON body. Malformed JSON (cut off included) is 400, wrong types, unknown or missing fields
 /// 422, too large 413.
 #[derive(Debug)]
-pub struct ApiJson<T>(pub T);
+pub(super) struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
@@ -66,12 +66,12 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Path parameters. A segment that does not parse (`/v1/products/abc`) is 404: no such resource.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct ApiPath<T>(pub T);
+pub(super) struct ApiPath<T>(pub T);
 
 /// Query string. Values that do not parse are 422.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
+pub(super) struct ApiQuery<T>(pub T);
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {

@@ -11,15 +11,15 @@ use axum::{
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Instrument;
 
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, InternalCause};
 use crate::observability;
 
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Makes a UUID v4 request id from a thread-local generator. `MakeRequestUuid` asks the kernel
 /// for randomness on every request, a system call that showed in the profile of a cached read.
 #[derive(Clone, Copy)]
-pub struct FastRequestId;
+pub(super) struct FastRequestId;
 
 impl MakeRequestId for FastRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
@@ -61,21 +61,20 @@ impl std::str::FromStr for AccessLog {
 
 /// What the access log and the metrics need to know.
 #[derive(Clone, Copy, Debug)]
-pub struct Observe {
+pub(super) struct Observe {
     pub access_log: AccessLog,
     /// A request slower than this is logged under `AccessLog::Errors`.
     pub slow_request: Duration,
 }
 
-/// The cause of an internal error, carried from the handler to the access log in the
-/// response's extensions, so that one line holds the cause and the request's id.
-#[derive(Clone, Debug)]
-pub struct InternalCause(pub String);
-
 /// Times every request once: counts it in the metrics (by method, matched route and status)
 /// and writes its access line when the policy asks for one. Events logged while the request
 /// runs belong to a `request` span at `debug` level, free unless `RUST_LOG` enables it.
-pub async fn observe(State(policy): State<Observe>, request: Request, next: Next) -> Response {
+pub(super) async fn observe(
+    State(policy): State<Observe>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
@@ -119,7 +118,11 @@ pub async fn observe(State(policy): State<Observe>, request: Request, next: Next
 }
 
 /// Answers 503 `timeout` when a request runs longer than the configured limit.
-pub async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+pub(super) async fn time_limit(
+    State(limit): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
@@ -132,11 +135,11 @@ pub async fn time_limit(State(limit): State<Duration>, request: Request, next: N
 }
 
 /// Longest request target (path and query) accepted; longer ones answer 414.
-pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub(super) const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// What `limits` enforces.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(super) struct Limits {
     pub max_header_bytes: usize,
     pub body_limit_bytes: usize,
     /// Longest time from the end of the head to the end of the body.
@@ -148,7 +151,7 @@ pub struct Limits {
 /// broken chunked encoding or a cut connection 400) before the request goes on: a handler that
 /// answers without reading the body (401, 405, 404) then leaves no unread bytes on the
 /// connection, which therefore stays alive for the client's next request.
-pub async fn limits(State(limits): State<Limits>, request: Request, next: Next) -> Response {
+pub(super) async fn limits(State(limits): State<Limits>, request: Request, next: Next) -> Response {
     let head_bytes: usize = request
         .headers()
         .iter()
@@ -234,7 +237,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Drops an incoming `X-Request-Id` that is too long or holds anything but letters, digits and
 /// `-_.:`, so that the one made for the request instead is what the logs and the response carry.
-pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
+pub(super) async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
     let acceptable = |id: &HeaderValue| {
         let id = id.as_bytes();
         !id.is_empty()

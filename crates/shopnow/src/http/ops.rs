@@ -6,12 +6,12 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    openapi::{RequestLimits, TryAgain},
-    AppState,
+    responses::{RequestLimits, TryAgain},
+    state::AppState,
 };
 use crate::observability;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(livez))
         .routes(routes!(readyz))
@@ -19,13 +19,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Liveness {
+pub(super) struct Liveness {
     #[schema(example = "ok")]
     pub status: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Readiness {
+pub(super) struct Readiness {
     /// `ready`, `draining` or `unavailable`.
     #[schema(example = "ready")]
     pub status: String,

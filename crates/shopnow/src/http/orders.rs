@@ -12,8 +12,8 @@ use super::{
     auth::OrderReader,
     error::{ApiError, ApiResult, ErrorBody, ErrorCode},
     extract::{ApiJson, ApiPath},
-    openapi::{RequestLimits, TryAgain},
-    AppState,
+    responses::{RequestLimits, TryAgain},
+    state::AppState,
 };
 use crate::model::{Order, OrderLines, OrderReceipt, OrderRequest};
 
@@ -35,7 +35,7 @@ const IDEMPOTENCY_KEY_RULE: &str = "Idempotency-Key must be a random UUID v4 (su
     secrets.token_urlsafe(16) makes): anyone who guesses a key and the order's items gets the \
     order's access token back";
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(place_order))
         .routes(routes!(get_order))

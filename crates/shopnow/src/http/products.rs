@@ -14,18 +14,18 @@ use super::{
     auth::Admin,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{ApiJson, ApiPath, ApiQuery},
-    openapi::{AdminOnly, JsonBody, RequestLimits, TryAgain},
-    AppState,
+    responses::{AdminOnly, JsonBody, RequestLimits, TryAgain},
+    state::AppState,
 };
 use crate::{
     cache::{CacheStatus, ProductRead},
     model::{NewProduct, Product, ProductPatch, StockAdjustment, StockLevel},
 };
 
-pub const MAX_PAGE: i64 = 200;
+pub(super) const MAX_PAGE: i64 = 200;
 const DEFAULT_PAGE: i64 = 50;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_products, create_product))
         .routes(routes!(get_product, update_product, delete_product))
@@ -36,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Unknown parameters are ignored: shop links carry `utm_source` and the like.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
+pub(super) struct PageQuery {
     /// Page size, 1 to 200; 50 when omitted.
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
@@ -46,7 +46,7 @@ pub struct PageQuery {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ProductPage {
+pub(super) struct ProductPage {
     pub items: Vec<Product>,
     /// Pass as `after` for the next page; null on the last page.
     pub next: Option<i64>,

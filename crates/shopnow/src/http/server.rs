@@ -43,14 +43,14 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use super::HttpConfig;
+use super::config::HttpConfig;
 
 /// How long accepting pauses after an accept error (typically: out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting and lets every
 /// connection finish its request in flight (the caller bounds how long that may take).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     config: &HttpConfig,

@@ -4,11 +4,13 @@
 mod order;
 mod product;
 
-pub use order::{Order, OrderItem, OrderLines, OrderReceipt, OrderRequest, StoredOrder};
+pub use order::{Order, OrderItem, OrderReceipt};
+pub(crate) use order::{OrderLines, OrderRequest, StoredOrder};
 #[cfg(test)]
-pub use order::{MAX_ITEMS, MAX_QUANTITY};
+pub(crate) use order::{MAX_ITEMS, MAX_QUANTITY};
+pub use product::Product;
 #[cfg(test)]
-pub use product::MAX_PRICE_CENTS;
-pub use product::{
-    NewProduct, Product, ProductPatch, ProductState, StockAdjustment, StockLevel, MAX_STOCK,
+pub(crate) use product::MAX_PRICE_CENTS;
+pub(crate) use product::{
+    NewProduct, ProductPatch, ProductState, StockAdjustment, StockLevel, MAX_STOCK,
 };

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use crate::error::Error;
 
-pub const MAX_ITEMS: usize = 100;
-pub const MAX_QUANTITY: i64 = 10_000;
+pub(crate) const MAX_ITEMS: usize = 100;
+pub(crate) const MAX_QUANTITY: i64 = 10_000;
 
 /// `POST /v1/orders`. Unknown fields are refused.
 #[derive(Debug, Clone, Deserialize, ToSchema)]

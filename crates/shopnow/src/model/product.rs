@@ -7,9 +7,9 @@ use utoipa::ToSchema;
 use crate::error::Error;
 
 /// Largest stock a product may hold; keeps `stock + delta` far from integer overflow.
-pub const MAX_STOCK: i64 = 1_000_000_000_000;
+pub(crate) const MAX_STOCK: i64 = 1_000_000_000_000;
 /// Largest price, 10 billion in the currency's main unit.
-pub const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
+pub(crate) const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
 
 /// A product as the API shows it. One `version` always carries the same fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
@@ -125,7 +125,7 @@ pub struct ProductPatch {
 /// `PUT /v1/products/{id}/stock`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StockLevel {
+pub(crate) struct StockLevel {
     #[schema(example = 25, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub stock: i64,
 }
@@ -133,7 +133,7 @@ pub struct StockLevel {
 /// `POST /v1/products/{id}/stock/adjustments`: a delivery (positive) or a correction (negative).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StockAdjustment {
+pub(crate) struct StockAdjustment {
     /// Not zero; the stock after it stays between 0 and 1,000,000,000,000.
     #[schema(example = -3, minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
     pub delta: i64,
@@ -168,13 +168,13 @@ impl ProductPatch {
 }
 
 impl StockLevel {
-    pub fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         validate_stock(self.stock)
     }
 }
 
 impl StockAdjustment {
-    pub fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         // unsigned_abs: i64::MIN has no positive counterpart, and abs() would overflow.
         if self.delta == 0 || self.delta.unsigned_abs() > MAX_STOCK.unsigned_abs() {
             return Err(Error::invalid(format!(

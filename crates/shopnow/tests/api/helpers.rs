@@ -14,23 +14,23 @@ use sqlx::PgPool;
 use testkit::TestDatabase;
 use tokio::sync::oneshot;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub(crate) const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// The shared Redis of the machine, for tests that neither flush, restart nor count commands.
-pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+pub(crate) const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 
 /// A key prefix no other test uses.
-pub fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A database of the test's own, shared by the instances that hold it.
-pub fn test_database() -> Arc<TestDatabase> {
+pub(crate) fn test_database() -> Arc<TestDatabase> {
     Arc::new(TestDatabase::new("shopnow_test"))
 }
 
 /// One running instance and a client for it.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub address: String,
     pub client: Client,
     /// Keeps the database alive while the app runs; other instances may share it.
@@ -47,14 +47,14 @@ pub struct TestApp {
 /// How to build a `TestApp`. By default: a fresh database, port 0, the `none` strategy, the
 /// admin token `ADMIN_TOKEN`, no sampler (it repairs what it finds, and tests of the naive
 /// strategies want their bugs intact).
-pub struct TestAppBuilder {
+pub(crate) struct TestAppBuilder {
     config: Config,
     db: Arc<TestDatabase>,
     hooks: Hooks,
 }
 
 impl TestApp {
-    pub fn builder() -> TestAppBuilder {
+    pub(crate) fn builder() -> TestAppBuilder {
         let db = test_database();
         let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
         config.database.url = db.url.clone();
@@ -73,7 +73,7 @@ impl TestApp {
 
     /// A builder for another instance of the same deployment: same database, Redis, strategy
     /// and key prefix; no hooks and no faults.
-    pub fn sibling(&self) -> TestAppBuilder {
+    pub(crate) fn sibling(&self) -> TestAppBuilder {
         let mut config = self.config.clone();
         config.faults = Default::default();
         TestAppBuilder {
@@ -86,44 +86,44 @@ impl TestApp {
 
 impl TestAppBuilder {
     /// The `versioned` strategy on the Redis at `redis_url`.
-    pub fn versioned(self, redis_url: &str) -> Self {
+    pub(crate) fn versioned(self, redis_url: &str) -> Self {
         self.strategy(CacheStrategy::Versioned, redis_url)
     }
 
-    pub fn strategy(mut self, strategy: CacheStrategy, redis_url: &str) -> Self {
+    pub(crate) fn strategy(mut self, strategy: CacheStrategy, redis_url: &str) -> Self {
         self.config.cache.strategy = strategy;
         self.config.redis.urls = vec![redis_url.to_string()];
         self
     }
 
     /// The database this instance will use, to share with others.
-    pub fn shared_database(&self) -> Arc<TestDatabase> {
+    pub(crate) fn shared_database(&self) -> Arc<TestDatabase> {
         self.db.clone()
     }
 
     /// Use `db` (shared with other instances) instead of a fresh one.
-    pub fn database(mut self, db: Arc<TestDatabase>) -> Self {
+    pub(crate) fn database(mut self, db: Arc<TestDatabase>) -> Self {
         self.config.database.url = db.url.clone();
         self.db = db;
         self
     }
 
-    pub fn hooks(mut self, hooks: Hooks) -> Self {
+    pub(crate) fn hooks(mut self, hooks: Hooks) -> Self {
         self.hooks = hooks;
         self
     }
 
     /// Any other setting.
-    pub fn with_config(mut self, change: impl FnOnce(&mut Config)) -> Self {
+    pub(crate) fn with_config(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(&mut self.config);
         self
     }
 
-    pub async fn spawn(self) -> TestApp {
+    pub(crate) async fn spawn(self) -> TestApp {
         self.try_spawn().await.expect("app builds")
     }
 
-    pub async fn try_spawn(self) -> anyhow::Result<TestApp> {
+    pub(crate) async fn try_spawn(self) -> anyhow::Result<TestApp> {
         if std::env::var_os("TEST_LOG").is_some() {
             shopnow::init_logging(LogFormat::Text);
         }
@@ -150,40 +150,40 @@ impl TestAppBuilder {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
 
     /// The instance's key prefix in Redis.
-    pub fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         &self.config.cache.prefix
     }
 
     /// The Redis key of product `id`'s versioned copy.
-    pub fn copy_key(&self, id: i64) -> String {
+    pub(crate) fn copy_key(&self, id: i64) -> String {
         ProductKeys::new(self.prefix(), id).current()
     }
 
     /// Starts the instance's graceful shutdown and returns the server task to await.
-    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    pub(crate) fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         self.server.take().expect("server still running")
     }
 
-    pub async fn get(&self, path: &str) -> Response {
+    pub(crate) async fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
-    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn admin(&self, method: Method, path: &str) -> RequestBuilder {
         self.client
             .request(method, self.url(path))
             .bearer_auth(ADMIN_TOKEN)
     }
 
     /// Creates a product with `stock` at 250 cents.
-    pub async fn create_product(&self, sku: &str, stock: i64) -> Product {
+    pub(crate) async fn create_product(&self, sku: &str, stock: i64) -> Product {
         let response = self
             .admin(Method::POST, "/v1/products")
             .json(&json!({"sku": sku, "name": format!("Product {sku}"), "price_cents": 250, "stock": stock}))
@@ -193,7 +193,7 @@ impl TestApp {
         ok(response, StatusCode::CREATED).await
     }
 
-    pub async fn product(&self, id: i64) -> Product {
+    pub(crate) async fn product(&self, id: i64) -> Product {
         ok(
             self.get(&format!("/v1/products/{id}")).await,
             StatusCode::OK,
@@ -202,13 +202,13 @@ impl TestApp {
     }
 
     /// An admin write that answers 200 with a product.
-    pub async fn change(&self, method: Method, path: &str, body: Value) -> Product {
+    pub(crate) async fn change(&self, method: Method, path: &str, body: Value) -> Product {
         let response = self.admin(method, path).json(&body).send().await.unwrap();
         ok(response, StatusCode::OK).await
     }
 
     /// Adjusts a product's stock through the API; returns the product it answers.
-    pub async fn adjust(&self, id: i64, delta: i64) -> Product {
+    pub(crate) async fn adjust(&self, id: i64, delta: i64) -> Product {
         self.change(
             Method::POST,
             &format!("/v1/products/{id}/stock/adjustments"),
@@ -217,14 +217,14 @@ impl TestApp {
         .await
     }
 
-    pub async fn delete_product(&self, id: i64) -> Response {
+    pub(crate) async fn delete_product(&self, id: i64) -> Response {
         self.admin(Method::DELETE, &format!("/v1/products/{id}"))
             .send()
             .await
             .unwrap()
     }
 
-    pub async fn order(&self, items: &[(i64, i64)], key: Option<&str>) -> Response {
+    pub(crate) async fn order(&self, items: &[(i64, i64)], key: Option<&str>) -> Response {
         let items: Vec<Value> = items
             .iter()
             .map(|(id, q)| json!({"product_id": id, "quantity": q}))
@@ -240,12 +240,12 @@ impl TestApp {
     }
 
     /// Places an order that must succeed; returns it with its access token.
-    pub async fn placed_order(&self, items: &[(i64, i64)]) -> OrderReceipt {
+    pub(crate) async fn placed_order(&self, items: &[(i64, i64)]) -> OrderReceipt {
         ok(self.order(items, None).await, StatusCode::CREATED).await
     }
 
     /// `GET /v1/orders/{id}` with `token` as the bearer, if any.
-    pub async fn read_order(&self, id: i64, token: Option<&str>) -> Response {
+    pub(crate) async fn read_order(&self, id: i64, token: Option<&str>) -> Response {
         let mut request = self.client.get(self.url(&format!("/v1/orders/{id}")));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -254,12 +254,12 @@ impl TestApp {
     }
 
     /// Seeds demo products 1..=count straight into Postgres (nothing cached).
-    pub async fn seed(&self, count: i64) {
+    pub(crate) async fn seed(&self, count: i64) {
         self.catalog.seed_demo(count).await.unwrap();
     }
 
     /// Inserts a product straight into Postgres, so that no write-through has cached it.
-    pub async fn insert_cold_product(&self, sku: &str, stock: i64) -> i64 {
+    pub(crate) async fn insert_cold_product(&self, sku: &str, stock: i64) -> i64 {
         sqlx::query_scalar(
             "INSERT INTO products (sku, name, price_cents, currency, stock) \
              VALUES ($1, $1, 100, 'USD', $2) RETURNING id",
@@ -272,7 +272,7 @@ impl TestApp {
     }
 
     /// Stock and version straight from Postgres.
-    pub async fn stored(&self, id: i64) -> (i64, i64) {
+    pub(crate) async fn stored(&self, id: i64) -> (i64, i64) {
         sqlx::query_as("SELECT stock, version FROM products WHERE id = $1")
             .bind(id)
             .fetch_one(&self.pool)
@@ -281,7 +281,7 @@ impl TestApp {
     }
 
     /// Rows in the cache outbox.
-    pub async fn outbox_rows(&self) -> i64 {
+    pub(crate) async fn outbox_rows(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM cache_outbox")
             .fetch_one(&self.pool)
             .await
@@ -298,7 +298,7 @@ impl Drop for TestApp {
 }
 
 /// The body of a response that must have `status`, as `T`.
-pub async fn ok<T: DeserializeOwned>(response: Response, status: StatusCode) -> T {
+pub(crate) async fn ok<T: DeserializeOwned>(response: Response, status: StatusCode) -> T {
     let got = response.status();
     let url = response.url().clone();
     let text = response.text().await.unwrap();
@@ -307,7 +307,7 @@ pub async fn ok<T: DeserializeOwned>(response: Response, status: StatusCode) -> 
 }
 
 /// Asserts the JSON error shape and code of a response, and returns its body.
-pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+pub(crate) async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -329,7 +329,7 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
 /// Polls `condition` every 20 ms until it holds or `limit` passes; returns the time it took.
 /// For conditions that no event announces (a background repair), never for synchronisation
 /// between the test's own steps.
-pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> Option<Duration>
+pub(crate) async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> Option<Duration>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -345,12 +345,12 @@ where
 }
 
 /// The `shopnow` binary under test, as a process of its own (for tests that kill it).
-pub fn start_process(config: &Config, env: &[(&str, &str)]) -> testkit::ShopnowProcess {
+pub(crate) fn start_process(config: &Config, env: &[(&str, &str)]) -> testkit::ShopnowProcess {
     start_limited_process(config, env, None)
 }
 
 /// `start_process`, with the process's open-file limit set to `open_files`.
-pub fn start_limited_process(
+pub(crate) fn start_limited_process(
     config: &Config,
     env: &[(&str, &str)],
     open_files: Option<u32>,

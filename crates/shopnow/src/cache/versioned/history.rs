@@ -33,13 +33,13 @@ use redis::Script;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use super::super::CacheBackend;
+use super::super::backend::CacheBackend;
 use crate::db;
 
 static RAISE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("raise_history.lua")));
 
 /// Time between two looks at Postgres's and Redis's history.
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// From the first instance reaching a promoted database to no instance serving a copy of a
 /// write the database lost: two watch intervals (plus a Redis call's timeout when Redis is slow).

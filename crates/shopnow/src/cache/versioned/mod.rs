@@ -40,10 +40,14 @@ use sqlx::PgPool;
 
 use futures::future::BoxFuture;
 
+use shopnow_contract::ProductKeys;
+
 use super::{
+    backend::CacheBackend,
+    read::{CacheStatus, CachedCopy, ProductRead, VersionedBody},
+    redis::CacheError,
     single_flight::{SingleFlight, Turn},
-    CacheBackend, CacheError, CacheStatus, CachedCopy, ProductKeys, ProductRead, Strategy,
-    VersionedBody,
+    strategy::Strategy,
 };
 use crate::{error::Result, model::ProductState};
 use shopnow_contract::stamps;
@@ -69,10 +73,12 @@ const ABSENT_TTL_SECS: u64 = 60;
 use self::history::KnownHistory;
 pub use self::history::CONVERGENCE_BOUND;
 
-pub struct VersionedCache {
+pub(super) struct VersionedCache {
     backend: CacheBackend,
     flights: SingleFlight,
     known_history: Arc<KnownHistory>,
+    /// Publishes by outcome, in the order of `Published::ALL`.
+    publishes: [metrics::Counter; 3],
     /// Lease and fence tokens: unique per instance (`instance`) and per use (`next_lease`).
     instance: String,
     next_lease: AtomicU64,
@@ -84,6 +90,13 @@ impl VersionedCache {
             backend,
             flights: SingleFlight::default(),
             known_history: Arc::default(),
+            publishes: Published::ALL.map(|outcome| {
+                metrics::counter!(
+                    "cache_publishes_total",
+                    "strategy" => shopnow_contract::strategies::VERSIONED,
+                    "result" => outcome.as_str()
+                )
+            }),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             next_lease: AtomicU64::new(1),
         }
@@ -284,7 +297,7 @@ impl Strategy for VersionedCache {
     fn publish<'a>(&'a self, state: &'a ProductState) -> BoxFuture<'a, Result<(), CacheError>> {
         Box::pin(async move {
             let published = VersionedCache::publish(self, state).await?;
-            self.backend.metrics.count_publish(published);
+            self.publishes[published as usize].increment(1);
             Ok(())
         })
     }
@@ -302,9 +315,9 @@ impl Strategy for VersionedCache {
     }
 }
 
-/// What a publish did to the stored copy.
+/// What a publish did to the stored copy; the discriminant indexes `Published::ALL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Published {
+pub(super) enum Published {
     /// The stored copy was older and now holds this version.
     Replaced,
     /// The stored copy is at this version or newer, and stays.
@@ -314,9 +327,9 @@ pub enum Published {
 }
 
 impl Published {
-    pub const ALL: [Published; 3] = [Self::Replaced, Self::NewerKept, Self::NothingStored];
+    pub(super) const ALL: [Published; 3] = [Self::Replaced, Self::NewerKept, Self::NothingStored];
 
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Replaced => "replaced",
             Self::NewerKept => "newer_kept",

@@ -26,12 +26,12 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
-use super::redis_client::{CacheError, Connection};
+use super::{connection::Connection, error::CacheError};
 
 /// The replicas' answer to one `WAIT`: how many confirmed, or why the call failed.
 type WaitOutcome = Result<u32, String>;
 
-pub struct ReplicaConfirmer {
+pub(super) struct ReplicaConfirmer {
     connection: Connection,
     /// Replicas a publish must reach: `SHOPNOW_REDIS_REPLICAS`, or 1 when the operator left it
     /// at 0 and the primary has replicas all the same (`RedisClient::observe_replication`).
@@ -42,7 +42,11 @@ pub struct ReplicaConfirmer {
 }
 
 impl ReplicaConfirmer {
-    pub fn new(connection: Connection, replicas: Arc<AtomicU32>, wait_timeout: Duration) -> Self {
+    pub(super) fn new(
+        connection: Connection,
+        replicas: Arc<AtomicU32>,
+        wait_timeout: Duration,
+    ) -> Self {
         Self {
             connection,
             replicas,
@@ -53,7 +57,7 @@ impl ReplicaConfirmer {
 
     /// Waits for the next `WAIT` sent after this call; `Unconfirmed` when it found fewer
     /// replicas than required, in time.
-    pub async fn confirm(&self, limit: Duration) -> Result<(), CacheError> {
+    pub(super) async fn confirm(&self, limit: Duration) -> Result<(), CacheError> {
         let queue = self.queue.get_or_init(|| async { self.start() }).await;
         let (reply, answer) = oneshot::channel();
         if queue.send(reply).is_err() {
@@ -112,7 +116,7 @@ async fn wait(connection: &Connection, replicas: u32, timeout: Duration) -> Wait
 
 /// How many replicas the primary (or, in a cluster, the primary with the most) reports in
 /// `INFO replication`: the `connected_slaves:` line of each node's section.
-pub fn connected_replicas(info: &redis::Value) -> u32 {
+pub(super) fn connected_replicas(info: &redis::Value) -> u32 {
     let mut most = 0;
     let mut visit = |text: &str| {
         for line in text.lines() {

@@ -1,0 +1,43 @@
+//! What a cache strategy does: the trait every strategy module implements.
+
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+
+use super::{
+    read::{CachedCopy, ProductRead},
+    redis::CacheError,
+};
+use crate::{error::Result, model::ProductState};
+
+/// What a cache strategy does; each lives in a module of its own. Strategies that leave writes
+/// alone or keep nothing to inspect keep the defaults.
+pub(super) trait Strategy: Send + Sync {
+    /// Serves `GET /v1/products/{id}`.
+    fn read<'a>(&'a self, db: &'a PgPool, id: i64) -> BoxFuture<'a, Result<ProductRead>>;
+
+    /// Whether committed changes must reach the cache (and so go through the outbox).
+    fn publishes(&self) -> bool {
+        false
+    }
+
+    /// Tells the cache about a committed change.
+    fn publish<'a>(&'a self, _state: &'a ProductState) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The cached copy of a product as it is, read without side effects (for the sampler).
+    fn peek(&self, _id: i64) -> BoxFuture<'_, Result<Option<CachedCopy>, CacheError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Drops a copy the sampler found wrong.
+    fn drop_copy(&self, _id: i64) -> BoxFuture<'_, Result<(), CacheError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Watches the database's history until aborted, for a strategy that orders copies by it;
+    /// the others return at once.
+    fn watch_history(&self, _db: PgPool) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}

@@ -1,0 +1,31 @@
+//! What every handler may need. It imports no route, so routes depend on it and never the
+//! other way round.
+
+use axum::extract::FromRef;
+
+use super::auth::AdminToken;
+use crate::{catalog::Catalog, lifecycle::Lifecycle};
+
+/// Everything a handler may need. Cheap to clone: each field is a handle.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(super) catalog: Catalog,
+    pub(super) admin_token: AdminToken,
+    pub(super) lifecycle: Lifecycle,
+}
+
+impl AppState {
+    pub(crate) fn new(catalog: Catalog, admin_token: Option<&str>, lifecycle: Lifecycle) -> Self {
+        Self {
+            catalog,
+            admin_token: AdminToken::new(admin_token),
+            lifecycle,
+        }
+    }
+}
+
+impl FromRef<AppState> for AdminToken {
+    fn from_ref(state: &AppState) -> Self {
+        state.admin_token.clone()
+    }
+}
