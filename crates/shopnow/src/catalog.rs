@@ -108,6 +108,11 @@ impl Catalog {
         self.inner.database.ready().await
     }
 
+    /// The ETag a read of `product`'s version answers.
+    pub(crate) fn etag(&self, product: &Product) -> String {
+        self.inner.cache.etag(product)
+    }
+
     pub async fn read(&self, id: i64) -> Result<ProductRead> {
         self.inner.cache.read(&self.inner.db, id).await
     }

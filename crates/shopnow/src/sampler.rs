@@ -68,11 +68,14 @@ pub(crate) enum Verdict {
 
 /// Compares a cached copy with the row read after it, by (history, version): a copy of a write
 /// the database lost in a failover is behind the promoted database's row, whatever its number.
-pub(crate) fn compare(copy: &CachedCopy, row: &ProductState) -> Verdict {
-    if copy.stamp() > row.stamp() {
+/// A strategy whose copies do not carry the history (`with_history` false) is compared by
+/// version alone.
+pub(crate) fn compare(copy: &CachedCopy, row: &ProductState, with_history: bool) -> Verdict {
+    let row_stamp = row_stamp(row, with_history);
+    if copy.stamp() > row_stamp {
         return Verdict::Wrong("the cache holds a version Postgres does not have");
     }
-    if copy.stamp() < row.stamp() {
+    if copy.stamp() < row_stamp {
         return Verdict::Behind;
     }
     let expected = VersionedBody::of_state(row).map(|body| body.body);
@@ -80,6 +83,13 @@ pub(crate) fn compare(copy: &CachedCopy, row: &ProductState) -> Verdict {
         Verdict::Consistent
     } else {
         Verdict::Wrong("one version with two different contents")
+    }
+}
+
+fn row_stamp(row: &ProductState, with_history: bool) -> i64 {
+    match with_history {
+        true => row.stamp(),
+        false => row.version(),
     }
 }
 
@@ -93,12 +103,13 @@ async fn check(catalog: &Catalog, id: i64) -> anyhow::Result<()> {
         return Ok(());
     };
     drop(conn);
-    let verdict = match compare(&copy, &row) {
+    let with_history = cache.carries_history();
+    let verdict = match compare(&copy, &row, with_history) {
         Verdict::Behind => {
             // Give an in-flight publish, or the relay, the time the design promises.
             tokio::time::sleep(relay::REPAIR_BOUND).await;
             match cache.peek(id).await? {
-                Some(later) if later.stamp() < row.stamp() => {
+                Some(later) if later.stamp() < row_stamp(&row, with_history) => {
                     Verdict::Wrong("older than Postgres beyond the repair bound")
                 }
                 _ => Verdict::Consistent,
@@ -168,14 +179,17 @@ mod tests {
     #[test]
     fn verdicts() {
         let row = product(3, 10);
-        assert_eq!(compare(&copy_of(&row), &row), Verdict::Consistent);
-        assert_eq!(compare(&copy_of(&product(2, 11)), &row), Verdict::Behind);
+        assert_eq!(compare(&copy_of(&row), &row, true), Verdict::Consistent);
+        assert_eq!(
+            compare(&copy_of(&product(2, 11)), &row, true),
+            Verdict::Behind
+        );
         assert!(matches!(
-            compare(&copy_of(&product(4, 9)), &row),
+            compare(&copy_of(&product(4, 9)), &row, true),
             Verdict::Wrong(_)
         ));
         assert!(matches!(
-            compare(&copy_of(&product(3, 99)), &row),
+            compare(&copy_of(&product(3, 99)), &row, true),
             Verdict::Wrong(_)
         ));
         let deleted = ProductState::Deleted {
@@ -183,9 +197,12 @@ mod tests {
             version: 4,
             history: 0,
         };
-        assert_eq!(compare(&copy_of(&deleted), &deleted), Verdict::Consistent);
+        assert_eq!(
+            compare(&copy_of(&deleted), &deleted, true),
+            Verdict::Consistent
+        );
         assert!(matches!(
-            compare(&copy_of(&product(4, 9)), &deleted),
+            compare(&copy_of(&product(4, 9)), &deleted, true),
             Verdict::Wrong(_)
         ));
         // A lost write's copy (version 7 of history 0) is behind the promoted database's
@@ -195,7 +212,7 @@ mod tests {
             p.history = 1;
         }
         assert_eq!(
-            compare(&copy_of(&product(7, 0)), &promoted),
+            compare(&copy_of(&product(7, 0)), &promoted, true),
             Verdict::Behind
         );
     }

@@ -53,7 +53,11 @@ pub(crate) use self::{
     read::{CacheStatus, ProductRead, VersionedBody},
     redis::{CacheError, RedisClient},
 };
-use crate::{error::Result, hooks::Hooks, model::ProductState};
+use crate::{
+    error::Result,
+    hooks::Hooks,
+    model::{Product, ProductState},
+};
 
 /// How product details are cached (`SHOPNOW_CACHE_STRATEGY`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +78,11 @@ struct Registered {
     strategy: CacheStrategy,
     name: &'static str,
     uses_redis: bool,
+    /// Whether what it serves names the database history (`shopnow_contract::stamps`) in its
+    /// ETags: the naive strategies keep bare JSON, so their ETags are the version alone, on
+    /// every path (a hit, a miss, a write's answer), and repeat after a failover that lost
+    /// commits; that is one of their bugs.
+    carries_history: bool,
     build: fn(CacheBackend) -> Box<dyn Strategy>,
 }
 
@@ -83,24 +92,28 @@ const REGISTRY: [Registered; 4] = [
         strategy: CacheStrategy::None,
         name: strategies::NONE,
         uses_redis: false,
+        carries_history: true,
         build: |backend| Box::new(none::NoCache::new(backend)),
     },
     Registered {
         strategy: CacheStrategy::Ttl,
         name: strategies::TTL,
         uses_redis: true,
+        carries_history: false,
         build: |backend| Box::new(ttl::TtlCache::new(backend)),
     },
     Registered {
         strategy: CacheStrategy::Delete,
         name: strategies::DELETE,
         uses_redis: true,
+        carries_history: false,
         build: |backend| Box::new(delete::DeleteCache::new(backend)),
     },
     Registered {
         strategy: CacheStrategy::Versioned,
         name: strategies::VERSIONED,
         uses_redis: true,
+        carries_history: true,
         build: |backend| Box::new(versioned::VersionedCache::new(backend)),
     },
 ];
@@ -146,6 +159,12 @@ impl CacheStrategy {
     fn uses_redis(self) -> bool {
         self.registered()
             .is_none_or(|registered| registered.uses_redis)
+    }
+
+    /// Whether its ETags name the database history (the article's design's do not).
+    fn carries_history(self) -> bool {
+        self.registered()
+            .is_some_and(|registered| registered.carries_history)
     }
 }
 
@@ -200,6 +219,8 @@ impl fmt::Display for CacheHealth {
 #[derive(Clone)]
 pub struct ProductCache {
     strategy: CacheStrategy,
+    /// `strategy.carries_history()`, looked up once rather than on every read.
+    carries_history: bool,
     backend: CacheBackend,
     imp: Arc<dyn Strategy>,
 }
@@ -222,6 +243,7 @@ impl ProductCache {
         );
         Ok(Self {
             strategy: cache.strategy,
+            carries_history: cache.strategy.carries_history(),
             imp: cache.strategy.build(backend.clone()).into(),
             backend,
         })
@@ -258,8 +280,13 @@ impl ProductCache {
     }
 
     /// Reads product `id` for `GET /v1/products/{id}`.
-    pub async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
-        let read = self.imp.read(db, id).await?;
+    pub(crate) async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
+        let mut read = self.imp.read(db, id).await?;
+        if !self.carries_history {
+            if let Some(found) = &mut read.found {
+                found.history = 0;
+            }
+        }
         self.backend.metrics.count_read(&read);
         Ok(read)
     }
@@ -272,6 +299,21 @@ impl ProductCache {
     /// Drops a copy the sampler found wrong; the next read fills it from Postgres.
     pub async fn repair(&self, id: i64) -> Result<(), CacheError> {
         self.imp.drop_copy(id).await
+    }
+
+    /// Whether copies carry the database history (their stamps), or only versions.
+    pub(crate) fn carries_history(&self) -> bool {
+        self.carries_history
+    }
+
+    /// The ETag a read of `product`'s version answers under this strategy, for a write's
+    /// answer.
+    pub(crate) fn etag(&self, product: &Product) -> String {
+        let history = match self.carries_history {
+            true => product.history,
+            false => 0,
+        };
+        shopnow_contract::stamps::etag(history, product.version)
     }
 
     /// Whether committed changes must reach the cache (and so go through the outbox).

@@ -108,7 +108,7 @@ async fn create_product(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Written(product),
+        Written::of(&state, product),
     )
         .into_response())
 }
@@ -208,7 +208,8 @@ async fn update_product(
     ApiJson(patch): ApiJson<ProductPatch>,
 ) -> ApiResult<Written> {
     patch.validate()?;
-    Ok(Written(state.catalog.update(id, &patch).await?))
+    let product = state.catalog.update(id, &patch).await?;
+    Ok(Written::of(&state, product))
 }
 
 /// Delete a product. Every later read answers 404; its orders keep their history.
@@ -250,7 +251,8 @@ async fn set_stock(
     ApiJson(level): ApiJson<StockLevel>,
 ) -> ApiResult<Written> {
     level.validate()?;
-    Ok(Written(state.catalog.set_stock(id, level.stock).await?))
+    let product = state.catalog.set_stock(id, level.stock).await?;
+    Ok(Written::of(&state, product))
 }
 
 /// Add to or take from the stock atomically.
@@ -274,19 +276,27 @@ async fn adjust_stock(
     ApiJson(adjustment): ApiJson<StockAdjustment>,
 ) -> ApiResult<Written> {
     adjustment.validate()?;
-    Ok(Written(
-        state.catalog.adjust_stock(id, adjustment.delta).await?,
-    ))
+    let product = state.catalog.adjust_stock(id, adjustment.delta).await?;
+    Ok(Written::of(&state, product))
 }
 
 /// The product a write produced, with the `ETag` a read of that version answers: a client
 /// can revalidate against it, and a checker can order what it wrote against what it reads.
-struct Written(Product);
+struct Written {
+    product: Product,
+    etag: String,
+}
+
+impl Written {
+    fn of(state: &AppState, product: Product) -> Self {
+        let etag = state.catalog.etag(&product);
+        Self { product, etag }
+    }
+}
 
 impl IntoResponse for Written {
     fn into_response(self) -> Response {
-        let etag = shopnow_contract::stamps::etag(self.0.history, self.0.version);
-        ([(header::ETAG, etag)], Json(self.0)).into_response()
+        ([(header::ETAG, self.etag)], Json(self.product)).into_response()
     }
 }
 
