@@ -181,6 +181,10 @@ pub(super) async fn limits(State(limits): State<Limits>, request: Request, next:
         .into_response();
     }
     let (parts, body) = request.into_parts();
+    // Most requests (every read) have no body: nothing to wait for, and no timer to set.
+    if axum::body::HttpBody::is_end_stream(&body) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let read = tokio::time::timeout(
         limits.body_read_timeout,
         axum::body::to_bytes(body, limits.body_limit_bytes),

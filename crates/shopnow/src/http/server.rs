@@ -103,7 +103,7 @@ pub(crate) async fn serve(
                 async move {
                     activity.enter(Phase::Busy);
                     let response = router.oneshot(request.map(axum::body::Body::new)).await;
-                    activity.enter(Phase::Responding);
+                    activity.answering();
                     response
                 }
             }
@@ -188,7 +188,7 @@ impl Connections {
                 (Phase::Fresh, since) if activity.socket_is_silent() => {
                     Some(((0, since), activity))
                 }
-                (Phase::Idle, since) => Some(((1, since), activity)),
+                (Phase::Idle, since) if !activity.is_answering() => Some(((1, since), activity)),
                 _ => None,
             })
             .min_by_key(|(rank, _)| *rank);
@@ -251,12 +251,12 @@ impl Limits {
             let (phase, since) = activity.current();
             // Told to close while waiting for a request; a request that began meanwhile is
             // answered first.
-            if activity.is_closing() && phase != Phase::Busy && phase != Phase::Responding {
+            if activity.is_closing() && phase != Phase::Busy && !activity.is_answering() {
                 tracing::debug!("closing a waiting connection to make room for a new one");
                 return;
             }
             let limit = match phase {
-                Phase::Idle | Phase::Responding => self.idle_timeout,
+                Phase::Idle => self.idle_timeout,
                 Phase::Fresh | Phase::ReadingHead => self.header_read_timeout,
                 Phase::Busy => {
                     changed.await;
@@ -287,9 +287,6 @@ enum Phase {
     ReadingHead = 2,
     /// A request is being handled: its own timeout bounds it.
     Busy = 3,
-    /// The answer is being written: until it is flushed, the connection is not idle (closing
-    /// it would lose the answer); a client that does not read it has the idle timeout.
-    Responding = 4,
 }
 
 /// The phase of one connection and when it began, shared by its reader, its service, its
@@ -304,6 +301,8 @@ struct Activity {
     changed: Notify,
     /// Told to close, to make room for a new connection.
     closing: AtomicBool,
+    /// An answer of the API is written but not yet flushed (`answering`, `on_flushed`).
+    answer_pending: AtomicBool,
     /// The accept loop's `Connections::room` and whether it waits on it.
     room: Arc<Notify>,
     room_wanted: Arc<AtomicBool>,
@@ -318,6 +317,7 @@ impl Activity {
             origin: Instant::now(),
             changed: Notify::new(),
             closing: AtomicBool::new(false),
+            answer_pending: AtomicBool::new(false),
             room,
             room_wanted,
         }
@@ -328,8 +328,7 @@ impl Activity {
             0 => Phase::Fresh,
             1 => Phase::Idle,
             2 => Phase::ReadingHead,
-            3 => Phase::Busy,
-            _ => Phase::Responding,
+            _ => Phase::Busy,
         };
         let since = self.origin + Duration::from_millis(self.since_ms.load(Ordering::Acquire));
         (phase, since)
@@ -365,25 +364,33 @@ impl Activity {
         }
     }
 
-    /// hyper flushes the connection after writing an answer: the connection is idle now.
+    /// The handler has answered: the connection is idle, but its answer is not written yet.
+    /// Flagged rather than a phase of its own, so that a request costs no more wake-ups of the
+    /// watchdog than its start and its end.
+    fn answering(&self) {
+        self.answer_pending.store(true, Ordering::Release);
+        self.enter(Phase::Idle);
+    }
+
+    /// hyper flushes the connection after writing an answer.
     fn on_flushed(&self) {
-        let answered = self
-            .phase
-            .compare_exchange(
-                Phase::Responding as u8,
-                Phase::Idle as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok();
-        if answered {
-            self.since_ms
-                .store(self.origin.elapsed().as_millis() as u64, Ordering::Release);
-            self.changed.notify_waiters();
-            if self.room_wanted.load(Ordering::Acquire) {
-                self.room.notify_waiters();
-            }
+        if !self.answer_pending.load(Ordering::Relaxed) {
+            return;
         }
+        self.answer_pending.store(false, Ordering::Release);
+        // Only in the rare cases where someone waits for this: a watchdog told to close the
+        // connection once its answer is out, an accept loop waiting for room.
+        if self.is_closing() {
+            self.changed.notify_waiters();
+        }
+        if self.room_wanted.load(Ordering::Acquire) {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Whether an answer of the API is being written (closing now would lose it).
+    fn is_answering(&self) -> bool {
+        self.answer_pending.load(Ordering::Acquire)
     }
 
     fn close(&self) {
@@ -456,6 +463,11 @@ impl<S: AsyncWrite + Unpin> Watched<S> {
     /// When `head` is one of hyper's own error answers, takes the JSON one in its place and
     /// starts writing it; hyper is told its bytes were written.
     fn replace_hyper_answer(&mut self, cx: &mut Context<'_>, head: &[u8]) -> bool {
+        // The API's own answers are written while the connection is responding: only look at
+        // what hyper writes by itself (no request in progress), not at every answer.
+        if self.activity.is_answering() {
+            return false;
+        }
         let Some(json) = hyper_answer_as_json(head) else {
             return false;
         };
