@@ -179,19 +179,20 @@ impl Connections {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         // A connection the server has not read from yet may have a request waiting in its
         // socket (its task not scheduled yet, on a busy machine): only one with nothing to read
-        // is silent.
-        let waiting = |activity: &&Arc<Activity>| !activity.is_closing();
-        let longest = open
+        // is silent. Sockets are looked at in order, until the first silent one.
+        let mut waiting: Vec<((u8, Instant), &Arc<Activity>)> = open
             .values()
-            .filter(waiting)
+            .filter(|activity| !activity.is_closing())
             .filter_map(|activity| match activity.current() {
-                (Phase::Fresh, since) if activity.socket_is_silent() => {
-                    Some(((0, since), activity))
-                }
+                (Phase::Fresh, since) => Some(((0, since), activity)),
                 (Phase::Idle, since) if !activity.is_answering() => Some(((1, since), activity)),
                 _ => None,
             })
-            .min_by_key(|(rank, _)| *rank);
+            .collect();
+        waiting.sort_unstable_by_key(|(rank, _)| *rank);
+        let longest = waiting
+            .into_iter()
+            .find(|((kind, _), activity)| *kind == 1 || activity.socket_is_silent());
         match longest {
             Some((_, activity)) => {
                 activity.close();

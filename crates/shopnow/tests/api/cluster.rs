@@ -23,6 +23,14 @@ async fn versioned_reads_work_the_same_on_a_redis_cluster() {
     for n in 0..12 {
         ids.push(app.insert_cold_product(&format!("CLUSTER-{n}"), 50).await);
     }
+    // The inserts are changes made outside shopnow: let the relay publish them first (into no
+    // copy: nothing is stored), so that no such publish ends the lease of a fill below and
+    // leaves the product uncached (a refused fill is right, but not what this test looks at).
+    let relayed = crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
+        app.outbox_rows().await == 0
+    })
+    .await;
+    assert!(relayed.is_some(), "the relay publishes the inserts");
     for &id in &ids {
         let path = format!("/v1/products/{id}");
         assert_eq!(app.get(&path).await.headers()["x-cache"], "miss");

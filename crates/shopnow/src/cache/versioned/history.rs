@@ -23,7 +23,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicBool, AtomicI64, Ordering},
         Arc, LazyLock,
     },
     time::Duration,
@@ -48,6 +48,9 @@ pub const CONVERGENCE_BOUND: Duration = Duration::from_millis(2 * 500);
 #[derive(Default)]
 pub(crate) struct KnownHistory {
     newest: AtomicI64,
+    /// Whether anything was learnt yet: the first history an instance sees is where it
+    /// starts, not news.
+    learnt: AtomicBool,
     /// Rung when `learn` raised `newest`, so that the watch tells Redis at once.
     raised: Notify,
 }
@@ -61,7 +64,12 @@ impl KnownHistory {
     /// Learns that the database has history `history`.
     pub(crate) fn learn(&self, history: i64) {
         let before = self.newest.fetch_max(history, Ordering::AcqRel);
-        if history > before {
+        let learnt_before = self.learnt.swap(true, Ordering::AcqRel);
+        if history > before && !learnt_before {
+            tracing::info!(history, "the database's history, as this instance starts");
+            metrics::gauge!("cache_database_history").set(history as f64);
+            self.raised.notify_one();
+        } else if history > before {
             tracing::warn!(
                 history,
                 before,
