@@ -32,15 +32,32 @@ pub fn split(stamp: i64) -> (i64, i64) {
 /// The ETag of a version: `"<version>"` in the first history (as before histories existed),
 /// `"<history>.<version>"` after, so that two contents never share one ETag.
 pub fn etag(history: i64, version: i64) -> String {
-    match history {
-        0 => format!("\"{version}\""),
-        _ => format!("\"{history}.{version}\""),
+    etag_with_lapsed(history, version, 0)
+}
+
+/// The ETag of a version read after `lapsed` of its holds expired: a hold's expiry changes
+/// `reserved` with no new version, so the count of lapsed holds follows the version
+/// (`"<version>-<lapsed>"`). Holds lapse in expiry order, so (version, lapsed) names one
+/// content.
+pub fn etag_with_lapsed(history: i64, version: i64, lapsed: usize) -> String {
+    match (history, lapsed) {
+        (0, 0) => format!("\"{version}\""),
+        (0, _) => format!("\"{version}-{lapsed}\""),
+        (_, 0) => format!("\"{history}.{version}\""),
+        (_, _) => format!("\"{history}.{version}-{lapsed}\""),
     }
 }
 
-/// The history and version an ETag names, if it is one.
+/// The history and version an ETag names, if it is one (the count of lapsed holds aside).
 pub fn parse_etag(etag: &str) -> Option<(i64, i64)> {
     let inner = etag.trim().trim_start_matches("W/").trim_matches('"');
+    let inner = match inner.split_once('-') {
+        Some((stamp, lapsed)) => {
+            lapsed.parse::<u64>().ok()?;
+            stamp
+        }
+        None => inner,
+    };
     match inner.split_once('.') {
         None => Some((0, inner.parse().ok()?)),
         Some((history, version)) => Some((history.parse().ok()?, version.parse().ok()?)),
@@ -66,5 +83,9 @@ mod tests {
         assert_eq!(parse_etag("\"2.4\""), Some((2, 4)));
         assert_eq!(parse_etag("W/\"4\""), Some((0, 4)));
         assert_eq!(parse_etag("\"x\""), None);
+        assert_eq!(etag_with_lapsed(0, 4, 2), "\"4-2\"");
+        assert_eq!(etag_with_lapsed(3, 4, 1), "\"3.4-1\"");
+        assert_eq!(parse_etag("\"3.4-1\""), Some((3, 4)));
+        assert_eq!(parse_etag("\"4-x\""), None);
     }
 }

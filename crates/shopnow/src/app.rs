@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     db,
     hooks::Hooks,
-    http, janitor, lifecycle,
+    http, janitor, lapsed_holds, lifecycle,
     lifecycle::Lifecycle,
     observability, relay, sampler,
     sweeper::{self, SweepQueue},
@@ -69,6 +69,7 @@ impl Application {
             catalog.clone(),
             config.admin_token.as_deref(),
             lifecycle.clone(),
+            config.hold_ttl_secs,
         );
         let router = http::router(state, &config.http);
         let listener = TcpListener::bind(config.listen)
@@ -145,17 +146,23 @@ impl Application {
     }
 }
 
-/// The janitor; the watch on Redis (when the strategy uses it); the outbox relay and sweeper (when the strategy publishes); the consistency
+/// The janitor and the sweep of lapsed holds; the watch on Redis (when the strategy uses it); the outbox relay and sweeper (when the strategy publishes); the consistency
 /// sampler (when the strategy caches and the rate is not 0).
 fn spawn_background_tasks(
     catalog: &Catalog,
     config: &Config,
     sweep_queue: SweepQueue,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(janitor::run(
-        catalog.clone(),
-        config.idempotency_key_retention,
-    ))];
+    let mut tasks = vec![
+        tokio::spawn(janitor::run(
+            catalog.clone(),
+            config.idempotency_key_retention,
+        )),
+        tokio::spawn(lapsed_holds::run(
+            catalog.clone(),
+            config.hold_sweep_interval,
+        )),
+    ];
     // Ends at once when the strategy uses no Redis.
     tasks.push(tokio::spawn(crate::cache::reachability::watch(
         catalog.cache().clone(),

@@ -1,4 +1,4 @@
-//! Product and order reads and writes: Postgres first, then the cache.
+//! Product, hold and order reads and writes: Postgres first, then the cache.
 //!
 //! Every write commits its change (the table's triggers add its outbox row in the same
 //! transaction), publishes the committed state to the cache, and only then answers; the outbox
@@ -18,7 +18,9 @@ use crate::{
     faults::WriteFaults,
     hooks::{Hooks, PublishSite},
     model::{
-        NewProduct, OrderLines, OrderReceipt, Product, ProductPatch, ProductState, StoredOrder,
+        new_access_token, Bearer, Hold, HoldLines, HoldReceipt, NewProduct, OrderReceipt, OrderSource,
+        Product,
+        ProductPatch, ProductState, StoredOrder,
     },
     sweeper::Sweeper,
     write_gate::{GateLimits, WriteGate},
@@ -40,8 +42,15 @@ struct Inner {
     sweeper: Sweeper,
 }
 
+/// A hold as created, or as created earlier under the same Idempotency-Key.
+pub(crate) struct CreatedHold {
+    pub(crate) receipt: HoldReceipt,
+    /// True when this is a retry: the hold was created before and nothing was set aside now.
+    pub replayed: bool,
+}
+
 /// An order as placed, or as placed earlier under the same Idempotency-Key.
-pub struct PlacedOrder {
+pub(crate) struct PlacedOrder {
     pub receipt: OrderReceipt,
     /// True when this is a retry: the order was placed before and no stock was taken now.
     pub replayed: bool,
@@ -175,29 +184,83 @@ impl Catalog {
         .await
     }
 
-    /// Places an order; every product it changed is published before the answer.
-    pub async fn place_order(
+    /// Places an order, from items or from a hold `bearer` opens; every product it changed is
+    /// published before the answer.
+    pub(crate) async fn place_order(
         &self,
-        lines: &OrderLines,
+        source: &OrderSource,
+        bearer: Option<Bearer>,
         idempotency_key: Option<&str>,
     ) -> Result<PlacedOrder> {
-        let products = lines.product_ids();
-        let lines = lines.clone();
+        let products = match source {
+            OrderSource::Items(lines) => lines.product_ids(),
+            // Not known before the hold is read: the gate bounds writes by the products a
+            // request names, and this one names none.
+            OrderSource::Hold(_) => Vec::new(),
+        };
+        let source = source.clone();
         let key = idempotency_key.map(str::to_owned);
-        let token = OrderReceipt::new_access_token();
+        let token = new_access_token();
+        self.write(&products, move |tx| {
+            Box::pin(async move {
+                let placed =
+                    db::orders::place(tx, &source, bearer.as_ref(), key.as_deref(), &token).await?;
+                Ok(match placed {
+                    db::orders::Placed::New { receipt, changed } => (
+                        PlacedOrder {
+                            receipt,
+                            replayed: false,
+                        },
+                        live_states(changed),
+                    ),
+                    db::orders::Placed::Replayed(receipt) => (
+                        PlacedOrder {
+                            receipt,
+                            replayed: true,
+                        },
+                        Vec::new(),
+                    ),
+                })
+            })
+        })
+        .await
+    }
+
+    /// Cancels an order `bearer` opens; its stock comes back, and is published before the
+    /// answer. Cancelling a cancelled order changes nothing.
+    pub(crate) async fn cancel_order(&self, id: i64, bearer: Bearer) -> Result<StoredOrder> {
+        self.write(&[], move |tx| {
+            Box::pin(async move {
+                let cancelled = db::orders::cancel(tx, id, &bearer).await?;
+                Ok((cancelled.order, live_states(cancelled.changed)))
+            })
+        })
+        .await
+    }
+
+    /// Sets a hold's items aside; every product it changed is published before the answer.
+    pub(crate) async fn create_hold(
+        &self,
+        hold: &HoldLines,
+        idempotency_key: Option<&str>,
+    ) -> Result<CreatedHold> {
+        let products = hold.lines.product_ids();
+        let hold = hold.clone();
+        let key = idempotency_key.map(str::to_owned);
+        let token = new_access_token();
         self.write(&products, move |tx| {
             Box::pin(async move {
                 Ok(
-                    match db::orders::place(tx, &lines, key.as_deref(), &token).await? {
-                        db::orders::Placed::New { receipt, changed } => (
-                            PlacedOrder {
+                    match db::holds::create(tx, &hold, key.as_deref(), &token).await? {
+                        db::holds::Created::New { receipt, changed } => (
+                            CreatedHold {
                                 receipt,
                                 replayed: false,
                             },
-                            changed.into_iter().map(ProductState::Live).collect(),
+                            live_states(changed),
                         ),
-                        db::orders::Placed::Replayed(receipt) => (
-                            PlacedOrder {
+                        db::holds::Created::Replayed(receipt) => (
+                            CreatedHold {
                                 receipt,
                                 replayed: true,
                             },
@@ -205,6 +268,39 @@ impl Catalog {
                         ),
                     },
                 )
+            })
+        })
+        .await
+    }
+
+    /// A hold `bearer` opens.
+    pub(crate) async fn hold(&self, id: uuid::Uuid, bearer: &Bearer) -> Result<Hold> {
+        let mut conn = self.inner.db.acquire().await?;
+        db::holds::find(&mut conn, id)
+            .await?
+            .filter(|stored| bearer.opens(Some(&stored.access_token)))
+            .map(|stored| stored.hold)
+            .ok_or_else(|| Error::hold_not_found(id))
+    }
+
+    /// Releases a hold `bearer` opens; its units are available again once this answers.
+    pub(crate) async fn release_hold(&self, id: uuid::Uuid, bearer: Bearer) -> Result<Hold> {
+        self.write(&[], move |tx| {
+            Box::pin(async move {
+                let released = db::holds::release(tx, id, &bearer).await?;
+                Ok((released.hold.hold, live_states(released.changed)))
+            })
+        })
+        .await
+    }
+
+    /// Removes lapsed hold entries from up to `limit` products (housekeeping: they count for no
+    /// read already); returns how many products changed.
+    pub(crate) async fn sweep_lapsed_holds(&self, limit: i64) -> Result<usize> {
+        self.write(&[], move |tx| {
+            Box::pin(async move {
+                let changed = db::holds::sweep_lapsed(tx, limit).await?;
+                Ok((changed.len(), live_states(changed)))
             })
         })
         .await
@@ -267,6 +363,10 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+fn live_states(products: Vec<Product>) -> Vec<ProductState> {
+    products.into_iter().map(ProductState::Live).collect()
 }
 
 /// The answer and the change of a write that leaves one live product.

@@ -11,6 +11,7 @@ use crate::{
     db::DatabaseConfig,
     faults::{self, WriteFaults},
     http::{AccessLog, HttpConfig},
+    model::{MAX_HOLD_TTL_SECS, MIN_HOLD_TTL_SECS},
     observability::LogFormat,
 };
 
@@ -36,6 +37,11 @@ pub struct Config {
     pub max_queued_writes_per_product: usize,
     /// How long an Idempotency-Key is remembered; a retry after that places a new order.
     pub idempotency_key_retention: Duration,
+    /// How long a hold lasts when its request names no `ttl_seconds`.
+    pub hold_ttl_secs: u64,
+    /// Time between two sweeps of lapsed hold entries off product rows (housekeeping: a lapsed
+    /// hold counts for no read already).
+    pub hold_sweep_interval: Duration,
 }
 
 /// A variable that is set but cannot be used, named so the operator knows what to fix.
@@ -125,6 +131,16 @@ impl Config {
                 .at_least(0, 256)?,
             idempotency_key_retention: var("SHOPNOW_IDEMPOTENCY_KEY_RETENTION_HOURS")
                 .positive(24, |hours| Duration::from_secs(hours * 3600))?,
+            hold_ttl_secs: var("SHOPNOW_HOLD_TTL_SECS").parse_with(600, |ttl| {
+                match ttl.parse::<u64>() {
+                    Ok(secs) if (MIN_HOLD_TTL_SECS..=MAX_HOLD_TTL_SECS).contains(&secs) => Ok(secs),
+                    _ => Err(format!(
+                        "expected seconds from {MIN_HOLD_TTL_SECS} to {MAX_HOLD_TTL_SECS}"
+                    )),
+                }
+            })?,
+            hold_sweep_interval: var("SHOPNOW_HOLD_SWEEP_INTERVAL_SECS")
+                .positive(10, Duration::from_secs)?,
             redis: RedisConfig {
                 urls: redis_urls,
                 cluster,

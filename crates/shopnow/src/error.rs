@@ -16,6 +16,15 @@ pub enum Error {
     /// Values the client sent that cannot be accepted.
     #[error("{0}")]
     Invalid(String),
+    /// The hold expired or was released: its units are no longer set aside.
+    #[error("{0}")]
+    HoldExpired(String),
+    /// The hold became an order already.
+    #[error("{0}")]
+    HoldConverted(String),
+    /// The operation takes a token the request did not present.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The product is contended (its writes are at their bound, or its row stayed locked past
     /// the lock timeout): nothing was changed, and a retry shortly may succeed.
     #[error("{message}")]
@@ -46,6 +55,19 @@ impl Error {
 
     pub fn order_not_found(id: i64) -> Self {
         Self::NotFound(format!("order {id} does not exist"))
+    }
+
+    /// Also what a hold answers to a token that is not its own: hold ids are secret-random, but
+    /// telling which exist would still help whoever guesses.
+    pub fn hold_not_found(id: uuid::Uuid) -> Self {
+        Self::NotFound(format!("hold {id} does not exist"))
+    }
+
+    pub fn hold_converted(id: uuid::Uuid, order_id: Option<i64>) -> Self {
+        Self::HoldConverted(match order_id {
+            Some(order) => format!("hold {id} became order {order} already"),
+            None => format!("hold {id} became an order already"),
+        })
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -1,5 +1,5 @@
-//! Housekeeping every instance runs in the background: expired idempotency keys are deleted, so
-//! that the table does not grow with every order for ever; and, in instances whose strategy
+//! Housekeeping every instance runs in the background: expired idempotency keys, and holds that
+//! ended as long ago, are deleted, so that the tables do not grow with every order for ever; and, in instances whose strategy
 //! never publishes (`ttl`, `none`), outbox rows older than `OUTBOX_RETENTION`, which no relay
 //! of theirs would ever take (a `versioned` deployment's relays take them within a second).
 //!
@@ -36,6 +36,11 @@ pub(crate) async fn run(catalog: Catalog, key_retention: Duration) {
         })
         .await;
         keys_deleted.increment(keys);
+        // Ended holds are kept as long as idempotency keys, which may name them.
+        delete_in_batches(&catalog, "ended holds", |conn| {
+            Box::pin(db::holds::delete_ended(conn, key_retention, BATCH))
+        })
+        .await;
         if !catalog.cache().publishes() {
             delete_in_batches(&catalog, "old outbox rows", |conn| {
                 Box::pin(async move {

@@ -78,8 +78,13 @@ pub(crate) fn compare(copy: &CachedCopy, row: &ProductState, with_history: bool)
     if copy.stamp() < row_stamp {
         return Verdict::Behind;
     }
+    // Judged at the row's time, the copy must show what the row shows, `reserved` included.
     let expected = VersionedBody::of_state(row).map(|body| body.body);
-    if copy.payload == expected {
+    let read_at_ms = match row {
+        ProductState::Live(product) => product.read_at_ms,
+        ProductState::Deleted { .. } => 0,
+    };
+    if copy.body_at(read_at_ms).map(|body| body.body) == expected {
         Verdict::Consistent
     } else {
         Verdict::Wrong("one version with two different contents")
@@ -163,8 +168,12 @@ mod tests {
             currency: "USD".into(),
             stock,
             version,
+            reserved: 0,
+            available: stock,
             updated_at: chrono::DateTime::UNIX_EPOCH,
             history: 0,
+            reservations: Default::default(),
+            read_at_ms: 0,
         })
     }
 
@@ -173,6 +182,8 @@ mod tests {
             history: state.history(),
             version: state.version(),
             payload: VersionedBody::of_state(state).map(|b| b.body),
+            reservations: Default::default(),
+            rendered_at_ms: 0,
         }
     }
 

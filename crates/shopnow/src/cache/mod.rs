@@ -313,7 +313,7 @@ impl ProductCache {
             true => product.history,
             false => 0,
         };
-        shopnow_contract::stamps::etag(history, product.version)
+        shopnow_contract::stamps::etag_with_lapsed(history, product.version, product.lapsed())
     }
 
     /// Whether committed changes must reach the cache (and so go through the outbox).

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::model::{Product, ProductState};
+use crate::model::{Product, ProductState, Reservations};
 
 /// Where a read's answer came from; sent as `X-Cache`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,12 +32,14 @@ pub struct ProductRead {
     pub status: CacheStatus,
 }
 
-/// The JSON of one version of a product, ready to send as it is, and the database history the
-/// version belongs to (for the ETag; see `shopnow_contract::stamps`).
+/// The JSON of one version of a product, ready to send as it is, the database history the
+/// version belongs to, and how many of its holds had lapsed (both for the ETag; see
+/// `shopnow_contract::stamps`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionedBody {
     pub history: i64,
     pub version: i64,
+    pub lapsed: usize,
     pub body: Bytes,
 }
 
@@ -46,13 +48,15 @@ impl VersionedBody {
         Self {
             history: product.history,
             version: product.version,
+            lapsed: product.lapsed(),
             body: Bytes::from(serde_json::to_vec(product).expect("a product serialises")),
         }
     }
 
-    /// `"<version>"`, or `"<history>.<version>"` after a failover: one ETag, one content.
+    /// `"<version>"`, or `"<history>.<version>"` after a failover, with `-<lapsed>` once holds
+    /// of the version lapsed: one ETag, one content.
     pub fn etag(&self) -> String {
-        shopnow_contract::stamps::etag(self.history, self.version)
+        shopnow_contract::stamps::etag_with_lapsed(self.history, self.version, self.lapsed)
     }
 
     /// The body of a product state: a deleted product has none.
@@ -64,7 +68,7 @@ impl VersionedBody {
     }
 }
 
-/// A product's copy in the cache as it is, read without side effects (for the sampler).
+/// A product's copy in the cache as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedCopy {
     /// The database history the copy was read from, and its version in it.
@@ -72,11 +76,46 @@ pub struct CachedCopy {
     pub version: i64,
     /// The product JSON, or `None` for a deletion's tombstone.
     pub payload: Option<Bytes>,
+    /// The holds the row listed, and the database's time the JSON's `reserved` was computed
+    /// at: what the copy is judged by again when it is served later (`body_at`).
+    pub reservations: Reservations,
+    pub rendered_at_ms: i64,
 }
 
 impl CachedCopy {
     /// What copies are ordered by: history first, then version.
     pub fn stamp(&self) -> i64 {
         shopnow_contract::stamps::stamp(self.history, self.version)
+    }
+
+    /// The body a read at `now_ms` (the database's clock) answers: the stored JSON while no hold
+    /// it counted has lapsed since it was rendered (no work beyond one comparison), else the
+    /// JSON rendered again with the lapsed holds left out.
+    pub fn body_at(&self, now_ms: i64) -> Option<VersionedBody> {
+        let payload = self.payload.as_ref()?;
+        let lapsed = self.reservations.lapsed_at(now_ms);
+        let body = if lapsed == self.reservations.lapsed_at(self.rendered_at_ms) {
+            payload.clone()
+        } else {
+            match serde_json::from_slice::<Product>(payload) {
+                Ok(mut product) => {
+                    product.reservations = self.reservations.clone();
+                    Bytes::from(
+                        serde_json::to_vec(&product.at(now_ms)).expect("a product serialises"),
+                    )
+                }
+                // Stored by this code, so never; if it were, the count can wait, not the read.
+                Err(error) => {
+                    tracing::warn!(%error, "a cached copy's JSON is not a product");
+                    payload.clone()
+                }
+            }
+        };
+        Some(VersionedBody {
+            history: self.history,
+            version: self.version,
+            lapsed,
+            body,
+        })
     }
 }

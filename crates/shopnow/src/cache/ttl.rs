@@ -40,6 +40,8 @@ impl TtlCache {
                         found: Some(VersionedBody {
                             history: 0,
                             version,
+                            // Naive: the JSON counts the holds as they were when it was stored.
+                            lapsed: 0,
                             body: payload.into(),
                         }),
                         status: CacheStatus::Hit,
@@ -109,6 +111,8 @@ impl TtlCache {
                 history: 0,
                 version: version_of(&payload)?,
                 payload: Some(payload.into()),
+                reservations: Default::default(),
+                rendered_at_ms: 0,
             })
         }))
     }

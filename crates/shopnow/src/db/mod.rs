@@ -1,6 +1,7 @@
 //! PostgreSQL: the source of truth. Connection, database creation and migrations live here;
 //! one module per table group holds its queries.
 
+pub(crate) mod holds;
 pub(crate) mod orders;
 pub(crate) mod outbox;
 pub(crate) mod products;
@@ -145,12 +146,15 @@ impl Database {
     }
 }
 
-/// The database's history (`shopnow_history()`, see the migration `database_history`): 0 until
-/// its first failover or point-in-time recovery, one more with each.
-pub(crate) async fn history(pool: &PgPool) -> crate::error::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT shopnow_history()")
-        .fetch_one(pool)
-        .await?)
+/// The database's history (`shopnow_history()`, see the migration `database_history`: 0 until
+/// its first failover or point-in-time recovery, one more with each), and its clock now
+/// (`clock_timestamp()`, ms since the epoch).
+pub(crate) async fn history_and_clock(pool: &PgPool) -> crate::error::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT shopnow_history(), (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// How long a readiness check waits for Postgres before calling it down.

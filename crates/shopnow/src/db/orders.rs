@@ -1,11 +1,15 @@
-//! Orders: one transaction takes the stock of every item or of none.
+//! Orders: one transaction takes the stock of every item or of none; a cancellation returns it.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use super::holds;
 use crate::{
     error::{Error, Result},
-    model::{Order, OrderItem, OrderLines, OrderReceipt, Product, StoredOrder},
+    model::{
+        Bearer, Order, OrderItem, OrderLines, OrderReceipt, OrderSource, OrderStatus, Product,
+        StoredOrder,
+    },
 };
 
 /// What placing an order did.
@@ -19,57 +23,131 @@ pub(crate) enum Placed {
     Replayed(OrderReceipt),
 }
 
-/// Places an order for `lines` readable with `access_token`, at most once per
-/// `idempotency_key`, in the caller's transaction `tx`. An error leaves the transaction to be
-/// rolled back.
+/// Places an order from `source` readable with `access_token`, at most once per
+/// `idempotency_key`, in the caller's transaction `tx`. An order from a hold takes `bearer`,
+/// which must open the hold. An error leaves the transaction to be rolled back.
 pub(crate) async fn place(
     tx: &mut PgConnection,
-    lines: &OrderLines,
+    source: &OrderSource,
+    bearer: Option<&Bearer>,
     idempotency_key: Option<&str>,
     access_token: &str,
 ) -> Result<Placed> {
+    let fingerprint = source.fingerprint();
     if let Some(key) = idempotency_key {
-        if !claim_idempotency_key(tx, key, lines).await? {
-            return replay(tx, key, lines).await.map(Placed::Replayed);
+        if !claim_idempotency_key(tx, key, &fingerprint).await? {
+            return replay(tx, key, &fingerprint).await.map(Placed::Replayed);
         }
     }
-    let locked = lock_products(tx, lines).await?;
-    check_stock(&locked, lines)?;
-    let currency = single_currency(&locked)?;
-    let changed = take_stock(tx, lines).await?;
-    let order = record_order(tx, lines, &locked, currency, access_token).await?;
+    let (receipt, changed) = match source {
+        OrderSource::Items(lines) => {
+            let locked = lock_products(tx, lines).await?;
+            check_available(&locked, lines)?;
+            let currency = single_currency(&locked)?;
+            let changed = take_stock(tx, lines, None).await?;
+            let order = record_order(tx, lines, &locked, currency, access_token, None).await?;
+            (order, changed)
+        }
+        OrderSource::Hold(hold_id) => {
+            let lines = holds::take_for_order(tx, *hold_id, bearer).await?;
+            let locked = lock_products(tx, &lines).await?;
+            // The hold set the units aside: only the stock itself is checked (a change made in
+            // SQL could have taken it below the hold).
+            check_on_hand(&locked, &lines)?;
+            let currency = single_currency(&locked)?;
+            let changed = take_stock(tx, &lines, Some(*hold_id)).await?;
+            let order =
+                record_order(tx, &lines, &locked, currency, access_token, Some(*hold_id)).await?;
+            holds::mark_converted(tx, *hold_id, order.id).await?;
+            (order, changed)
+        }
+    };
     if let Some(key) = idempotency_key {
         sqlx::query(
             "UPDATE idempotency_keys SET order_id = $1 WHERE key = $2 AND request_hash = $3",
         )
-        .bind(order.id)
+        .bind(receipt.id)
         .bind(key)
-        .bind(lines.fingerprint())
+        .bind(&fingerprint)
         .execute(&mut *tx)
         .await?;
     }
     let receipt = OrderReceipt {
-        order,
+        order: receipt,
         access_token: access_token.to_string(),
     };
     Ok(Placed::New { receipt, changed })
+}
+
+/// What cancelling an order did.
+pub(crate) struct Cancelled {
+    pub order: StoredOrder,
+    /// The products whose stock came back; empty when the order was cancelled before.
+    pub changed: Vec<Product>,
+}
+
+/// Cancels order `id` if `bearer` opens it, returning its items' stock, in the caller's
+/// transaction. A cancelled order stays as it is: a second cancel returns nothing twice.
+pub(crate) async fn cancel(tx: &mut PgConnection, id: i64, bearer: &Bearer) -> Result<Cancelled> {
+    let header: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, access_token FROM orders WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((status, _)) = header.filter(|(_, token)| bearer.opens(token.as_deref())) else {
+        return Err(Error::order_not_found(id));
+    };
+    let mut changed = Vec::new();
+    if OrderStatus::parse(&status) == Some(OrderStatus::Confirmed) {
+        let (product_ids, quantities): (Vec<i64>, Vec<i64>) = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY product_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .unzip();
+        // The rows are locked in product-id order first, as orders lock them: an UPDATE ... FROM
+        // locks in whatever order its plan visits them, and two of those could deadlock.
+        sqlx::query("SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&product_ids)
+            .execute(&mut *tx)
+            .await?;
+        changed = sqlx::query_as(&format!(
+            "UPDATE products AS p SET stock = p.stock + line.quantity \
+             FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
+             WHERE p.id = line.product_id AND p.deleted_at IS NULL \
+             RETURNING {}",
+            qualified_columns()
+        ))
+        .bind(&product_ids)
+        .bind(&quantities)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE orders SET status = 'cancelled', cancelled_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let order = find(tx, id).await?.ok_or_else(|| Error::order_not_found(id))?;
+    Ok(Cancelled { order, changed })
 }
 
 /// Inserts the key with the request's fingerprint; false when that pair exists already. A
 /// concurrent request with the same key and items blocks on the unique index until the first
 /// commits (then finds its order) or rolls back (then goes ahead itself). The same key with
 /// other items is another request (see the migration `idempotency_key_per_request`).
-async fn claim_idempotency_key(
+pub(super) async fn claim_idempotency_key(
     tx: &mut PgConnection,
     key: &str,
-    lines: &OrderLines,
+    fingerprint: &[u8],
 ) -> Result<bool> {
     let inserted: Option<String> = sqlx::query_scalar(
         "INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2) \
          ON CONFLICT (key, request_hash) DO NOTHING RETURNING key",
     )
     .bind(key)
-    .bind(lines.fingerprint())
+    .bind(fingerprint)
     .fetch_optional(&mut *tx)
     .await?;
     Ok(inserted.is_some())
@@ -77,20 +155,22 @@ async fn claim_idempotency_key(
 
 /// An ordered product's row, locked for the rest of the transaction.
 #[derive(sqlx::FromRow)]
-struct Locked {
+pub(super) struct Locked {
     id: i64,
     stock: i64,
+    /// Units live holds set aside.
+    reserved: i64,
     price_cents: i64,
     currency: String,
 }
 
-/// Locks every ordered row in product-id order (the ORDER BY runs before the lock), so that two
-/// orders over the same products always wait for each other, never deadlock.
-async fn lock_products(tx: &mut PgConnection, lines: &OrderLines) -> Result<Vec<Locked>> {
+/// Locks every named row in product-id order (the ORDER BY runs before the lock), so that two
+/// orders or holds over the same products always wait for each other, never deadlock.
+pub(super) async fn lock_products(tx: &mut PgConnection, lines: &OrderLines) -> Result<Vec<Locked>> {
     let product_ids = lines.product_ids();
     let locked: Vec<Locked> = sqlx::query_as(
-        "SELECT id, stock, price_cents, currency FROM products \
-         WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+        "SELECT id, stock, shopnow_reserved(holds) AS reserved, price_cents, currency \
+         FROM products WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
     )
     .bind(&product_ids)
     .fetch_all(&mut *tx)
@@ -109,16 +189,31 @@ async fn lock_products(tx: &mut PgConnection, lines: &OrderLines) -> Result<Vec<
     Ok(locked)
 }
 
-/// Every item in stock, checked under the row locks, so that stock is never oversold.
-fn check_stock(locked: &[Locked], lines: &OrderLines) -> Result<()> {
+/// Every item available (in stock and not held), checked under the row locks, so that stock
+/// is never oversold and never taken from a shopper's hold.
+pub(super) fn check_available(locked: &[Locked], lines: &OrderLines) -> Result<()> {
+    check(locked, lines, |row| row.stock - row.reserved, "available")
+}
+
+/// Every item in stock, held units included.
+fn check_on_hand(locked: &[Locked], lines: &OrderLines) -> Result<()> {
+    check(locked, lines, |row| row.stock, "in stock")
+}
+
+fn check(
+    locked: &[Locked],
+    lines: &OrderLines,
+    units: impl Fn(&Locked) -> i64,
+    what: &str,
+) -> Result<()> {
     let short: Vec<String> = locked
         .iter()
-        .filter(|row| row.stock < lines.quantity_of(row.id))
+        .filter(|row| units(row) < lines.quantity_of(row.id))
         .map(|row| {
             format!(
-                "product {} has {} in stock, {} ordered",
+                "product {} has {} {what}, {} asked",
                 row.id,
-                row.stock,
+                units(row),
                 lines.quantity_of(row.id)
             )
         })
@@ -130,30 +225,43 @@ fn check_stock(locked: &[Locked], lines: &OrderLines) -> Result<()> {
     }
 }
 
-fn single_currency(locked: &[Locked]) -> Result<&str> {
+pub(super) fn single_currency(locked: &[Locked]) -> Result<&str> {
     let currency = locked[0].currency.as_str();
     if locked.iter().any(|row| row.currency != currency) {
-        return Err(Error::invalid(
-            "all items of one order must share a currency",
-        ));
+        return Err(Error::invalid("all items must share a currency"));
     }
     Ok(currency)
 }
 
-/// Takes every item's quantity; returns the changed rows, their versions raised by the
-/// `products_own_version` trigger.
-async fn take_stock(tx: &mut PgConnection, lines: &OrderLines) -> Result<Vec<Product>> {
-    Ok(sqlx::query_as(
-        "UPDATE products AS p SET stock = p.stock - line.quantity \
+/// Takes every item's quantity (and, for an order from a hold, the hold's entries); returns
+/// the changed rows, their versions raised by the `products_own_version` trigger.
+async fn take_stock(
+    tx: &mut PgConnection,
+    lines: &OrderLines,
+    hold: Option<uuid::Uuid>,
+) -> Result<Vec<Product>> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE products AS p SET stock = p.stock - line.quantity, \
+             holds = CASE WHEN $3::uuid IS NULL THEN p.holds \
+                          ELSE shopnow_without_hold(p.holds, $3::uuid) END \
          FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
          WHERE p.id = line.product_id \
-         RETURNING p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.stock, \
-                   p.version, p.updated_at, (SELECT shopnow_history()) AS history",
-    )
+         RETURNING {}",
+        qualified_columns()
+    ))
     .bind(lines.product_ids())
     .bind(lines.quantities())
+    .bind(hold.map(|id| id.to_string()))
     .fetch_all(&mut *tx)
     .await?)
+}
+
+/// `products::COLUMNS` for a statement where `p` names the products table.
+pub(super) fn qualified_columns() -> String {
+    "p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.stock, p.version, \
+     p.updated_at, (SELECT shopnow_history()) AS history, p.holds::text AS holds, \
+     shopnow_now_ms() AS read_at_ms"
+        .to_string()
 }
 
 /// Inserts the order and its items at the prices locked with the rows.
@@ -163,18 +271,20 @@ async fn record_order(
     locked: &[Locked],
     currency: &str,
     access_token: &str,
+    hold: Option<uuid::Uuid>,
 ) -> Result<Order> {
     let total_cents: i64 = locked
         .iter()
         .map(|row| row.price_cents * lines.quantity_of(row.id))
         .sum();
-    let (id, status, created_at): (i64, String, DateTime<Utc>) = sqlx::query_as(
-        "INSERT INTO orders (total_cents, currency, access_token) VALUES ($1, $2, $3) \
-         RETURNING id, status, created_at",
+    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
+        "INSERT INTO orders (total_cents, currency, access_token, hold_id) \
+         VALUES ($1, $2, $3, $4::uuid) RETURNING id, created_at",
     )
     .bind(total_cents)
     .bind(currency)
     .bind(access_token)
+    .bind(hold.map(|id| id.to_string()))
     .fetch_one(&mut *tx)
     .await?;
 
@@ -198,7 +308,7 @@ async fn record_order(
     .await?;
     Ok(Order {
         id,
-        status,
+        status: OrderStatus::Confirmed,
         items,
         total_cents,
         currency: currency.to_string(),
@@ -206,13 +316,13 @@ async fn record_order(
     })
 }
 
-/// The order stored under `key` for these `lines`, with its access token.
-async fn replay(conn: &mut PgConnection, key: &str, lines: &OrderLines) -> Result<OrderReceipt> {
+/// The order stored under `key` for this request, with its access token.
+async fn replay(conn: &mut PgConnection, key: &str, fingerprint: &[u8]) -> Result<OrderReceipt> {
     let order_id: Option<i64> = sqlx::query_scalar(
         "SELECT order_id FROM idempotency_keys WHERE key = $1 AND request_hash = $2",
     )
     .bind(key)
-    .bind(lines.fingerprint())
+    .bind(fingerprint)
     .fetch_one(&mut *conn)
     .await?;
     let order_id = order_id
@@ -247,6 +357,8 @@ pub(crate) async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<Stor
     let Some(header) = header else {
         return Ok(None);
     };
+    let status = OrderStatus::parse(&header.status)
+        .ok_or_else(|| anyhow::anyhow!("order {id} has the unknown status {:?}", header.status))?;
     let items: Vec<OrderItem> = sqlx::query_as(
         "SELECT product_id, quantity, unit_price_cents FROM order_items \
          WHERE order_id = $1 ORDER BY product_id",
@@ -257,7 +369,7 @@ pub(crate) async fn find(conn: &mut PgConnection, id: i64) -> Result<Option<Stor
     Ok(Some(StoredOrder {
         order: Order {
             id,
-            status: header.status,
+            status,
             items,
             total_cents: header.total_cents,
             currency: header.currency,

@@ -11,10 +11,11 @@ use crate::{
     model::{NewProduct, Product, ProductPatch, ProductState, MAX_STOCK},
 };
 
-/// The columns of `Product`, in the order the struct declares them; `history` is the
-/// database's, read once per statement (an uncorrelated subquery).
+/// The columns `Product` is read from: `history` is the database's, read once per statement
+/// (an uncorrelated subquery); `read_at_ms` is the time its holds are judged by.
 pub(super) const COLUMNS: &str = "id, sku, name, description, price_cents, currency, stock, \
-     version, updated_at, (SELECT shopnow_history()) AS history";
+     version, updated_at, (SELECT shopnow_history()) AS history, holds::text AS holds, \
+     shopnow_now_ms() AS read_at_ms";
 
 const LIVE_SKU_INDEX: &str = "products_live_sku_key";
 
@@ -115,33 +116,47 @@ pub(crate) async fn update(
     .ok_or_else(|| Error::product_not_found(id))
 }
 
+/// Sets the stock, inside the caller's transaction; never below what live holds reserve.
 pub(crate) async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> Result<Product> {
+    let (_, reserved) = lock_stock(conn, id).await?;
+    if stock < reserved {
+        return Err(Error::InsufficientStock(format!(
+            "product {id} has {reserved} units in live holds; the stock cannot go below that"
+        )));
+    }
     sqlx::query_as(&format!(
-        "UPDATE products SET stock = $2 \
-         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        "UPDATE products SET stock = $2 WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(stock)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| Error::product_not_found(id))
+    .fetch_one(conn)
+    .await
+    .map_err(Into::into)
 }
 
-/// Adds `delta` to the stock, inside the caller's transaction. The row is locked while the
-/// bounds are checked, so concurrent adjustments queue and can never take the stock below zero
-/// between a read and a write.
-pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Result<Product> {
-    let stock: Option<i64> = sqlx::query_scalar(
-        "SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+/// Locks a live product's row for the rest of the transaction; its stock and the units its
+/// live holds reserve.
+async fn lock_stock(conn: &mut PgConnection, id: i64) -> Result<(i64, i64)> {
+    let locked: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT stock, shopnow_reserved(holds) FROM products \
+         WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    let stock = stock.ok_or_else(|| Error::product_not_found(id))?;
+    locked.ok_or_else(|| Error::product_not_found(id))
+}
+
+/// Adds `delta` to the stock, inside the caller's transaction. The row is locked while the
+/// bounds are checked, so concurrent adjustments queue and can never take the stock below what
+/// live holds reserve (nor below zero) between a read and a write.
+pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Result<Product> {
+    let (stock, reserved) = lock_stock(conn, id).await?;
     let new_stock = stock + delta;
-    if new_stock < 0 {
+    if new_stock < reserved {
         return Err(Error::InsufficientStock(format!(
-            "product {id} has {stock} in stock; cannot take {}",
+            "product {id} has {} available ({stock} in stock, {reserved} held); cannot take {}",
+            stock - reserved,
             -delta
         )));
     }

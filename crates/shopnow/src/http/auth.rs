@@ -1,16 +1,15 @@
-//! Who may do what: the admin bearer token guards every write except orders, and an order is
-//! read with the access token its creation answered (or the admin token).
+//! Who may do what: the admin bearer token guards every write except orders and holds, and an
+//! order or a hold is read and changed with the access token its creation answered (or the
+//! admin token).
 
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRef, FromRequestParts},
+    extract::{FromRef, FromRequestParts, OptionalFromRequestParts},
     http::{header::AUTHORIZATION, request::Parts, HeaderMap, StatusCode},
 };
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
 use super::error::{ApiError, ErrorCode};
+use crate::model::{digest, digests_equal, Bearer};
 
 /// The configured admin token, kept as a digest so comparing it takes the same time whatever
 /// the guess, its length included.
@@ -25,7 +24,7 @@ impl AdminToken {
     fn matches(&self, presented: &str) -> bool {
         self.0
             .as_ref()
-            .is_some_and(|expected| secrets_equal_digests(&digest(presented), expected))
+            .is_some_and(|expected| digests_equal(&digest(presented), expected))
     }
 
     fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -47,18 +46,8 @@ impl AdminToken {
     }
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
 
-fn secrets_equal_digests(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    bool::from(a.ct_eq(b))
-}
 
-/// Whether two secrets are equal, in a time that depends on neither.
-pub(super) fn secrets_equal(a: &str, b: &str) -> bool {
-    secrets_equal_digests(&digest(a), &digest(b))
-}
 
 /// The token of `Authorization: Bearer <token>`. The scheme is case-insensitive (RFC 9110).
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -85,25 +74,11 @@ where
     }
 }
 
-/// Who reads an order: the admin, or a bearer of some token that may be the order's own.
-pub(super) enum OrderReader {
-    Admin,
-    Bearer(String),
-}
+/// The bearer of an order's or a hold's access token, or the admin: the routes compare the
+/// token with the one the order or hold was created with (`Bearer::opens`).
+pub(super) struct TokenBearer(pub(super) Bearer);
 
-impl OrderReader {
-    /// Whether this reader may read an order whose access token is `token` (orders placed
-    /// before access tokens existed have none: only the admin reads them).
-    pub(super) fn may_read(&self, token: Option<&str>) -> bool {
-        match (self, token) {
-            (Self::Admin, _) => true,
-            (Self::Bearer(presented), Some(token)) => secrets_equal(presented, token),
-            (Self::Bearer(_), None) => false,
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for OrderReader
+impl<S: Send + Sync> FromRequestParts<S> for TokenBearer
 where
     AdminToken: FromRef<S>,
 {
@@ -112,14 +87,31 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let presented = bearer_token(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized(
-                "send the order's access_token (from its creation) as Authorization: Bearer <token>",
+                "send the access_token its creation answered as Authorization: Bearer <token>",
             )
         })?;
-        Ok(if AdminToken::from_ref(state).matches(presented) {
-            Self::Admin
-        } else {
-            Self::Bearer(presented.to_string())
-        })
+        Ok(Self(bearer(&AdminToken::from_ref(state), presented)))
+    }
+}
+
+/// Orders take a bearer token only when placed from a hold.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for TokenBearer
+where
+    AdminToken: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
+        Ok(bearer_token(&parts.headers)
+            .map(|presented| Self(bearer(&AdminToken::from_ref(state), presented))))
+    }
+}
+
+fn bearer(admin: &AdminToken, presented: &str) -> Bearer {
+    if admin.matches(presented) {
+        Bearer::Admin
+    } else {
+        Bearer::Token(presented.to_string())
     }
 }
 
@@ -172,14 +164,5 @@ mod tests {
                 .status(),
             StatusCode::FORBIDDEN
         );
-    }
-
-    #[test]
-    fn an_order_is_read_by_its_token_or_the_admin() {
-        let bearer = OrderReader::Bearer("a-token".into());
-        assert!(bearer.may_read(Some("a-token")));
-        assert!(!bearer.may_read(Some("another")));
-        assert!(!bearer.may_read(None));
-        assert!(OrderReader::Admin.may_read(None));
     }
 }

@@ -33,6 +33,8 @@ pub(super) enum ErrorCode {
     Busy,
     DuplicateSku,
     HeaderTooLarge,
+    HoldConverted,
+    HoldExpired,
     InsufficientStock,
     Internal,
     InvalidIdempotencyKey,
@@ -57,6 +59,8 @@ impl ErrorCode {
             Self::Busy => "busy",
             Self::DuplicateSku => "duplicate_sku",
             Self::HeaderTooLarge => "header_too_large",
+            Self::HoldConverted => "hold_converted",
+            Self::HoldExpired => "hold_expired",
             Self::InsufficientStock => "insufficient_stock",
             Self::Internal => "internal",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
@@ -163,6 +167,11 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::CONFLICT, ErrorCode::InsufficientStock, message)
             }
             Error::Invalid(_) => Self::invalid(message),
+            Error::HoldExpired(_) => Self::new(StatusCode::CONFLICT, ErrorCode::HoldExpired, message),
+            Error::HoldConverted(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::HoldConverted, message)
+            }
+            Error::Unauthorized(_) => Self::unauthorized(message),
             Error::Busy { cause, .. } => Self {
                 cause,
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, message)

@@ -1,8 +1,9 @@
 //! The HTTP API, one job per module:
 //!
 //! - `state`: what every handler may need (`AppState`);
-//! - `ops`, `products`, `orders`: the routes of one resource each;
-//! - `auth`, `extract`: the admin and order tokens, and extractors that answer bad input with
+//! - `ops`, `products`, `holds`, `orders`: the routes of one resource each;
+//! - `idempotency`: what makes a retry of an order or a hold safe;
+//! - `auth`, `extract`: the admin, order and hold tokens, and extractors that answer bad input with
 //!   the JSON error; `responses`: the responses many operations document;
 //! - `error`: the one error shape; `middleware`: request ids, access log and metrics, limits;
 //! - `openapi`: the document's description; `router`: where routes, document and middleware
@@ -13,6 +14,8 @@ mod auth;
 mod config;
 mod error;
 mod extract;
+mod holds;
+mod idempotency;
 mod middleware;
 mod openapi;
 mod ops;

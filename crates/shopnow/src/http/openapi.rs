@@ -17,7 +17,8 @@ use utoipa::{
     tags(
         (name = "products", description = "The catalog"),
         (name = "stock", description = "Stock levels"),
-        (name = "orders", description = "Orders take stock, all items or none"),
+        (name = "holds", description = "Holds set stock aside for a while, all items or none"),
+        (name = "orders", description = "Orders take stock, all items or none; a cancellation returns it"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -34,6 +35,17 @@ impl Modify for AdminTokenScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("The server's SHOPNOW_ADMIN_TOKEN"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "hold_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The access_token that POST /v1/holds answered with the hold",
+                    ))
                     .build(),
             ),
         );

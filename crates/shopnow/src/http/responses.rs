@@ -2,7 +2,16 @@
 //! answered about its head, its JSON body, a missing admin token, or a dependency that cannot
 //! serve now.
 
+use axum::http::{header, HeaderName, HeaderValue};
+
 use super::error::ErrorBody;
+
+/// An order or a hold is one customer's, and its answer may carry its access token: no shared
+/// cache (a proxy, a CDN) may keep it, and no browser may store it on disk.
+pub(super) const PRIVATE: (HeaderName, HeaderValue) = (
+    header::CACHE_CONTROL,
+    HeaderValue::from_static("private, no-store"),
+);
 
 /// What every operation may answer about the request's head.
 #[derive(utoipa::IntoResponses)]

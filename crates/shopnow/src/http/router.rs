@@ -16,7 +16,7 @@ use super::{
     error::{ApiError, ErrorCode},
     middleware::{self, FastRequestId, Limits, Observe, REQUEST_ID},
     openapi::ApiDoc,
-    ops, orders, products,
+    holds, ops, orders, products,
     state::AppState,
 };
 
@@ -25,6 +25,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::router())
         .merge(products::router())
+        .merge(holds::router())
         .merge(orders::router())
 }
 

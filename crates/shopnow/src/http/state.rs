@@ -12,14 +12,22 @@ pub(crate) struct AppState {
     pub(super) catalog: Catalog,
     pub(super) admin_token: AdminToken,
     pub(super) lifecycle: Lifecycle,
+    /// How long a hold lasts when its request names no `ttl_seconds`.
+    pub(super) hold_ttl_secs: u64,
 }
 
 impl AppState {
-    pub(crate) fn new(catalog: Catalog, admin_token: Option<&str>, lifecycle: Lifecycle) -> Self {
+    pub(crate) fn new(
+        catalog: Catalog,
+        admin_token: Option<&str>,
+        lifecycle: Lifecycle,
+        hold_ttl_secs: u64,
+    ) -> Self {
         Self {
             catalog,
             admin_token: AdminToken::new(admin_token),
             lifecycle,
+            hold_ttl_secs,
         }
     }
 }

@@ -1,11 +1,20 @@
-//! What the API stores and shows: products and orders, and the validation of what clients send
-//! to create or change them. Pure data: no SQL, no HTTP.
+//! What the API stores and shows: products, holds and orders, and the validation of what
+//! clients send to create or change them. Pure data: no SQL, no HTTP.
 
+mod access;
+mod hold;
 mod order;
 mod product;
 
-pub use order::{Order, OrderItem, OrderReceipt};
-pub(crate) use order::{OrderLines, OrderRequest, StoredOrder};
+pub(crate) use access::{new_access_token, Bearer};
+pub(crate) use access::{digest, digests_equal};
+pub(crate) use hold::{Hold, HoldItem, HoldReceipt, HoldRequest, HoldStatus, StoredHold};
+pub use hold::{Reservation, Reservations};
+pub(crate) use hold::{HoldLines, MAX_HOLD_TTL_SECS, MIN_HOLD_TTL_SECS};
+pub use order::{Order, OrderItem, OrderReceipt, OrderStatus};
+pub(crate) use order::{
+    parse_hold_id, OrderItemRequest, OrderLines, OrderRequest, OrderSource, StoredOrder,
+};
 #[cfg(test)]
 pub(crate) use order::{MAX_ITEMS, MAX_QUANTITY};
 pub use product::Product;

@@ -12,18 +12,52 @@ use crate::error::Error;
 pub(crate) const MAX_ITEMS: usize = 100;
 pub(crate) const MAX_QUANTITY: i64 = 10_000;
 
-/// `POST /v1/orders`. Unknown fields are refused.
+/// `POST /v1/orders`: either `items`, or the `hold_id` of a live hold (with the hold's
+/// `access_token` as bearer token). Unknown fields are refused.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderRequest {
+pub(crate) struct OrderRequest {
     /// 1 to 100 items, all in one currency; two items of one product add up (at most 10000).
-    #[schema(min_items = 1, max_items = 100)]
+    #[serde(default)]
+    #[schema(max_items = 100)]
     pub items: Vec<OrderItemRequest>,
+    /// A live hold to turn into the order: its items, at today's prices, with no second
+    /// availability check (the hold set them aside).
+    #[schema(example = "0b6f7c1e-2f43-4d7a-9a0e-5c1d2b3a4f5e")]
+    pub hold_id: Option<String>,
+}
+
+/// Where an order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Placed: its stock was taken.
+    Confirmed,
+    /// Cancelled: its stock came back.
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status a row stores; `None` for a value the table's constraint does not allow.
+    pub fn parse(stored: &str) -> Option<Self> {
+        match stored {
+            "confirmed" => Some(Self::Confirmed),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderItemRequest {
+pub(crate) struct OrderItemRequest {
     #[schema(example = 42, minimum = 1)]
     pub product_id: i64,
     #[schema(example = 2, minimum = 1, maximum = 10_000)]
@@ -33,8 +67,7 @@ pub struct OrderItemRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Order {
     pub id: i64,
-    #[schema(example = "confirmed")]
-    pub status: String,
+    pub status: OrderStatus,
     pub items: Vec<OrderItem>,
     pub total_cents: i64,
     #[schema(example = "USD")]
@@ -62,13 +95,6 @@ pub struct StoredOrder {
     pub access_token: Option<String>,
 }
 
-impl OrderReceipt {
-    /// A new order's receipt with a fresh access token: 256 random bits, in hex.
-    pub fn new_access_token() -> String {
-        let bytes: [u8; 32] = rand::random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct OrderItem {
@@ -83,21 +109,57 @@ pub struct OrderItem {
 /// Product-id order is the order in which the transaction locks rows, which is what keeps two
 /// multi-item orders over the same products from deadlocking.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderLines {
+pub(crate) struct OrderLines {
     /// product id -> quantity
     lines: BTreeMap<i64, i64>,
 }
 
+/// What an order is placed from, once its request is validated.
+#[derive(Debug, Clone)]
+pub(crate) enum OrderSource {
+    Items(OrderLines),
+    /// A hold's id (a UUID).
+    Hold(uuid::Uuid),
+}
+
+impl OrderSource {
+    pub(crate) fn from_request(request: &OrderRequest) -> Result<Self, Error> {
+        match &request.hold_id {
+            None => OrderLines::from_request(request).map(Self::Items),
+            Some(_) if !request.items.is_empty() => Err(Error::invalid(
+                "send items or hold_id, not both: a hold's order takes the hold's items",
+            )),
+            Some(id) => parse_hold_id(id).map(Self::Hold),
+        }
+    }
+
+    /// Fingerprint stored with an Idempotency-Key.
+    pub(crate) fn fingerprint(&self) -> Vec<u8> {
+        match self {
+            Self::Items(lines) => lines.fingerprint(),
+            Self::Hold(id) => [&b"hold order\n"[..], id.as_bytes()].concat(),
+        }
+    }
+}
+
+/// A hold id as a client sends it: a UUID.
+pub(crate) fn parse_hold_id(id: &str) -> Result<uuid::Uuid, Error> {
+    uuid::Uuid::try_parse(id).map_err(|_| Error::invalid(format!("{id:?} is not a hold id (a UUID)")))
+}
+
 impl OrderLines {
-    /// Validates `request`; two lines for one product are added up.
-    pub fn from_request(request: &OrderRequest) -> Result<Self, Error> {
-        if request.items.is_empty() || request.items.len() > MAX_ITEMS {
-            return Err(Error::invalid(format!(
-                "an order has 1 to {MAX_ITEMS} items"
-            )));
+    /// Validates `request`'s items; two lines for one product are added up.
+    pub(crate) fn from_request(request: &OrderRequest) -> Result<Self, Error> {
+        Self::from_items(&request.items, "an order")
+    }
+
+    /// Validates the items of `what` (an order, a hold); two lines for one product add up.
+    pub(crate) fn from_items(items: &[OrderItemRequest], what: &str) -> Result<Self, Error> {
+        if items.is_empty() || items.len() > MAX_ITEMS {
+            return Err(Error::invalid(format!("{what} has 1 to {MAX_ITEMS} items")));
         }
         let mut lines = BTreeMap::new();
-        for item in &request.items {
+        for item in items {
             if item.product_id <= 0 {
                 return Err(Error::invalid("product_id must be a positive integer"));
             }
@@ -110,7 +172,7 @@ impl OrderLines {
             *quantity += item.quantity;
             if *quantity > MAX_QUANTITY {
                 return Err(Error::invalid(format!(
-                    "at most {MAX_QUANTITY} of product {} in one order",
+                    "at most {MAX_QUANTITY} of product {} in {what}",
                     item.product_id
                 )));
             }
@@ -118,21 +180,21 @@ impl OrderLines {
         Ok(Self { lines })
     }
 
-    pub fn product_ids(&self) -> Vec<i64> {
+    pub(crate) fn product_ids(&self) -> Vec<i64> {
         self.lines.keys().copied().collect()
     }
 
-    pub fn quantities(&self) -> Vec<i64> {
+    pub(crate) fn quantities(&self) -> Vec<i64> {
         self.lines.values().copied().collect()
     }
 
-    pub fn quantity_of(&self, product_id: i64) -> i64 {
+    pub(crate) fn quantity_of(&self, product_id: i64) -> i64 {
         self.lines.get(&product_id).copied().unwrap_or(0)
     }
 
     /// Fingerprint stored with an Idempotency-Key: a retry must carry the same order, however
     /// its JSON is spelled or its items ordered.
-    pub fn fingerprint(&self) -> Vec<u8> {
+    pub(crate) fn fingerprint(&self) -> Vec<u8> {
         let mut hash = Sha256::new();
         for (product_id, quantity) in &self.lines {
             hash.update(product_id.to_be_bytes());
@@ -148,6 +210,7 @@ mod tests {
 
     fn request(items: &[(i64, i64)]) -> OrderRequest {
         OrderRequest {
+            hold_id: None,
             items: items
                 .iter()
                 .map(|&(product_id, quantity)| OrderItemRequest {

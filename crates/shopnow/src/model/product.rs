@@ -4,6 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use sqlx::{postgres::PgRow, Row};
+
+use super::hold::{Reservation, Reservations};
 use crate::error::Error;
 
 /// Largest stock a product may hold; keeps `stock + delta` far from integer overflow.
@@ -11,8 +14,10 @@ pub(crate) const MAX_STOCK: i64 = 1_000_000_000_000;
 /// Largest price, 10 billion in the currency's main unit.
 pub(crate) const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
 
-/// A product as the API shows it. One `version` always carries the same fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+/// A product as the API shows it. One `version` always carries the same fields, but for
+/// `reserved` and `available`, which also follow the clock: a hold stops counting when it
+/// expires, with no new version (the ETag tells them apart: `ProductView`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Product {
     #[schema(example = 42)]
     pub id: i64,
@@ -25,8 +30,15 @@ pub struct Product {
     pub price_cents: i64,
     #[schema(example = "USD")]
     pub currency: String,
+    /// Units on hand, held ones included.
     #[schema(example = 17)]
     pub stock: i64,
+    /// Units in holds that have not expired, been released or become orders.
+    #[schema(example = 2)]
+    pub reserved: i64,
+    /// `stock - reserved`: what an order or a hold can take now. Never below 0.
+    #[schema(example = 15)]
+    pub available: i64,
     /// Starts at 1 and grows by one with every change of the product, stock included.
     #[schema(example = 3)]
     pub version: i64,
@@ -35,6 +47,62 @@ pub struct Product {
     /// the JSON, but of the ETag and of the cached copy's stamp.
     #[serde(skip)]
     pub history: i64,
+    /// Every hold entry the row lists, lapsed or not: what `reserved` is computed from at any
+    /// later time (a cached copy carries them).
+    #[serde(skip)]
+    pub reservations: Reservations,
+    /// The database's time when the row was read, in ms since the epoch: `reserved` is as of
+    /// then.
+    #[serde(skip)]
+    pub read_at_ms: i64,
+}
+
+impl Product {
+    /// The product as a read at `now_ms` (the database's clock) shows it.
+    pub fn at(&self, now_ms: i64) -> Self {
+        let reserved = self.reservations.reserved_at(now_ms);
+        Self {
+            reserved,
+            available: self.stock - reserved,
+            read_at_ms: now_ms,
+            ..self.clone()
+        }
+    }
+
+    /// How many of the row's hold entries had lapsed when it was read.
+    pub fn lapsed(&self) -> usize {
+        self.reservations.lapsed_at(self.read_at_ms)
+    }
+}
+
+/// The row as a query returns it: `holds` as text (the JSON list of entries), and the
+/// database's time of the read, from which `reserved` and `available` follow.
+impl<'r> sqlx::FromRow<'r, PgRow> for Product {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let holds: String = row.try_get("holds")?;
+        let entries: Vec<Reservation> =
+            serde_json::from_str(&holds).map_err(|error| sqlx::Error::ColumnDecode {
+                index: "holds".into(),
+                source: Box::new(error),
+            })?;
+        let product = Self {
+            id: row.try_get("id")?,
+            sku: row.try_get("sku")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            price_cents: row.try_get("price_cents")?,
+            currency: row.try_get("currency")?,
+            stock: row.try_get("stock")?,
+            reserved: 0,
+            available: 0,
+            version: row.try_get("version")?,
+            updated_at: row.try_get("updated_at")?,
+            history: row.try_get("history")?,
+            reservations: Reservations::new(entries),
+            read_at_ms: row.try_get("read_at_ms")?,
+        };
+        Ok(product.at(product.read_at_ms))
+    }
 }
 
 /// What Postgres holds for a product id: a live product, or the version of its deletion.

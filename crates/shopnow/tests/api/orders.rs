@@ -126,7 +126,7 @@ async fn an_order_records_its_items_prices_and_total() {
     // Items out of order and one product twice: stored as one line per product.
     let receipt = app.placed_order(&[(b, 1), (a, 2), (b, 3)]).await;
     let order = &receipt.order;
-    assert_eq!(order.status, "confirmed");
+    assert_eq!(order.status, shopnow::OrderStatus::Confirmed);
     assert_eq!(order.total_cents, 250 * 6);
     assert_eq!(order.currency, "USD");
     assert_eq!(order.items[0].product_id, a);

@@ -33,7 +33,10 @@ use redis::Script;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use super::super::backend::CacheBackend;
+use super::{
+    super::backend::CacheBackend,
+    clock::{local_ms, ClockSamples, DatabaseClock},
+};
 use crate::db;
 
 static RAISE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("raise_history.lua")));
@@ -91,9 +94,15 @@ impl KnownHistory {
     }
 }
 
-/// Runs until the task is aborted.
-pub(crate) async fn watch(known: Arc<KnownHistory>, backend: CacheBackend, db: PgPool) {
+/// Runs until the task is aborted. The same query samples the database's clock (`clock`).
+pub(crate) async fn watch(
+    known: Arc<KnownHistory>,
+    clock: Arc<DatabaseClock>,
+    backend: CacheBackend,
+    db: PgPool,
+) {
     let key = backend.history_key();
+    let mut samples = ClockSamples::default();
     let mut interval = tokio::time::interval(WATCH_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -101,8 +110,12 @@ pub(crate) async fn watch(known: Arc<KnownHistory>, backend: CacheBackend, db: P
             _ = interval.tick() => {}
             () = known.raised.notified() => {}
         }
-        match db::history(&db).await {
-            Ok(history) => known.learn(history),
+        let sent = local_ms();
+        match db::history_and_clock(&db).await {
+            Ok((history, database_ms)) => {
+                samples.record(&clock, sent, database_ms, local_ms());
+                known.learn(history);
+            }
             Err(error) => tracing::debug!(%error, "reading the database's history failed"),
         }
         let told: Result<i64, _> = backend

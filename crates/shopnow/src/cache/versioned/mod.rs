@@ -27,6 +27,7 @@
 //!   stamp, (history, version) in one integer (`shopnow_contract::stamps`), and the scripts
 //!   compare stamps. A copy of a history older than the newest the instance knows is a miss.
 
+mod clock;
 mod history;
 
 use std::sync::{
@@ -49,7 +50,10 @@ use super::{
     single_flight::{SingleFlight, Turn},
     strategy::Strategy,
 };
-use crate::{error::Result, model::ProductState};
+use crate::{
+    error::Result,
+    model::{ProductState, Reservation, Reservations},
+};
 use shopnow_contract::stamps;
 
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("publish.lua")));
@@ -70,13 +74,15 @@ const ABSENT: i64 = 0;
 /// read holds a key this long.
 const ABSENT_TTL_SECS: u64 = 60;
 
-use self::history::KnownHistory;
+use self::{clock::DatabaseClock, history::KnownHistory};
 pub use self::history::CONVERGENCE_BOUND;
 
 pub(super) struct VersionedCache {
     backend: CacheBackend,
     flights: SingleFlight,
     known_history: Arc<KnownHistory>,
+    /// What the holds a copy lists are judged by when it is served.
+    clock: Arc<DatabaseClock>,
     /// Publishes by outcome, in the order of `Published::ALL`.
     publishes: [metrics::Counter; 3],
     /// Lease and fence tokens: unique per instance (`instance`) and per use (`next_lease`).
@@ -90,6 +96,7 @@ impl VersionedCache {
             backend,
             flights: SingleFlight::default(),
             known_history: Arc::default(),
+            clock: Arc::default(),
             publishes: Published::ALL.map(|outcome| {
                 metrics::counter!(
                     "cache_publishes_total",
@@ -110,7 +117,7 @@ impl VersionedCache {
         for _ in 0..FLIGHT_ROUNDS {
             let mark = self.flights.mark();
             match self.lookup(&keys).await {
-                Ok(Some(copy)) if self.is_current(&copy) => return Ok(hit(copy)),
+                Ok(Some(copy)) if self.is_current(&copy) => return Ok(self.hit(copy)),
                 // Missing, or from a history the database no longer has: fill it.
                 Ok(_) => {}
                 Err(error) => return self.backend.bypass(db, id, error).await,
@@ -120,7 +127,7 @@ impl VersionedCache {
                     if self.flights.finished_since(mark) {
                         // A flight ended while this lookup ran; it may have filled this product.
                         match self.lookup(&keys).await {
-                            Ok(Some(copy)) if self.is_current(&copy) => return Ok(hit(copy)),
+                            Ok(Some(copy)) if self.is_current(&copy) => return Ok(self.hit(copy)),
                             Ok(_) => {}
                             Err(error) => return self.backend.bypass(db, id, error).await,
                         }
@@ -195,6 +202,14 @@ impl VersionedCache {
         }
     }
 
+    /// A copy served: its holds judged by the database's clock now.
+    fn hit(&self, copy: CachedCopy) -> ProductRead {
+        ProductRead {
+            found: copy.body_at(self.clock.now_ms()),
+            status: CacheStatus::Hit,
+        }
+    }
+
     /// Whether `copy` may be served: it belongs to the newest history of the database known.
     fn is_current(&self, copy: &CachedCopy) -> bool {
         self.known_history.is_current(copy.history)
@@ -202,7 +217,13 @@ impl VersionedCache {
 
     /// Learns of new database histories until the task is aborted (`history`).
     pub(super) async fn watch_history(&self, db: PgPool) {
-        history::watch(self.known_history.clone(), self.backend.clone(), db).await
+        history::watch(
+            self.known_history.clone(),
+            self.clock.clone(),
+            self.backend.clone(),
+            db,
+        )
+        .await
     }
 
     /// A token no other lease or publish of any instance uses.
@@ -242,7 +263,7 @@ impl VersionedCache {
             Some(state) => (state.stamp(), encode_state(state), self.backend.ttl_secs()),
             None => {
                 let absent = stamps::stamp(self.known_history.newest(), ABSENT);
-                (absent, encode(absent, None), ABSENT_TTL_SECS)
+                (absent, encode(absent, None, None), ABSENT_TTL_SECS)
             }
         };
         let stored: Result<i64, CacheError> = self
@@ -272,7 +293,7 @@ impl VersionedCache {
                 Ok(match self.lookup(keys).await {
                     Ok(Some(copy)) if self.is_current(&copy) => ProductRead {
                         status: CacheStatus::Miss,
-                        ..hit(copy)
+                        ..self.hit(copy)
                     },
                     _ => read_here,
                 })
@@ -338,45 +359,78 @@ impl Published {
     }
 }
 
-fn hit(copy: CachedCopy) -> ProductRead {
-    ProductRead {
-        found: copy.payload.map(|body| VersionedBody {
-            history: copy.history,
-            version: copy.version,
-            body,
-        }),
-        status: CacheStatus::Hit,
-    }
-}
 
 /// The copy of a product state: its stamp, then its JSON (none for a deletion).
 fn encode_state(state: &ProductState) -> Vec<u8> {
     let body = VersionedBody::of_state(state).map(|body| body.body);
-    encode(state.stamp(), body.as_deref())
+    let holds = match state {
+        ProductState::Live(product) if !product.reservations.is_empty() => {
+            Some((product.read_at_ms, &product.reservations))
+        }
+        _ => None,
+    };
+    encode(state.stamp(), holds, body.as_deref())
 }
 
-/// `<stamp>\n<json>`; a deletion's tombstone has nothing after the newline.
-fn encode(stamp: i64, json: Option<&[u8]>) -> Vec<u8> {
+/// `<stamp>\n<json>`; a deletion's tombstone has nothing after the newline. A product whose row
+/// lists holds has a line between: `@<rendered at>;<expiry>:<quantity>,...` (milliseconds,
+/// by the database's clock), which a reader judges the holds by (`CachedCopy::body_at`). The
+/// scripts read the stamp only; JSON starts with `{`, so the two lines cannot be mistaken.
+fn encode(stamp: i64, holds: Option<(i64, &Reservations)>, json: Option<&[u8]>) -> Vec<u8> {
     let json = json.unwrap_or_default();
     let mut copy = Vec::with_capacity(20 + json.len());
     copy.extend_from_slice(stamp.to_string().as_bytes());
     copy.push(b'\n');
+    if let Some((rendered_at_ms, reservations)) = holds {
+        let entries: Vec<String> = reservations
+            .entries()
+            .iter()
+            .map(|entry| format!("{}:{}", entry.expires_at, entry.quantity))
+            .collect();
+        copy.extend_from_slice(format!("@{rendered_at_ms};{}\n", entries.join(",")).as_bytes());
+    }
     copy.extend_from_slice(json);
     copy
 }
 
+/// The holds line of a copy, without its `@` and newline.
+fn decode_holds(line: &[u8]) -> Option<(i64, Reservations)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (rendered_at, entries) = line.split_once(';')?;
+    let entries = entries
+        .split(',')
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (expires_at, quantity) = entry.split_once(':')?;
+            Some(Reservation {
+                expires_at: expires_at.parse().ok()?,
+                quantity: quantity.parse().ok()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((rendered_at.parse().ok()?, Reservations::new(entries)))
+}
+
 impl CachedCopy {
-    /// Reads a `versioned` copy as Redis stores it (`<stamp>\n<json>`), without copying the
-    /// JSON; `None` when it is not one.
+    /// Reads a `versioned` copy as Redis stores it (`<stamp>\n[@<holds>\n]<json>`), without
+    /// copying the JSON; `None` when it is not one.
     pub fn decode(stored: Bytes) -> Option<Self> {
         let newline = stored.iter().position(|&b| b == b'\n')?;
         let stamp = std::str::from_utf8(&stored[..newline]).ok()?.parse().ok()?;
         let (history, version) = stamps::split(stamp);
-        let json = stored.slice(newline + 1..);
+        let mut json = stored.slice(newline + 1..);
+        let (mut rendered_at_ms, mut reservations) = (0, Reservations::default());
+        if json.first() == Some(&b'@') {
+            let end = json.iter().position(|&b| b == b'\n')?;
+            (rendered_at_ms, reservations) = decode_holds(&json[1..end])?;
+            json = json.slice(end + 1..);
+        }
         Some(Self {
             history,
             version,
             payload: (!json.is_empty()).then_some(json),
+            reservations,
+            rendered_at_ms,
         })
     }
 }
@@ -387,17 +441,54 @@ mod tests {
 
     #[test]
     fn copies_round_trip() {
-        let copy = CachedCopy::decode(encode(12, Some(br#"{"id":1}"#)).into()).unwrap();
+        let copy = CachedCopy::decode(encode(12, None, Some(br#"{"id":1}"#)).into()).unwrap();
         assert_eq!(copy.version, 12);
         assert_eq!(copy.payload.as_deref(), Some(&br#"{"id":1}"#[..]));
 
-        let tombstone = CachedCopy::decode(encode(13, None).into()).unwrap();
+        let tombstone = CachedCopy::decode(encode(13, None, None).into()).unwrap();
         assert_eq!((tombstone.version, tombstone.payload), (13, None));
 
-        let promoted = CachedCopy::decode(encode(stamps::stamp(2, 5), Some(b"{}")).into()).unwrap();
+        let promoted = CachedCopy::decode(encode(stamps::stamp(2, 5), None, Some(b"{}")).into()).unwrap();
         assert_eq!((promoted.history, promoted.version), (2, 5));
 
         assert!(CachedCopy::decode(Bytes::from_static(b"no newline")).is_none());
         assert!(CachedCopy::decode(Bytes::from_static(b"x\n{}")).is_none());
+        assert!(CachedCopy::decode(Bytes::from_static(b"3\n@12;x:1\n{}")).is_none());
+    }
+
+    fn product_with_holds() -> crate::model::Product {
+        let json = r#"{"id":7,"sku":"S","name":"N","description":"","price_cents":1,
+            "currency":"USD","stock":10,"reserved":0,"available":0,"version":4,
+            "updated_at":"2026-12-02T10:00:00Z"}"#;
+        let mut product: crate::model::Product = serde_json::from_str(json).unwrap();
+        product.reservations = Reservations::new(vec![
+            Reservation { quantity: 2, expires_at: 2_000 },
+            Reservation { quantity: 3, expires_at: 1_000 },
+        ]);
+        product.at(500)
+    }
+
+    #[test]
+    fn a_copy_judges_its_holds_when_served() {
+        let product = product_with_holds();
+        assert_eq!((product.reserved, product.available), (5, 5));
+        let stored = encode_state(&ProductState::Live(product.clone()));
+        assert!(stored.starts_with(b"4\n@500;1000:3,2000:2\n{"));
+        let copy = CachedCopy::decode(stored.into()).unwrap();
+        assert_eq!(copy.reservations, product.reservations);
+
+        let before = copy.body_at(999).unwrap();
+        assert_eq!(before.body, VersionedBody::of(&product).body, "served as stored");
+        assert_eq!(before.etag(), "\"4\"");
+
+        let after_first = copy.body_at(1_000).unwrap();
+        assert_eq!(after_first.etag(), "\"4-1\"");
+        let shown: crate::model::Product = serde_json::from_slice(&after_first.body).unwrap();
+        assert_eq!((shown.reserved, shown.available), (2, 8));
+        assert_eq!(after_first.body, VersionedBody::of(&product.at(1_000)).body);
+
+        let after_both: crate::model::Product =
+            serde_json::from_slice(&copy.body_at(5_000).unwrap().body).unwrap();
+        assert_eq!((after_both.reserved, after_both.available), (0, 10));
     }
 }

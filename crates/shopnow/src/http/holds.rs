@@ -1,0 +1,132 @@
+//! `/v1/holds`: stock set aside while a shopper checks out. Open to every client, like orders;
+//! a hold is read, released and converted with its own access token.
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    auth::TokenBearer,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::{ApiJson, ApiPath},
+    idempotency::{idempotency_key, mark_replayed},
+    responses::{RequestLimits, TryAgain, PRIVATE},
+    state::AppState,
+};
+use crate::model::{parse_hold_id, Hold, HoldLines, HoldReceipt, HoldRequest};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_hold))
+        .routes(routes!(get_hold, release_hold))
+}
+
+/// Hold stock: every item is set aside until `expires_at`, or none is.
+///
+/// Held units count in every product's `reserved` and are not `available` to anyone else until
+/// the hold expires (no request needed: reads stop counting it then), is released
+/// (`DELETE /v1/holds/{id}`), or becomes an order (`POST /v1/orders` with `hold_id`).
+///
+/// With an `Idempotency-Key`, a retry of the same hold returns the hold created first (with
+/// `Idempotent-Replayed: true`) and sets nothing aside again.
+#[utoipa::path(
+    post, path = "/v1/holds", tag = "holds", request_body = HoldRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes retries safe, as for orders: a random UUID v4, or 22 to 255 random base64url characters.",
+        min_length = 22, max_length = 255)),
+    responses(
+        (status = 201, description = "The hold, with the access token that reads, releases and converts it", body = HoldReceipt, headers(
+            ("Location" = String, description = "URL of the hold"),
+            ("Idempotent-Replayed" = String, description = "`true` on a retry that set nothing aside"),
+            ("Cache-Control" = String, description = "`private, no-store`: the answer carries the hold's access token"),
+        )),
+        (status = 400, description = "`malformed_json`; `invalid_idempotency_key`", body = ErrorBody),
+        (status = 404, description = "`not_found`: an item names an unknown or deleted product; nothing was changed", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 409, description = "`insufficient_stock`: an item asks more than is available; nothing was changed", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: no items, more than 100, a product named twice, a quantity out of 1..=10000, items of several currencies, `ttl_seconds` out of 1..=3600", body = ErrorBody),
+        RequestLimits, TryAgain,
+    )
+)]
+async fn create_hold(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<HoldRequest>,
+) -> ApiResult<Response> {
+    let key = idempotency_key(&headers)?;
+    let hold = HoldLines::from_request(&request, state.hold_ttl_secs)?;
+    let created = state.catalog.create_hold(&hold, key).await?;
+    let location = format!("/v1/holds/{}", created.receipt.hold.id);
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        [PRIVATE],
+        Json(created.receipt),
+    )
+        .into_response();
+    if created.replayed {
+        mark_replayed(response.headers_mut());
+    }
+    Ok(response)
+}
+
+/// Read a hold: with the `access_token` its creation answered, or the admin token.
+#[utoipa::path(
+    get, path = "/v1/holds/{id}", tag = "holds",
+    params(("id" = String, Path, description = "Hold id (a UUID)")),
+    security(("hold_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, body = Hold, headers(("Cache-Control" = String, description = "`private, no-store`"))),
+        (status = 401, description = "`unauthorized`: no bearer token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such hold, an id that is not a UUID, or a token that is not this hold's", body = ErrorBody),
+        RequestLimits, TryAgain,
+    )
+)]
+async fn get_hold(
+    State(state): State<AppState>,
+    TokenBearer(bearer): TokenBearer,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = hold_id(&id)?;
+    let hold = state.catalog.hold(id, &bearer).await?;
+    Ok(([PRIVATE], Json(hold)))
+}
+
+/// Release a hold: its units are available again to every reader once this answers.
+///
+/// A hold that has ended already (expired, released) is answered as it is and nothing changes;
+/// a hold that became an order cannot be released (cancel the order instead).
+#[utoipa::path(
+    delete, path = "/v1/holds/{id}", tag = "holds",
+    params(("id" = String, Path, description = "Hold id (a UUID)")),
+    security(("hold_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The hold, `status: released` (or `expired` if it lapsed first)", body = Hold, headers(("Cache-Control" = String, description = "`private, no-store`"))),
+        (status = 401, description = "`unauthorized`: no bearer token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such hold, an id that is not a UUID, or a token that is not this hold's", body = ErrorBody),
+        (status = 409, description = "`hold_converted`: the hold became an order; nothing was changed", body = ErrorBody),
+        RequestLimits, TryAgain,
+    )
+)]
+async fn release_hold(
+    State(state): State<AppState>,
+    TokenBearer(bearer): TokenBearer,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = hold_id(&id)?;
+    let hold = state.catalog.release_hold(id, bearer).await?;
+    Ok(([PRIVATE], Json(hold)))
+}
+
+/// A path's hold id: what is not a UUID names no hold.
+fn hold_id(id: &str) -> ApiResult<uuid::Uuid> {
+    parse_hold_id(id).map_err(|_| {
+        ApiError::not_found(format!("hold {id:?} does not exist (hold ids are UUIDs)"))
+    })
+}
