@@ -18,9 +18,8 @@ use crate::{
     faults::WriteFaults,
     hooks::{Hooks, PublishSite},
     model::{
-        new_access_token, Bearer, Hold, HoldLines, HoldReceipt, NewProduct, OrderReceipt, OrderSource,
-        Product,
-        ProductPatch, ProductState, StoredOrder,
+        new_access_token, Bearer, Hold, HoldLines, HoldReceipt, NewProduct, OrderReceipt,
+        OrderSource, Product, ProductPatch, ProductState, StoredOrder,
     },
     sweeper::Sweeper,
     write_gate::{GateLimits, WriteGate},

@@ -12,8 +12,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     model::{
-        Bearer, Hold, HoldItem, HoldLines, HoldReceipt, HoldStatus, OrderLines, Product,
-        StoredHold,
+        Bearer, Hold, HoldItem, HoldLines, HoldReceipt, HoldStatus, OrderLines, Product, StoredHold,
     },
 };
 
@@ -174,11 +173,12 @@ impl HoldRow {
 }
 
 pub(crate) async fn find(conn: &mut PgConnection, id: uuid::Uuid) -> Result<Option<StoredHold>> {
-    let row: Option<HoldRow> =
-        sqlx::query_as(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1::uuid"))
-            .bind(id.to_string())
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<HoldRow> = sqlx::query_as(&format!(
+        "SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1::uuid"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
     row.map(|row| row.into_stored(id)).transpose()
 }
 
@@ -206,7 +206,11 @@ pub(crate) struct Released {
 
 /// Releases hold `id`: its units count as available again at once. A hold that has ended
 /// (expired, released) stays as it is; one that became an order cannot be released.
-pub(crate) async fn release(tx: &mut PgConnection, id: uuid::Uuid, bearer: &Bearer) -> Result<Released> {
+pub(crate) async fn release(
+    tx: &mut PgConnection,
+    id: uuid::Uuid,
+    bearer: &Bearer,
+) -> Result<Released> {
     let stored = lock(tx, id, bearer).await?;
     let changed = match stored.hold.status {
         HoldStatus::Converted => return Err(Error::hold_converted(id, stored.hold.order_id)),
@@ -222,13 +226,19 @@ pub(crate) async fn release(tx: &mut PgConnection, id: uuid::Uuid, bearer: &Bear
             changed
         }
     };
-    let hold = find(tx, id).await?.ok_or_else(|| Error::hold_not_found(id))?;
+    let hold = find(tx, id)
+        .await?
+        .ok_or_else(|| Error::hold_not_found(id))?;
     Ok(Released { hold, changed })
 }
 
 /// Removes hold `id`'s entries from its products, in product-id order (the order every
 /// statement here locks rows in).
-async fn remove_entries(tx: &mut PgConnection, id: uuid::Uuid, items: &[HoldItem]) -> Result<Vec<Product>> {
+async fn remove_entries(
+    tx: &mut PgConnection,
+    id: uuid::Uuid,
+    items: &[HoldItem],
+) -> Result<Vec<Product>> {
     let mut product_ids: Vec<i64> = items.iter().map(|item| item.product_id).collect();
     product_ids.sort_unstable();
     sqlx::query("SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE")
@@ -268,9 +278,7 @@ pub(crate) async fn take_for_order(
                 stored.hold.expires_at.to_rfc3339()
             )))
         }
-        HoldStatus::Released => {
-            return Err(Error::HoldExpired(format!("hold {id} was released")))
-        }
+        HoldStatus::Released => return Err(Error::HoldExpired(format!("hold {id} was released"))),
     }
     let items: Vec<crate::model::OrderItemRequest> = stored
         .hold
@@ -284,7 +292,11 @@ pub(crate) async fn take_for_order(
     OrderLines::from_items(&items, "a hold")
 }
 
-pub(crate) async fn mark_converted(tx: &mut PgConnection, id: uuid::Uuid, order_id: i64) -> Result<()> {
+pub(crate) async fn mark_converted(
+    tx: &mut PgConnection,
+    id: uuid::Uuid,
+    order_id: i64,
+) -> Result<()> {
     sqlx::query(
         "UPDATE holds SET status = 'converted', ended_at = now(), order_id = $2 \
          WHERE id = $1::uuid",

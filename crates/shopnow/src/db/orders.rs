@@ -129,7 +129,9 @@ pub(crate) async fn cancel(tx: &mut PgConnection, id: i64, bearer: &Bearer) -> R
             .execute(&mut *tx)
             .await?;
     }
-    let order = find(tx, id).await?.ok_or_else(|| Error::order_not_found(id))?;
+    let order = find(tx, id)
+        .await?
+        .ok_or_else(|| Error::order_not_found(id))?;
     Ok(Cancelled { order, changed })
 }
 
@@ -166,7 +168,10 @@ pub(super) struct Locked {
 
 /// Locks every named row in product-id order (the ORDER BY runs before the lock), so that two
 /// orders or holds over the same products always wait for each other, never deadlock.
-pub(super) async fn lock_products(tx: &mut PgConnection, lines: &OrderLines) -> Result<Vec<Locked>> {
+pub(super) async fn lock_products(
+    tx: &mut PgConnection,
+    lines: &OrderLines,
+) -> Result<Vec<Locked>> {
     let product_ids = lines.product_ids();
     let locked: Vec<Locked> = sqlx::query_as(
         "SELECT id, stock, shopnow_reserved(holds) AS reserved, price_cents, currency \

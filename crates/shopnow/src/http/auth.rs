@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use super::error::{ApiError, ErrorCode};
+use crate::model::{digest, digests_equal, Bearer};
 use axum::{
     extract::{FromRef, FromRequestParts, OptionalFromRequestParts},
     http::{header::AUTHORIZATION, request::Parts, HeaderMap, StatusCode},
 };
-use super::error::{ApiError, ErrorCode};
-use crate::model::{digest, digests_equal, Bearer};
 
 /// The configured admin token, kept as a digest so comparing it takes the same time whatever
 /// the guess, its length included.
@@ -45,9 +45,6 @@ impl AdminToken {
         }
     }
 }
-
-
-
 
 /// The token of `Authorization: Bearer <token>`. The scheme is case-insensitive (RFC 9110).
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {

@@ -167,7 +167,9 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::CONFLICT, ErrorCode::InsufficientStock, message)
             }
             Error::Invalid(_) => Self::invalid(message),
-            Error::HoldExpired(_) => Self::new(StatusCode::CONFLICT, ErrorCode::HoldExpired, message),
+            Error::HoldExpired(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::HoldExpired, message)
+            }
             Error::HoldConverted(_) => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::HoldConverted, message)
             }

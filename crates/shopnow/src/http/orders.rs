@@ -66,7 +66,10 @@ async fn place_order(
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
     let source = OrderSource::from_request(&request)?;
-    let placed = state.catalog.place_order(&source, bearer.map(|TokenBearer(b)| b), key).await?;
+    let placed = state
+        .catalog
+        .place_order(&source, bearer.map(|TokenBearer(b)| b), key)
+        .await?;
     let location = format!("/v1/orders/{}", placed.receipt.order.id);
     let mut response = (
         StatusCode::CREATED,

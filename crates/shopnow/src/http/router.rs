@@ -14,9 +14,10 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::{
     config::HttpConfig,
     error::{ApiError, ErrorCode},
+    holds,
     middleware::{self, FastRequestId, Limits, Observe, REQUEST_ID},
     openapi::ApiDoc,
-    holds, ops, orders, products,
+    ops, orders, products,
     state::AppState,
 };
 

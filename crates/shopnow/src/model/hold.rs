@@ -86,7 +86,10 @@ pub(crate) struct HoldLines {
 }
 
 impl HoldLines {
-    pub(crate) fn from_request(request: &HoldRequest, default_ttl_seconds: u64) -> Result<Self, Error> {
+    pub(crate) fn from_request(
+        request: &HoldRequest,
+        default_ttl_seconds: u64,
+    ) -> Result<Self, Error> {
         let mut seen = std::collections::HashSet::new();
         if let Some(twice) = request
             .items

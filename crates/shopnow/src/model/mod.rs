@@ -6,15 +6,15 @@ mod hold;
 mod order;
 mod product;
 
-pub(crate) use access::{new_access_token, Bearer};
 pub(crate) use access::{digest, digests_equal};
+pub(crate) use access::{new_access_token, Bearer};
 pub(crate) use hold::{Hold, HoldItem, HoldReceipt, HoldRequest, HoldStatus, StoredHold};
-pub use hold::{Reservation, Reservations};
 pub(crate) use hold::{HoldLines, MAX_HOLD_TTL_SECS, MIN_HOLD_TTL_SECS};
-pub use order::{Order, OrderItem, OrderReceipt, OrderStatus};
+pub use hold::{Reservation, Reservations};
 pub(crate) use order::{
     parse_hold_id, OrderItemRequest, OrderLines, OrderRequest, OrderSource, StoredOrder,
 };
+pub use order::{Order, OrderItem, OrderReceipt, OrderStatus};
 #[cfg(test)]
 pub(crate) use order::{MAX_ITEMS, MAX_QUANTITY};
 pub use product::Product;

@@ -95,7 +95,6 @@ pub struct StoredOrder {
     pub access_token: Option<String>,
 }
 
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct OrderItem {
     pub product_id: i64,
@@ -144,7 +143,8 @@ impl OrderSource {
 
 /// A hold id as a client sends it: a UUID.
 pub(crate) fn parse_hold_id(id: &str) -> Result<uuid::Uuid, Error> {
-    uuid::Uuid::try_parse(id).map_err(|_| Error::invalid(format!("{id:?} is not a hold id (a UUID)")))
+    uuid::Uuid::try_parse(id)
+        .map_err(|_| Error::invalid(format!("{id:?} is not a hold id (a UUID)")))
 }
 
 impl OrderLines {

@@ -172,6 +172,11 @@ impl TestApp {
         self.server.take().expect("server still running")
     }
 
+    /// The client every helper sends with.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub(crate) async fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().await.expect("GET")
     }

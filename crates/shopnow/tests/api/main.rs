@@ -9,6 +9,7 @@ mod edge;
 mod errors;
 mod failover;
 mod helpers;
+mod holds;
 mod key_loss;
 mod openapi;
 mod ops;

@@ -49,7 +49,13 @@ struct Sample {
 impl ClockSamples {
     /// Records that the database said `database_ms` between `sent_ms` and `received_ms` (this
     /// machine's clock), and updates `clock` with the best recent sample.
-    pub(crate) fn record(&mut self, clock: &DatabaseClock, sent_ms: i64, database_ms: i64, received_ms: i64) {
+    pub(crate) fn record(
+        &mut self,
+        clock: &DatabaseClock,
+        sent_ms: i64,
+        database_ms: i64,
+        received_ms: i64,
+    ) {
         if self.0.len() == SAMPLES {
             self.0.pop_front();
         }
@@ -87,16 +93,39 @@ mod tests {
         let clock = DatabaseClock::default();
         let mut samples = ClockSamples::default();
         samples.record(&clock, 1_000, 1_505, 1_010);
-        assert_eq!((clock.offset_ms.load(Ordering::Relaxed), clock.error_ms.load(Ordering::Relaxed)), (500, 5));
+        assert_eq!(
+            (
+                clock.offset_ms.load(Ordering::Relaxed),
+                clock.error_ms.load(Ordering::Relaxed)
+            ),
+            (500, 5)
+        );
         // A slow round trip says little: the fast one stays.
         samples.record(&clock, 2_000, 2_900, 2_200);
         assert_eq!(clock.offset_ms.load(Ordering::Relaxed), 500);
         samples.record(&clock, 3_000, 3_502, 3_002);
-        assert_eq!((clock.offset_ms.load(Ordering::Relaxed), clock.error_ms.load(Ordering::Relaxed)), (501, 1));
+        assert_eq!(
+            (
+                clock.offset_ms.load(Ordering::Relaxed),
+                clock.error_ms.load(Ordering::Relaxed)
+            ),
+            (501, 1)
+        );
         // Once it is older than every kept sample, a slower one takes over.
         for n in 0..SAMPLES as i64 {
-            samples.record(&clock, 10_000 + n * 100, 10_000 + n * 100 + 7 + 250, 10_000 + n * 100 + 14);
+            samples.record(
+                &clock,
+                10_000 + n * 100,
+                10_000 + n * 100 + 7 + 250,
+                10_000 + n * 100 + 14,
+            );
         }
-        assert_eq!((clock.offset_ms.load(Ordering::Relaxed), clock.error_ms.load(Ordering::Relaxed)), (250, 7));
+        assert_eq!(
+            (
+                clock.offset_ms.load(Ordering::Relaxed),
+                clock.error_ms.load(Ordering::Relaxed)
+            ),
+            (250, 7)
+        );
     }
 }

@@ -74,8 +74,8 @@ const ABSENT: i64 = 0;
 /// read holds a key this long.
 const ABSENT_TTL_SECS: u64 = 60;
 
-use self::{clock::DatabaseClock, history::KnownHistory};
 pub use self::history::CONVERGENCE_BOUND;
+use self::{clock::DatabaseClock, history::KnownHistory};
 
 pub(super) struct VersionedCache {
     backend: CacheBackend,
@@ -359,7 +359,6 @@ impl Published {
     }
 }
 
-
 /// The copy of a product state: its stamp, then its JSON (none for a deletion).
 fn encode_state(state: &ProductState) -> Vec<u8> {
     let body = VersionedBody::of_state(state).map(|body| body.body);
@@ -448,7 +447,8 @@ mod tests {
         let tombstone = CachedCopy::decode(encode(13, None, None).into()).unwrap();
         assert_eq!((tombstone.version, tombstone.payload), (13, None));
 
-        let promoted = CachedCopy::decode(encode(stamps::stamp(2, 5), None, Some(b"{}")).into()).unwrap();
+        let promoted =
+            CachedCopy::decode(encode(stamps::stamp(2, 5), None, Some(b"{}")).into()).unwrap();
         assert_eq!((promoted.history, promoted.version), (2, 5));
 
         assert!(CachedCopy::decode(Bytes::from_static(b"no newline")).is_none());
@@ -462,8 +462,14 @@ mod tests {
             "updated_at":"2026-12-02T10:00:00Z"}"#;
         let mut product: crate::model::Product = serde_json::from_str(json).unwrap();
         product.reservations = Reservations::new(vec![
-            Reservation { quantity: 2, expires_at: 2_000 },
-            Reservation { quantity: 3, expires_at: 1_000 },
+            Reservation {
+                quantity: 2,
+                expires_at: 2_000,
+            },
+            Reservation {
+                quantity: 3,
+                expires_at: 1_000,
+            },
         ]);
         product.at(500)
     }
@@ -478,7 +484,11 @@ mod tests {
         assert_eq!(copy.reservations, product.reservations);
 
         let before = copy.body_at(999).unwrap();
-        assert_eq!(before.body, VersionedBody::of(&product).body, "served as stored");
+        assert_eq!(
+            before.body,
+            VersionedBody::of(&product).body,
+            "served as stored"
+        );
         assert_eq!(before.etag(), "\"4\"");
 
         let after_first = copy.body_at(1_000).unwrap();

@@ -1,0 +1,558 @@
+//! Holds that set stock aside and expire, orders made from them, and cancellations: what a
+//! shopper reads stays exact in time as well as in versions.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shopnow::{CacheStrategy, Order, OrderReceipt, OrderStatus, Product};
+
+use crate::helpers::{assert_error, ok, TestApp, ADMIN_TOKEN, SHARED_REDIS};
+
+#[derive(Debug, Deserialize)]
+struct HoldReceipt {
+    id: String,
+    status: String,
+    expires_at: DateTime<Utc>,
+    access_token: String,
+    items: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Hold {
+    status: String,
+    order_id: Option<i64>,
+}
+
+impl TestApp {
+    async fn hold(&self, items: &[(i64, i64)], ttl_seconds: Option<u64>) -> Response {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(id, q)| json!({"product_id": id, "quantity": q}))
+            .collect();
+        let mut body = json!({ "items": items });
+        if let Some(ttl) = ttl_seconds {
+            body["ttl_seconds"] = json!(ttl);
+        }
+        self.post_json("/v1/holds", body, None).await
+    }
+
+    async fn held(&self, items: &[(i64, i64)], ttl_seconds: Option<u64>) -> HoldReceipt {
+        ok(self.hold(items, ttl_seconds).await, StatusCode::CREATED).await
+    }
+
+    async fn post_json(&self, path: &str, body: Value, token: Option<&str>) -> Response {
+        let mut request = reqwest::Client::new().post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn with_token(&self, method: Method, path: &str, token: Option<&str>) -> Response {
+        let mut request = reqwest::Client::new().request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn order_from(&self, hold: &HoldReceipt, token: Option<&str>) -> Response {
+        self.post_json("/v1/orders", json!({ "hold_id": hold.id }), token)
+            .await
+    }
+
+    async fn cancel(&self, order: i64, token: Option<&str>) -> Response {
+        self.with_token(Method::POST, &format!("/v1/orders/{order}/cancel"), token)
+            .await
+    }
+
+    /// (stock, reserved, available) as a product read shows them.
+    async fn counts(&self, id: i64) -> (i64, i64, i64) {
+        let product = self.product(id).await;
+        (product.stock, product.reserved, product.available)
+    }
+}
+
+/// Sleeps until `instant` (the database's clock, which is this machine's) has passed: a hold's
+/// expiry is a time, not an event anything announces.
+async fn wait_past(instant: DateTime<Utc>) {
+    let left = (instant - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(20)).await;
+}
+
+#[tokio::test]
+async fn a_hold_sets_units_aside_until_it_is_released() {
+    let app = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    let id = app.create_product("HOLD-1", 5).await.id;
+    assert_eq!(app.counts(id).await, (5, 0, 5));
+
+    let hold = app.held(&[(id, 2)], Some(600)).await;
+    assert_eq!(hold.status, "held");
+    assert_eq!(hold.items, vec![json!({"product_id": id, "quantity": 2})]);
+    assert!(hold.expires_at > Utc::now() + chrono::Duration::seconds(590));
+    assert_eq!(app.counts(id).await, (5, 2, 3), "reserved at once");
+
+    // Nobody else can take the held units, by order, hold or stock change.
+    let order = app.order(&[(id, 4)], None).await;
+    assert_error(order, StatusCode::CONFLICT, "insufficient_stock").await;
+    let other = app.hold(&[(id, 4)], None).await;
+    assert_error(other, StatusCode::CONFLICT, "insufficient_stock").await;
+    let adjust = app
+        .admin(
+            Method::POST,
+            &format!("/v1/products/{id}/stock/adjustments"),
+        )
+        .json(&json!({"delta": -4}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(adjust, StatusCode::CONFLICT, "insufficient_stock").await;
+    let set = app
+        .admin(Method::PUT, &format!("/v1/products/{id}/stock"))
+        .json(&json!({"stock": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(set, StatusCode::CONFLICT, "insufficient_stock").await;
+    assert_eq!(
+        app.counts(id).await,
+        (5, 2, 3),
+        "the refusals changed nothing"
+    );
+
+    let released: Hold = ok(
+        app.with_token(
+            Method::DELETE,
+            &format!("/v1/holds/{}", hold.id),
+            Some(&hold.access_token),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(released.status, "released");
+    assert_eq!(app.counts(id).await, (5, 0, 5), "released at once");
+    // Releasing again changes nothing.
+    let again: Hold = ok(
+        app.with_token(
+            Method::DELETE,
+            &format!("/v1/holds/{}", hold.id),
+            Some(ADMIN_TOKEN),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(again.status, "released");
+}
+
+#[tokio::test]
+async fn a_lapsed_hold_stops_counting_on_every_instance_with_no_write() {
+    // No sweep during the test: the expiry alone must change what reads show.
+    let a = TestApp::builder()
+        .versioned(SHARED_REDIS)
+        .with_config(|c| c.hold_sweep_interval = Duration::from_secs(3600))
+        .spawn()
+        .await;
+    let b = a.sibling().spawn().await;
+    let id = a.create_product("LAPSE-1", 10).await.id;
+    a.held(&[(id, 3)], Some(600)).await;
+    let short = a.held(&[(id, 2)], Some(1)).await;
+    let path = format!("/v1/products/{id}");
+    let mut etags = Vec::new();
+    for app in [&a, &b] {
+        app.get(&path).await; // filled, if the write-through left nothing
+        let response = app.get(&path).await;
+        assert_eq!(response.headers()["x-cache"], "hit");
+        etags.push(response.headers()["etag"].to_str().unwrap().to_owned());
+        let product: Product = response.json().await.unwrap();
+        assert_eq!((product.reserved, product.available), (5, 5));
+    }
+    let version = a.stored(id).await.1;
+
+    wait_past(short.expires_at).await;
+    for (app, etag) in [(&a, &etags[0]), (&b, &etags[1])] {
+        // A client revalidating with the ETag it had gets the new content, not a 304.
+        let response = app
+            .client()
+            .get(app.url(&path))
+            .header("If-None-Match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-cache"], "hit", "no write, no miss");
+        assert_eq!(
+            response.headers()["etag"],
+            format!("\"{version}-1\"").as_str()
+        );
+        let product: Product = response.json().await.unwrap();
+        assert_eq!((product.reserved, product.available), (3, 7));
+        assert_eq!(product.version, version, "an expiry is not a write");
+    }
+    assert_eq!(a.stored(id).await.1, version);
+
+    // The lapsed hold cannot become an order, and changes nothing trying.
+    let refused = a.order_from(&short, Some(&short.access_token)).await;
+    assert_error(refused, StatusCode::CONFLICT, "hold_expired").await;
+    let hold: Hold = ok(
+        a.with_token(
+            Method::GET,
+            &format!("/v1/holds/{}", short.id),
+            Some(&short.access_token),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(hold.status, "expired");
+    assert_eq!(a.stored(id).await, (10, version));
+}
+
+#[tokio::test]
+async fn a_hold_becomes_an_order_once() {
+    let app = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    let id = app.create_product("CONVERT-1", 5).await.id;
+    let hold = app.held(&[(id, 2)], None).await;
+    assert!(
+        hold.expires_at > Utc::now() + chrono::Duration::seconds(590),
+        "600 s by default"
+    );
+
+    let without_token = app.order_from(&hold, None).await;
+    assert_error(without_token, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let wrong_token = app.order_from(&hold, Some("not-the-token")).await;
+    assert_error(wrong_token, StatusCode::NOT_FOUND, "not_found").await;
+
+    let receipt: OrderReceipt = ok(
+        app.order_from(&hold, Some(&hold.access_token)).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(receipt.order.items.len(), 1);
+    assert_eq!(
+        (receipt.order.items[0].quantity, receipt.order.total_cents),
+        (2, 500)
+    );
+    assert_eq!(
+        app.counts(id).await,
+        (3, 0, 3),
+        "the held units became the order's"
+    );
+
+    let twice = app.order_from(&hold, Some(&hold.access_token)).await;
+    assert_error(twice, StatusCode::CONFLICT, "hold_converted").await;
+    let release = app
+        .with_token(
+            Method::DELETE,
+            &format!("/v1/holds/{}", hold.id),
+            Some(&hold.access_token),
+        )
+        .await;
+    assert_error(release, StatusCode::CONFLICT, "hold_converted").await;
+    let read: Hold = ok(
+        app.with_token(
+            Method::GET,
+            &format!("/v1/holds/{}", hold.id),
+            Some(&hold.access_token),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (read.status.as_str(), read.order_id),
+        ("converted", Some(receipt.order.id))
+    );
+    assert_eq!(app.counts(id).await, (3, 0, 3));
+}
+
+#[tokio::test]
+async fn three_hundred_concurrent_holds_on_fifty_units_over_two_instances_set_aside_fifty() {
+    let a = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    let b = a.sibling().spawn().await;
+    let id = a.create_product("HOLD-RUSH", 50).await.id;
+    let items = [(id, 1)];
+    let responses = join_all((0..300).map(|n| {
+        let app = if n % 2 == 0 { &a } else { &b };
+        app.hold(&items, Some(600))
+    }))
+    .await;
+    let mut held = 0;
+    for response in responses {
+        match response.status() {
+            StatusCode::CREATED => held += 1,
+            StatusCode::CONFLICT => {
+                assert_error(response, StatusCode::CONFLICT, "insufficient_stock").await;
+            }
+            other => panic!("{other}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert_eq!(held, 50);
+    assert_eq!(a.counts(id).await, (50, 50, 0));
+    assert_eq!(b.counts(id).await, (50, 50, 0));
+    assert_error(
+        a.order(&[(id, 1)], None).await,
+        StatusCode::CONFLICT,
+        "insufficient_stock",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_order_returns_its_stock_once() {
+    let a = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    let b = a.sibling().spawn().await;
+    let id = a.create_product("CANCEL-1", 10).await.id;
+    let receipt = a.placed_order(&[(id, 3)]).await;
+    assert_eq!(receipt.order.status, OrderStatus::Confirmed);
+    assert_eq!(b.counts(id).await, (7, 0, 7));
+
+    let stranger = a.placed_order(&[(id, 1)]).await;
+    let wrong = a
+        .cancel(receipt.order.id, Some(&stranger.access_token))
+        .await;
+    assert_error(wrong, StatusCode::NOT_FOUND, "not_found").await;
+    let anonymous = a.cancel(receipt.order.id, None).await;
+    assert_error(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(
+        b.counts(id).await,
+        (6, 0, 6),
+        "nothing returned by refused cancels"
+    );
+
+    let cancelled: Order = ok(
+        a.cancel(receipt.order.id, Some(&receipt.access_token))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(cancelled.items, receipt.order.items);
+    // Every instance shows the stock back once the cancel is acknowledged.
+    assert_eq!(b.counts(id).await, (9, 0, 9));
+    assert_eq!(a.counts(id).await, (9, 0, 9));
+
+    let again: Order = ok(
+        a.cancel(receipt.order.id, Some(ADMIN_TOKEN)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(again, cancelled, "the same order, nothing returned twice");
+    assert_eq!(b.counts(id).await, (9, 0, 9));
+    let read: Order = ok(
+        a.read_order(receipt.order.id, Some(&receipt.access_token))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(read.status, OrderStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn bad_holds_are_refused_and_change_nothing() {
+    let app = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    let id = app.create_product("BAD-HOLD", 5).await.id;
+    let version = app.stored(id).await.1;
+    let many: Vec<Value> = (1..=101)
+        .map(|n| json!({"product_id": n, "quantity": 1}))
+        .collect();
+    for (body, status, code) in [
+        (
+            json!({"items": [{"product_id": 999_999, "quantity": 1}]}),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            json!({"items": [{"product_id": id, "quantity": 0}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": [{"product_id": id, "quantity": -1}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": [{"product_id": id, "quantity": 1}, {"product_id": id, "quantity": 1}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": many}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": [{"product_id": id, "quantity": 1}], "ttl_seconds": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": [{"product_id": id, "quantity": 1}], "ttl_seconds": 3601}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": [{"product_id": id, "quantity": 1}], "ttl_seconds": -5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": [{"product_id": id, "quantity": 1}], "shipping": "fast"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"items": [{"product_id": id, "quantity": 6}]}),
+            StatusCode::CONFLICT,
+            "insufficient_stock",
+        ),
+    ] {
+        let response = app.post_json("/v1/holds", body.clone(), None).await;
+        let got = response.status();
+        assert_eq!(got, status, "{body}");
+        assert_error(response, status, code).await;
+    }
+    for (body, status, code) in [
+        (
+            json!({"hold_id": "not-a-hold"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            json!({"hold_id": uuid::Uuid::new_v4().to_string(), "items": [{"product_id": id, "quantity": 1}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+    ] {
+        let response = app
+            .post_json("/v1/orders", body.clone(), Some("any-token"))
+            .await;
+        assert_error(response, status, code).await;
+    }
+    let unknown = uuid::Uuid::new_v4();
+    for (method, path, token, status) in [
+        (
+            Method::GET,
+            "/v1/holds/not-a-uuid".to_string(),
+            Some("t"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            format!("/v1/holds/{unknown}"),
+            Some(ADMIN_TOKEN),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/holds/{unknown}"),
+            Some("t"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            format!("/v1/holds/{unknown}"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::POST,
+            "/v1/orders/999999/cancel".to_string(),
+            Some(ADMIN_TOKEN),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let response = app.with_token(method.clone(), &path, token).await;
+        assert_eq!(response.status(), status, "{method} {path}");
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+    }
+    // Someone else's hold reads as missing.
+    let hold = app.held(&[(id, 1)], None).await;
+    let other = app.held(&[(id, 1)], None).await;
+    let foreign = app
+        .with_token(
+            Method::GET,
+            &format!("/v1/holds/{}", hold.id),
+            Some(&other.access_token),
+        )
+        .await;
+    assert_error(foreign, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(
+        app.stored(id).await,
+        (5, version + 2),
+        "only the two good holds changed it"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_hold_with_its_idempotency_key_sets_aside_once() {
+    let app = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    let id = app.create_product("HOLD-KEY", 5).await.id;
+    let key = uuid::Uuid::new_v4().to_string();
+    let send = || {
+        reqwest::Client::new()
+            .post(app.url("/v1/holds"))
+            .header("Idempotency-Key", &key)
+            .json(&json!({"items": [{"product_id": id, "quantity": 2}], "ttl_seconds": 60}))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: HoldReceipt = ok(first, StatusCode::CREATED).await;
+    let retry = send().await.unwrap();
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: HoldReceipt = ok(retry, StatusCode::CREATED).await;
+    assert_eq!(
+        (retry.id, retry.access_token),
+        (first.id, first.access_token)
+    );
+    assert_eq!(app.counts(id).await, (5, 2, 3), "set aside once");
+}
+
+#[tokio::test]
+async fn holds_orders_and_cancellations_work_through_every_strategy() {
+    for strategy in [
+        CacheStrategy::None,
+        CacheStrategy::Ttl,
+        CacheStrategy::Delete,
+        CacheStrategy::Versioned,
+    ] {
+        let app = TestApp::builder()
+            .strategy(strategy, SHARED_REDIS)
+            .spawn()
+            .await;
+        let id = app.create_product("EVERY-1", 4).await.id;
+        let hold = app.held(&[(id, 3)], Some(60)).await;
+        let receipt: OrderReceipt = ok(
+            app.order_from(&hold, Some(&hold.access_token)).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let cancelled: Order = ok(
+            app.cancel(receipt.order.id, Some(&receipt.access_token))
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(cancelled.status, OrderStatus::Cancelled, "{strategy:?}");
+        assert_eq!(app.stored(id).await.0, 4, "{strategy:?}");
+        if strategy != CacheStrategy::Ttl {
+            // `ttl` invalidates nothing: its reads are stale by design.
+            assert_eq!(app.counts(id).await, (4, 0, 4), "{strategy:?}");
+        }
+    }
+}
