@@ -7,15 +7,19 @@
 //!
 //! # Layout
 //! - `workload`: the readers and writers, and the recording of what each operation saw;
+//!   `holders`: the shoppers who hold, release, convert, cancel and abandon;
 //! - `history`: the check of the recorded operations against the invariants;
+//!   `reservations`: the check of what reads show as reserved and stock against the holders;
 //! - `inject`: the faults, and the repair windows they open;
 //! - `spawn`: the run's own Redis, database and instances;
 //! - `report`: the table and the JSON; `chart`: the SVG timeline per strategy.
 
 mod chart;
 mod history;
+mod holders;
 mod inject;
 mod report;
+mod reservations;
 mod spawn;
 mod workload;
 
@@ -104,6 +108,17 @@ pub struct Args {
     /// psql), without the API and without a version in their statement.
     #[arg(long, default_value_t = 0)]
     pub sql_writers: usize,
+    /// Concurrent holders: each holds 1 or 2 units of a held product for 1 or 2 s, then
+    /// releases the hold, turns it into an order (and cancels half of those), or lets it lapse.
+    #[arg(long, default_value_t = 2)]
+    pub holders: usize,
+    /// Products only holders change (besides --products), read by the readers too.
+    #[arg(long, default_value_t = 5)]
+    pub hold_products: usize,
+    /// How far from a hold's expiry a read may judge it either way: the bound shopnow
+    /// documents (its estimate of the database's clock).
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub hold_expiry_bound: Duration,
     /// How long after its commit a change made straight in Postgres may still be unseen:
     /// shopnow's documented bound for changes made outside the API.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
@@ -292,8 +307,15 @@ async fn spawned_run(
     let instances = start_instances(&spec, count).await?;
     let targets: Vec<String> = instances.iter().map(ShopnowProcess::url).collect();
     let products = create_products(&targets, &spec.admin_token, args.products).await?;
+    let hold_products = create_products(&targets, &spec.admin_token, args.hold_products).await?;
     let database = sql_writers_database(args, &deployment.database.url).await?;
-    let workload = workload_of(args, targets, products, spec.admin_token.clone(), database);
+    let workload = workload_of(
+        args,
+        targets,
+        (products, hold_products),
+        spec.admin_token.clone(),
+        database,
+    );
 
     let Deployment {
         redis,
@@ -327,7 +349,7 @@ async fn spawned_run(
         recording,
         &final_versions,
         injected,
-        args.outside_bound,
+        args,
     ))
 }
 
@@ -377,13 +399,20 @@ async fn drive(
 fn workload_of(
     args: &Args,
     targets: Vec<String>,
-    products: Vec<i64>,
+    (products, hold_products): (Vec<i64>, Vec<i64>),
     token: String,
     database: Option<sqlx::PgPool>,
 ) -> Workload {
+    let holders = if hold_products.is_empty() {
+        0
+    } else {
+        args.holders
+    };
     Workload {
         targets,
         products,
+        hold_products,
+        holders,
         writers: args.writers,
         readers: args.readers,
         sql_writers: args.sql_writers,
@@ -414,21 +443,29 @@ async fn target_run(args: &Args) -> anyhow::Result<Run> {
         .unwrap_or("unknown")
         .to_string();
     let products = create_products(&targets, &token, args.products).await?;
+    let hold_products = create_products(&targets, &token, args.hold_products).await?;
     let database = sql_writers_database(args, &args.database_url).await?;
-    let workload = workload_of(args, targets.clone(), products.clone(), token, database);
+    let all_products = [&products[..], &hold_products[..]].concat();
+    let workload = workload_of(
+        args,
+        targets.clone(),
+        (products, hold_products),
+        token,
+        database,
+    );
     let origin = Instant::now();
     let progress = Arc::new(Progress::default());
     let display = show_progress(&strategy, args, progress.clone(), origin);
     let recording = workload::run(&workload, origin, progress).await;
     display.abort();
-    let final_versions = versions_through_the_api(&targets[0], &products).await?;
+    let final_versions = versions_through_the_api(&targets[0], &all_products).await?;
     Ok(finish(
         &strategy,
         targets.len(),
         recording,
         &final_versions,
         Injected::default(),
-        args.outside_bound,
+        args,
     ))
 }
 
@@ -465,14 +502,24 @@ fn finish(
     recording: Recording,
     final_versions: &HashMap<i64, i64>,
     injected: Injected,
-    outside_bound: Duration,
+    args: &Args,
 ) -> Run {
     let verdict = history::check(
         &recording.ops,
         final_versions,
         &history::Allowances {
             windows: &injected.windows,
-            outside_bound_us: outside_bound.as_micros() as u64,
+            outside_bound_us: args.outside_bound.as_micros() as u64,
+        },
+    );
+    let holds = reservations::check(
+        &recording.held_reads,
+        &recording.holds,
+        &recording.orders,
+        &reservations::HoldAllowances {
+            windows: &injected.windows,
+            expiry_bound_us: args.hold_expiry_bound.as_micros() as u64,
+            initial_stock: INITIAL_STOCK,
         },
     );
     let delayed_publish_hits = history::delayed_publish_hits(
@@ -490,6 +537,8 @@ fn finish(
         injected.faults,
     );
     run.delayed_publish_hits = delayed_publish_hits;
+    run.clean &= holds.errors() == 0;
+    run.holds = holds;
     run.fault_windows = injected.windows;
     run
 }
@@ -506,6 +555,9 @@ async fn sql_writers_database(args: &Args, url: &str) -> anyhow::Result<Option<s
         .context("connecting the SQL writers to the database (--database-url)")?;
     Ok(Some(pool))
 }
+
+/// The stock every product of a run starts with: plenty, so that adjustments never run out.
+const INITIAL_STOCK: i64 = 1_000_000_000;
 
 /// Creates the products of a run with plenty of stock, so that adjustments never run out.
 ///
@@ -534,7 +586,7 @@ async fn create_products(
                     "sku": sku,
                     "name": format!("Stale check product {n}"),
                     "price_cents": 100,
-                    "stock": 1_000_000_000,
+                    "stock": INITIAL_STOCK,
                 }))
                 .send()
                 .await;

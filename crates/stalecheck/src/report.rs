@@ -4,7 +4,10 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use crate::history::{Timeline, Verdict, Window};
+use crate::{
+    history::{Timeline, Verdict, Window},
+    reservations::HoldVerdict,
+};
 
 /// One strategy's run, as `--json` writes it.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +43,9 @@ pub struct Run {
     /// Under `delayed-publish`: stalled publishes that outlived a newer acknowledged write and
     /// a drop of its copy (`history::delayed_publish_hits`).
     pub delayed_publish_hits: u64,
+    /// What reads of the held products showed against what the holders did
+    /// (`reservations::check`).
+    pub holds: HoldVerdict,
     /// Every read in time, for the chart (not in the JSON: hundreds of thousands of entries).
     #[serde(skip)]
     pub timeline: Timeline,
@@ -93,6 +99,7 @@ impl Run {
             duration_s,
             faults,
             delayed_publish_hits: 0,
+            holds: HoldVerdict::default(),
             timeline: verdict.timeline.clone(),
             fault_windows: Vec::new(),
         }
@@ -177,6 +184,18 @@ pub fn table(runs: &[Run]) -> String {
                 out,
                 "{:<10} delayed publishes that outlived a newer acknowledged write and a drop of its copy: {}",
                 "", run.delayed_publish_hits
+            );
+        }
+        if run.holds.reads > 0 {
+            let h = &run.holds;
+            let _ = writeln!(
+                out,
+                "{:<10} holds: {} reads of held products, {} holds, {} orders from holds, {} cancelled; \
+                 {} counted a hold past its end, {} missed a live hold, {} missed a cancellation, \
+                 {} missed an order, {} oversold; {} in repair windows",
+                "", h.reads, h.holds, h.orders, h.cancellations, h.counted_past_end,
+                h.missed_holds, h.missed_cancellations, h.missed_orders, h.oversold,
+                h.in_repair_window
             );
         }
         if run.conflicting_versions + run.phantom_versions > 0 {

@@ -1,6 +1,7 @@
 //! The load a stale check drives over HTTP, as a shop front end would: writers adjust stock,
-//! readers read product details, both spread over the instances. Every acknowledged operation
-//! is recorded with its start, end and what it returned.
+//! holders hold stock and release, convert or abandon their holds (`holders`), readers read
+//! product details; all spread over the instances. Every acknowledged operation is recorded
+//! with its start, end and what it returned.
 
 use std::{
     collections::BTreeMap,
@@ -15,7 +16,11 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Deserialize;
 use shopnow_contract::stamps;
 
-use crate::history::{Op, OpKind};
+use crate::{
+    history::{Op, OpKind},
+    holders::Holder,
+    reservations::{HeldRead, HoldRecord, OrderRecord},
+};
 
 /// What the workload does and for how long.
 #[derive(Clone, Debug)]
@@ -32,6 +37,10 @@ pub struct Workload {
     pub max_ops: Option<u64>,
     pub seed: u64,
     pub admin_token: String,
+    /// Products only holders change (no stock writer touches them, so that their stock and
+    /// reservations can be checked against what the holders did).
+    pub hold_products: Vec<i64>,
+    pub holders: usize,
 }
 
 /// The recorded operations, and the counters shown while it runs.
@@ -42,6 +51,10 @@ pub struct Recording {
     /// Read latencies in microseconds, in no particular order.
     pub read_latencies_us: Vec<u64>,
     pub elapsed: Duration,
+    /// Reads of the held products, with their reservations; what the holders did.
+    pub held_reads: Vec<HeldRead>,
+    pub holds: Vec<HoldRecord>,
+    pub orders: Vec<OrderRecord>,
 }
 
 /// Counters the progress display reads while the workload runs.
@@ -57,11 +70,17 @@ pub struct Progress {
 struct Observed {
     version: i64,
     stock: i64,
+    reserved: i64,
+    available: i64,
 }
 
 #[derive(Deserialize)]
 struct ProductBody {
     stock: i64,
+    #[serde(default)]
+    reserved: i64,
+    #[serde(default)]
+    available: i64,
 }
 
 /// Runs the workload from `origin`, the time zero of every recorded operation.
@@ -72,6 +91,24 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
         .build()
         .expect("HTTP client");
     let stop = Arc::new(AtomicBool::new(false));
+    let origin_wall_ms =
+        chrono::Utc::now().timestamp_millis() - origin.elapsed().as_millis() as i64;
+    let holders: Vec<_> = (0..workload.holders)
+        .map(|n| {
+            tokio::spawn(
+                Holder {
+                    http: client.clone(),
+                    workload: workload.clone(),
+                    origin,
+                    origin_wall_ms,
+                    progress: progress.clone(),
+                    stop: stop.clone(),
+                    rng: StdRng::seed_from_u64(workload.seed.wrapping_mul(7_000_003) + n as u64),
+                }
+                .run(),
+            )
+        })
+        .collect();
     let tasks: Vec<_> = (0..workload.writers + workload.sql_writers + workload.readers)
         .map(|task| {
             let kind = if task < workload.writers {
@@ -100,9 +137,22 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
         failures: BTreeMap::new(),
         read_latencies_us: Vec::new(),
         elapsed: Duration::ZERO,
+        held_reads: Vec::new(),
+        holds: Vec::new(),
+        orders: Vec::new(),
     };
+    for holder in holders {
+        if let Ok(held) = holder.await {
+            for (cause, count) in held.failures {
+                *recording.failures.entry(cause).or_insert(0) += count;
+            }
+            recording.holds.extend(held.holds);
+            recording.orders.extend(held.orders);
+        }
+    }
     for task in tasks {
-        if let Ok((ops, failures)) = task.await {
+        if let Ok((ops, held_reads, failures)) = task.await {
+            recording.held_reads.extend(held_reads);
             for (cause, count) in failures {
                 *recording.failures.entry(cause).or_insert(0) += count;
             }
@@ -132,13 +182,22 @@ struct Client {
 impl Client {
     /// Operates until the deadline or the operation budget; returns what it observed, and its
     /// failed requests by cause.
-    async fn run(mut self) -> (Vec<Op>, BTreeMap<String, u64>) {
+    async fn run(mut self) -> (Vec<Op>, Vec<HeldRead>, BTreeMap<String, u64>) {
         let deadline = self.origin + self.workload.duration;
         let mut ops = Vec::new();
+        let mut held_reads = Vec::new();
         let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+        // Readers read every product; writers change only those no holder uses.
+        let choices = match self.kind {
+            OpKind::Read => [
+                &self.workload.products[..],
+                &self.workload.hold_products[..],
+            ]
+            .concat(),
+            _ => self.workload.products.clone(),
+        };
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            let product =
-                self.workload.products[self.rng.random_range(0..self.workload.products.len())];
+            let product = choices[self.rng.random_range(0..choices.len())];
             let instance = self.rng.random_range(0..self.workload.targets.len());
             let start = self.origin.elapsed();
             let observed = self.operate(product, instance).await;
@@ -147,15 +206,28 @@ impl Client {
             if self.workload.max_ops.is_some_and(|max| count >= max) {
                 self.stop.store(true, Ordering::Relaxed);
             }
+            let (start_us, end_us) = (start.as_micros() as u64, end.as_micros() as u64);
             match observed {
-                Ok(Observed { version, stock }) => ops.push(Op {
-                    kind: self.kind,
-                    product,
-                    start_us: start.as_micros() as u64,
-                    end_us: end.as_micros() as u64,
-                    version,
-                    stock,
-                }),
+                Ok(observed) => {
+                    ops.push(Op {
+                        kind: self.kind,
+                        product,
+                        start_us,
+                        end_us,
+                        version: observed.version,
+                        stock: observed.stock,
+                    });
+                    if self.workload.hold_products.contains(&product) {
+                        held_reads.push(HeldRead {
+                            product,
+                            start_us,
+                            end_us,
+                            stock: observed.stock,
+                            reserved: observed.reserved,
+                            available: observed.available,
+                        });
+                    }
+                }
                 Err(cause) => {
                     // Refused, failed or unanswered (an instance being killed): the
                     // operation's outcome is unknown, so it is not an observation.
@@ -164,7 +236,7 @@ impl Client {
                 }
             }
         }
-        (ops, failures)
+        (ops, held_reads, failures)
     }
 
     /// One read or one stock adjustment of `product` through instance `instance` (or straight
@@ -206,6 +278,8 @@ impl Client {
                 Ok(Observed {
                     version: stamp,
                     stock: body.stock,
+                    reserved: body.reserved,
+                    available: body.available,
                 })
             }
             Ok(response) => Err(response.status().as_u16().to_string()),
@@ -234,6 +308,8 @@ impl Client {
         Ok(Observed {
             version: stamps::stamp(history, version),
             stock,
+            reserved: 0,
+            available: 0,
         })
     }
 }

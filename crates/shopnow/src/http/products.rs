@@ -117,8 +117,13 @@ async fn create_product(
 ///
 /// `ETag` is the product's version (`"<version>"`; after the database failed over,
 /// `"<history>.<version>"`, since a promoted database may hand out a lost version's number
-/// again); send it back in `If-None-Match` to get a 304 when it is still current. `X-Cache` says whether the cache answered (`hit`), was filled (`miss`) or was
-/// not used (`bypass`).
+/// again), followed by `-<n>` once `n` of the version's holds have expired (an expiry changes
+/// `reserved` and `available` with no new version); send it back in `If-None-Match` to get a
+/// 304 when it is still current. `X-Cache` says whether the cache answered (`hit`), was filled
+/// (`miss`) or was not used (`bypass`).
+///
+/// `reserved` never counts a hold that expired, was released or became an order before the
+/// read started (expiries judged by the database's clock, within the bound the README states).
 #[utoipa::path(
     get, path = "/v1/products/{id}", tag = "products",
     params(
@@ -127,7 +132,7 @@ async fn create_product(
     ),
     responses(
         (status = 200, body = Product, headers(
-            ("ETag" = String, description = "\"<version>\", or \"<history>.<version>\" after a database failover"),
+            ("ETag" = String, description = "\"<version>\", or \"<history>.<version>\" after a database failover; with \"-<n>\" once n of the version's holds expired"),
             ("X-Cache" = String, description = "hit, miss or bypass"),
         )),
         (status = 304, description = "The product is still at the version of If-None-Match"),
@@ -232,7 +237,7 @@ async fn delete_product(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Set the stock to a count, e.g. after a stock take.
+/// Set the stock to a count, e.g. after a stock take; never below what live holds reserve.
 #[utoipa::path(
     put, path = "/v1/products/{id}/stock", tag = "stock", request_body = StockLevel,
     params(("id" = i64, Path, description = "Product id", minimum = 1)),
@@ -240,6 +245,7 @@ async fn delete_product(
     responses(
         (status = 200, body = Product, headers(("ETag" = String, description = "The ETag a read of this version answers"))),
         (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
+        (status = 409, description = "`insufficient_stock`: below the units live holds reserve; nothing was changed", body = ErrorBody),
         (status = 422, description = "`invalid_input`: `stock` missing or out of its range", body = ErrorBody),
         AdminOnly, JsonBody, RequestLimits, TryAgain,
     )
@@ -264,7 +270,7 @@ async fn set_stock(
     responses(
         (status = 200, body = Product, headers(("ETag" = String, description = "The ETag a read of this version answers"))),
         (status = 404, description = "`not_found`: no such product, or deleted", body = ErrorBody),
-        (status = 409, description = "`insufficient_stock`: the stock would go below zero", body = ErrorBody),
+        (status = 409, description = "`insufficient_stock`: the stock would go below what live holds reserve (or below zero)", body = ErrorBody),
         (status = 422, description = "`invalid_input`: `delta` missing, zero, out of its range, or the stock would pass its maximum", body = ErrorBody),
         AdminOnly, JsonBody, RequestLimits, TryAgain,
     )

@@ -115,6 +115,89 @@ async fn exercise_every_operation(app: &TestApp) {
     app.read_order(receipt.order.id, Some("wrong")).await; // 404
     app.read_order(receipt.order.id, Some(&receipt.access_token))
         .await; // 200
+    let cancel = format!("/v1/orders/{}/cancel", receipt.order.id);
+    app.client.post(app.url(&cancel)).send().await.unwrap(); // 401
+    let with_token = |method: Method, path: &str, token: &str, body: Option<Value>| {
+        let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    with_token(Method::POST, &cancel, "wrong", None)
+        .await
+        .unwrap(); // 404
+    with_token(Method::POST, &cancel, &receipt.access_token, None)
+        .await
+        .unwrap(); // 200
+
+    let hold = |body: Value| app.client.post(app.url("/v1/holds")).json(&body).send();
+    let held: Value = hold(json!({"items": [{"product_id": id, "quantity": 1}]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap(); // 201
+    hold(json!({"items": [{"product_id": id, "quantity": 1}], "ttl_seconds": 0}))
+        .await
+        .unwrap(); // 422
+    hold(json!({"items": [{"product_id": 999_999, "quantity": 1}]}))
+        .await
+        .unwrap(); // 404
+    hold(json!({"items": [{"product_id": id, "quantity": 9_999}]}))
+        .await
+        .unwrap(); // 409
+    app.client
+        .post(app.url("/v1/holds"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap(); // 415
+    let (hold_id, token) = (
+        held["id"].as_str().unwrap(),
+        held["access_token"].as_str().unwrap(),
+    );
+    let hold_path = format!("/v1/holds/{hold_id}");
+    app.get(&hold_path).await; // 401
+    with_token(Method::GET, &hold_path, "wrong", None)
+        .await
+        .unwrap(); // 404
+    with_token(Method::GET, &hold_path, token, None)
+        .await
+        .unwrap(); // 200
+    let from_hold = json!({ "hold_id": hold_id });
+    app.client
+        .post(app.url("/v1/orders"))
+        .json(&from_hold)
+        .send()
+        .await
+        .unwrap(); // 401
+    with_token(Method::POST, "/v1/orders", token, Some(from_hold.clone()))
+        .await
+        .unwrap(); // 201
+    with_token(Method::POST, "/v1/orders", token, Some(from_hold))
+        .await
+        .unwrap(); // 409 hold_converted
+    with_token(Method::DELETE, &hold_path, token, None)
+        .await
+        .unwrap(); // 409
+    with_token(Method::DELETE, &hold_path, "wrong", None)
+        .await
+        .unwrap(); // 404
+    let other: Value = hold(json!({"items": [{"product_id": id, "quantity": 1}]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    with_token(
+        Method::DELETE,
+        &format!("/v1/holds/{}", other["id"].as_str().unwrap()),
+        other["access_token"].as_str().unwrap(),
+        None,
+    )
+    .await
+    .unwrap(); // 200
     app.delete_product(id).await; // 204
 
     for path in ["/livez", "/readyz", "/metrics"] {
