@@ -47,6 +47,9 @@ impl ArticleCache {
                     found: Some(VersionedBody {
                         history: 0,
                         version,
+                        // The article keys copies by version alone: holds that lapsed since
+                        // stay counted until the next version.
+                        lapsed: 0,
                         body: body.into(),
                     }),
                     status: CacheStatus::Hit,
