@@ -347,6 +347,12 @@ def main():
             targets = {"livez": bench.instances["versioned"].url + "/livez",
                        "bare: axum + one Redis GET": f"{bare.url}/v1/products/42"}
             targets.update({name: f"{i.url}/v1/products/42" for name, i in compared.items()})
+            # A product with a live hold: its copy carries the hold, judged at every read.
+            versioned = bench.instances["versioned"].url
+            http("POST", f"{versioned}/v1/holds", json.dumps(
+                {"items": [{"product_id": 43, "quantity": 1}], "ttl_seconds": 3600}).encode())
+            wrk(f"{versioned}/v1/products/43", 1, 4, 1)
+            targets["versioned, a product with a live hold"] = f"{versioned}/v1/products/43"
             targets["versioned, SHOPNOW_ACCESS_LOG=all"] = f"{logged.url}/v1/products/42"
             targets["versioned, RUST_LOG=warn"] = f"{quiet.url}/v1/products/42"
             try:
@@ -691,6 +697,7 @@ def ratios(results):
         r["versioned_over_article"] = v["rps"] / hot["article"]["rps"]
         r["versioned_p99_over_ttl_p99"] = v["p99_ms"] / hot["ttl"]["p99_ms"]
         r["access_log_all_over_default"] = hot["versioned, SHOPNOW_ACCESS_LOG=all"]["rps"] / v["rps"]
+        r["held_product_over_plain"] = hot["versioned, a product with a live hold"]["rps"] / v["rps"]
         for name in hot:
             if name.startswith("versioned@"):
                 r[f"hot_versioned_over_{name}"] = v["rps"] / hot[name]["rps"]

@@ -95,6 +95,7 @@ impl Holder {
             .await;
         let done_us = self.now_us();
         let mut record = HoldRecord {
+            id: None,
             product,
             quantity,
             sent_us,
@@ -132,6 +133,7 @@ impl Holder {
             }
         };
         record.acked_us = Some(done_us);
+        record.id = Some(receipt.id.clone());
         let expires_ms = receipt.expires_at.timestamp_millis() - self.origin_wall_ms;
         record.expires_us = (expires_ms.max(0) as u64) * 1000;
         match self.rng.random_range(0..100) {
@@ -173,6 +175,7 @@ impl Holder {
             .send()
             .await;
         let mut order = OrderRecord {
+            id: None,
             product: record.product,
             quantity: record.quantity,
             sent_us,
@@ -202,6 +205,7 @@ impl Holder {
                 None
             }
         };
+        order.id = placed.as_ref().map(|placed| placed.id);
         if let Some(placed) = placed.filter(|_| self.rng.random_bool(0.5)) {
             let target = self.target();
             order.cancel_sent_us = Some(self.now_us());

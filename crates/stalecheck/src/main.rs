@@ -341,6 +341,9 @@ async fn spawned_run(
     })
     .await?;
     let final_versions = spawn::final_versions(&database).await?;
+    let kept = spawn::kept_holds_and_orders(&database).await?;
+    let mut recording = recording;
+    reservations::reconcile(&mut recording.holds, &mut recording.orders, &kept);
     // Before the Postgres servers it lives on stop (with `fault_targets`).
     drop(database);
     Ok(finish(

@@ -124,6 +124,8 @@ impl Deployment {
 
 /// Every product's stamp in Postgres (history and version: `shopnow_contract::stamps`): the
 /// newest any write produced.
+pub use crate::reservations::Kept;
+
 pub async fn final_versions(database: &TestDatabase) -> anyhow::Result<HashMap<i64, i64>> {
     let pool = PgPool::connect(&database.url).await?;
     let rows: Vec<(i64, i64, i64)> =
@@ -135,4 +137,21 @@ pub async fn final_versions(database: &TestDatabase) -> anyhow::Result<HashMap<i
         .into_iter()
         .map(|(id, version, history)| (id, shopnow_contract::stamps::stamp(history, version)))
         .collect())
+}
+
+/// What the database kept of the holders' work: each hold's status and each order's, by id.
+/// A failover that loses commits loses acknowledged ones too (`reservations::reconcile`).
+pub async fn kept_holds_and_orders(database: &TestDatabase) -> anyhow::Result<Kept> {
+    let pool = PgPool::connect(&database.url).await?;
+    let holds: Vec<(String, String)> = sqlx::query_as("SELECT id::text, status FROM holds")
+        .fetch_all(&pool)
+        .await?;
+    let orders: Vec<(i64, String)> = sqlx::query_as("SELECT id, status FROM orders")
+        .fetch_all(&pool)
+        .await?;
+    pool.close().await;
+    Ok(Kept {
+        holds: holds.into_iter().collect(),
+        orders: orders.into_iter().collect(),
+    })
 }

@@ -53,7 +53,7 @@ impl ArticleCache {
                         body: body.into(),
                     }),
                     status: CacheStatus::Hit,
-                })
+                });
             }
             Ok(None) => {}
             Err(error) => return self.backend.bypass(db, id, error).await,
