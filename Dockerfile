@@ -28,6 +28,9 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
+# Shown by /livez ("build"): which build a replica runs, e.g. during a rolling update.
+ARG SHOPNOW_BUILD=local
+ENV SHOPNOW_BUILD=${SHOPNOW_BUILD}
 RUN cargo build --release --locked -p shopnow
 
 FROM builder AS stalecheck-builder

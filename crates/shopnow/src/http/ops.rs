@@ -22,6 +22,13 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub(super) struct Liveness {
     #[schema(example = "ok")]
     pub status: String,
+    /// The package version.
+    #[schema(example = "0.1.0")]
+    pub version: String,
+    /// What the binary was built as: `SHOPNOW_BUILD` at build time (the Dockerfile's build
+    /// argument), `local` otherwise. Tells which build a replica runs during a rolling update.
+    #[schema(example = "local")]
+    pub build: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -48,6 +55,8 @@ pub(super) struct Readiness {
 async fn livez() -> Json<Liveness> {
     Json(Liveness {
         status: "ok".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        build: option_env!("SHOPNOW_BUILD").unwrap_or("local").to_string(),
     })
 }
 
