@@ -3,7 +3,7 @@
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::HeaderMap,
     response::{IntoResponse, Response},
     Json,
 };
@@ -13,7 +13,7 @@ use super::{
     auth::TokenBearer,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{ApiJson, ApiPath},
-    idempotency::{idempotency_key, mark_replayed},
+    idempotency::{created, idempotency_key},
     responses::{RequestLimits, TryAgain, PRIVATE},
     state::AppState,
 };
@@ -61,19 +61,9 @@ async fn create_hold(
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
     let hold = HoldLines::from_request(&request, state.hold_ttl_secs)?;
-    let created = state.catalog.create_hold(&hold, key).await?;
-    let location = format!("/v1/holds/{}", created.receipt.hold.id);
-    let mut response = (
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        [PRIVATE],
-        Json(created.receipt),
-    )
-        .into_response();
-    if created.replayed {
-        mark_replayed(response.headers_mut());
-    }
-    Ok(response)
+    let hold = state.catalog.create_hold(&hold, key).await?;
+    let location = format!("/v1/holds/{}", hold.receipt.hold.id);
+    Ok(created(location, hold.receipt, hold.replayed))
 }
 
 /// Read a hold: with the `access_token` its creation answered, or the admin token.

@@ -1,8 +1,16 @@
 //! `Idempotency-Key`: what makes a retry of an order or a hold safe, and what a key must be.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::{
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
 
-use super::error::{ApiError, ApiResult, ErrorCode};
+use super::{
+    error::{ApiError, ApiResult, ErrorCode},
+    responses::PRIVATE,
+};
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -16,9 +24,23 @@ const IDEMPOTENCY_KEY_RULE: &str = "Idempotency-Key must be a random UUID v4 (su
     secrets.token_urlsafe(16) makes): anyone who guesses a key and the request gets the \
     order's or hold's access token back";
 
-/// `Idempotent-Replayed: true`, on the answer to a retry that changed nothing.
-pub(super) fn mark_replayed(headers: &mut HeaderMap) {
-    headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+/// The answer of a create that an `Idempotency-Key` guards (an order, a hold): 201 with its
+/// `Location`, private (it carries an access token), and `Idempotent-Replayed: true` when it is
+/// a retry that changed nothing.
+pub(super) fn created(location: String, body: impl Serialize, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        [PRIVATE],
+        Json(body),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
 }
 
 /// The `Idempotency-Key` header, if sent and strong enough (`IDEMPOTENCY_KEY_RULE`).

@@ -3,7 +3,7 @@
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::HeaderMap,
     response::{IntoResponse, Response},
     Json,
 };
@@ -13,7 +13,7 @@ use super::{
     auth::TokenBearer,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{ApiJson, ApiPath},
-    idempotency::{idempotency_key, mark_replayed},
+    idempotency::{created, idempotency_key},
     responses::{RequestLimits, TryAgain, PRIVATE},
     state::AppState,
 };
@@ -71,17 +71,7 @@ async fn place_order(
         .place_order(&source, bearer.map(|TokenBearer(b)| b), key)
         .await?;
     let location = format!("/v1/orders/{}", placed.receipt.order.id);
-    let mut response = (
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        [PRIVATE],
-        Json(placed.receipt),
-    )
-        .into_response();
-    if placed.replayed {
-        mark_replayed(response.headers_mut());
-    }
-    Ok(response)
+    Ok(created(location, placed.receipt, placed.replayed))
 }
 
 /// Read an order: with the `access_token` its creation answered, or the admin token.
