@@ -138,8 +138,10 @@ async fn serve(
         .await
 }
 
+/// Like `serve`, the one-shot commands wait for a Postgres that is not up yet (containers start
+/// in any order), up to `SHOPNOW_DB_STARTUP_TIMEOUT_SECS`.
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    db::migrate(&db::connect_plain(&config.database.url, 1).await?).await?;
+    db::Database::connect_and_migrate_patiently(&config.database).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
@@ -149,9 +151,8 @@ async fn seed(config: &Config, products: i64) -> anyhow::Result<()> {
         (1..=10_000_000).contains(&products),
         "--products must be between 1 and 10000000"
     );
-    let pool = db::connect_plain(&config.database.url, 1).await?;
-    db::migrate(&pool).await?;
-    let mut conn = pool.acquire().await?;
+    let database = db::Database::connect_and_migrate_patiently(&config.database).await?;
+    let mut conn = database.pool.acquire().await?;
     let inserted = db::products::seed_demo(&mut conn, products)
         .await
         .context("seeding")?;
