@@ -542,6 +542,7 @@ fn finish(
     run.delayed_publish_hits = delayed_publish_hits;
     run.clean &= holds.errors() == 0;
     run.holds = holds;
+    run.started_at_unix_ms = recording.started_at_unix_ms;
     run.fault_windows = injected.windows;
     run
 }

@@ -46,6 +46,11 @@ pub struct Run {
     /// What reads of the held products showed against what the holders did
     /// (`reservations::check`).
     pub holds: HoldVerdict,
+    /// The wall clock when the run started (ms since the epoch), and when each stale read
+    /// outside the windows started (ms since then): for a caller that injected faults of its
+    /// own (`scripts/containers check`) to place them against.
+    pub started_at_unix_ms: i64,
+    pub stale_read_starts_ms: Vec<u64>,
     /// Every read in time, for the chart (not in the JSON: hundreds of thousands of entries).
     #[serde(skip)]
     pub timeline: Timeline,
@@ -100,6 +105,14 @@ impl Run {
             faults,
             delayed_publish_hits: 0,
             holds: HoldVerdict::default(),
+            started_at_unix_ms: 0,
+            stale_read_starts_ms: verdict
+                .timeline
+                .behind
+                .iter()
+                .filter(|(_, _, why)| *why == crate::history::Behind::Stale)
+                .map(|(start_us, _, _)| start_us / 1000)
+                .collect(),
             timeline: verdict.timeline.clone(),
             fault_windows: Vec::new(),
         }

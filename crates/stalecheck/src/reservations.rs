@@ -82,6 +82,9 @@ pub struct HoldVerdict {
     pub oversold: u64,
     /// Reads that broke a rule inside a fault's repair window.
     pub in_repair_window: u64,
+    /// When each read that broke a rule outside the windows started, in ms since the run
+    /// started: for a caller that knows of faults the checker did not inject.
+    pub error_read_starts_ms: Vec<u64>,
 }
 
 impl HoldVerdict {
@@ -221,6 +224,8 @@ pub fn check(
         }
         if any && in_window {
             verdict.in_repair_window += 1;
+        } else if any {
+            verdict.error_read_starts_ms.push(start / 1000);
         }
     }
     verdict

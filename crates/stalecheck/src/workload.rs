@@ -51,6 +51,8 @@ pub struct Recording {
     /// Read latencies in microseconds, in no particular order.
     pub read_latencies_us: Vec<u64>,
     pub elapsed: Duration,
+    /// The wall clock when the run started, in ms since the epoch: where its times are from.
+    pub started_at_unix_ms: i64,
     /// Reads of the held products, with their reservations; what the holders did.
     pub held_reads: Vec<HeldRead>,
     pub holds: Vec<HoldRecord>,
@@ -137,6 +139,7 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
         failures: BTreeMap::new(),
         read_latencies_us: Vec::new(),
         elapsed: Duration::ZERO,
+        started_at_unix_ms: origin_wall_ms,
         held_reads: Vec::new(),
         holds: Vec::new(),
         orders: Vec::new(),
