@@ -12,8 +12,8 @@ use rand::{rngs::StdRng, Rng};
 use serde::Deserialize;
 
 use crate::{
+    progress::Progress,
     reservations::{HoldRecord, OrderRecord},
-    workload::{Progress, Workload},
 };
 
 /// How long a hold lasts: short, so that many lapse while the run reads them.
@@ -42,7 +42,10 @@ pub struct Held {
 
 pub struct Holder {
     pub http: reqwest::Client,
-    pub workload: Workload,
+    /// The instances (or load balancer) to send to, and the products only holders change.
+    pub targets: Vec<String>,
+    pub hold_products: Vec<i64>,
+    pub duration: Duration,
     pub origin: Instant,
     /// The wall clock at `origin`, in ms since the epoch: the servers' `expires_at` in the
     /// run's time.
@@ -54,7 +57,7 @@ pub struct Holder {
 
 impl Holder {
     pub async fn run(mut self) -> Held {
-        let deadline = self.origin + self.workload.duration;
+        let deadline = self.origin + self.duration;
         let mut held = Held::default();
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
             self.progress.ops.fetch_add(1, Ordering::Relaxed);
@@ -68,7 +71,7 @@ impl Holder {
     }
 
     fn target(&mut self) -> String {
-        let targets = &self.workload.targets;
+        let targets = &self.targets;
         targets[self.rng.random_range(0..targets.len())].clone()
     }
 
@@ -78,7 +81,7 @@ impl Holder {
     }
 
     async fn hold_once(&mut self, held: &mut Held) {
-        let products = &self.workload.hold_products;
+        let products = &self.hold_products;
         let product = products[self.rng.random_range(0..products.len())];
         let quantity = self.rng.random_range(1..=2);
         let ttl = TTL_SECONDS[self.rng.random_range(0..TTL_SECONDS.len())];

@@ -18,6 +18,7 @@ mod chart;
 mod history;
 mod holders;
 mod inject;
+mod progress;
 mod report;
 mod reservations;
 mod spawn;
@@ -38,9 +39,10 @@ use testkit::ShopnowProcess;
 
 use self::{
     inject::{Fault, Injected, Targets},
+    progress::Progress,
     report::{Report, Run},
     spawn::{Deployment, InstanceSpec},
-    workload::{Progress, Recording, Workload},
+    workload::{Recording, Workload},
 };
 
 /// The Postgres a spawned run uses.

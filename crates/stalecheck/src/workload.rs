@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -19,6 +19,7 @@ use shopnow_contract::stamps;
 use crate::{
     history::{Op, OpKind},
     holders::Holder,
+    progress::Progress,
     reservations::{HeldRead, HoldRecord, OrderRecord},
 };
 
@@ -59,13 +60,6 @@ pub struct Recording {
     pub orders: Vec<OrderRecord>,
 }
 
-/// Counters the progress display reads while the workload runs.
-#[derive(Default)]
-pub struct Progress {
-    pub ops: AtomicU64,
-    pub failed: AtomicU64,
-}
-
 /// What an operation saw: the stamp of the version (history and version, from the `ETag`, so
 /// that versions a promoted database hands out again after a failover order above the lost
 /// ones: `shopnow_contract::stamps`) and its stock.
@@ -100,7 +94,9 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
             tokio::spawn(
                 Holder {
                     http: client.clone(),
-                    workload: workload.clone(),
+                    targets: workload.targets.clone(),
+                    hold_products: workload.hold_products.clone(),
+                    duration: workload.duration,
                     origin,
                     origin_wall_ms,
                     progress: progress.clone(),

@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::{
-    orders::{self, check_available, claim_idempotency_key, lock_products, qualified_columns},
-    products::COLUMNS,
+    idempotency::claim_idempotency_key,
+    products::{COLUMNS, QUALIFIED_COLUMNS},
+    stock::{check_available, lock_products, single_currency},
 };
 use crate::{
     error::{Error, Result},
@@ -42,7 +43,7 @@ pub(crate) async fn create(
     }
     let locked = lock_products(tx, &hold.lines).await?;
     check_available(&locked, &hold.lines)?;
-    orders::single_currency(&locked)?;
+    single_currency(&locked)?;
     let id = uuid::Uuid::new_v4();
     let items = items_json(&hold.lines);
     // Milliseconds are what the products' entries carry: the hold's expiry is cut to them, so
@@ -67,8 +68,7 @@ pub(crate) async fn create(
                                 'expires_at', $4::bigint)) \
          FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
          WHERE p.id = line.product_id \
-         RETURNING {}",
-        qualified_columns()
+         RETURNING {QUALIFIED_COLUMNS}"
     ))
     .bind(hold.lines.product_ids())
     .bind(hold.lines.quantities())

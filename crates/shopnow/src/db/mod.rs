@@ -2,9 +2,11 @@
 //! one module per table group holds its queries.
 
 pub(crate) mod holds;
+mod idempotency;
 pub(crate) mod orders;
 pub(crate) mod outbox;
 pub(crate) mod products;
+mod stock;
 
 use std::{str::FromStr, time::Duration};
 

@@ -3,7 +3,12 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::holds;
+use super::{
+    holds,
+    idempotency::claim_idempotency_key,
+    products::QUALIFIED_COLUMNS,
+    stock::{check_available, check_on_hand, lock_products, single_currency, Locked},
+};
 use crate::{
     error::{Error, Result},
     model::{
@@ -117,8 +122,7 @@ pub(crate) async fn cancel(tx: &mut PgConnection, id: i64, bearer: &Bearer) -> R
             "UPDATE products AS p SET stock = p.stock + line.quantity \
              FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
              WHERE p.id = line.product_id AND p.deleted_at IS NULL \
-             RETURNING {}",
-            qualified_columns()
+             RETURNING {QUALIFIED_COLUMNS}"
         ))
         .bind(&product_ids)
         .bind(&quantities)
@@ -135,109 +139,6 @@ pub(crate) async fn cancel(tx: &mut PgConnection, id: i64, bearer: &Bearer) -> R
     Ok(Cancelled { order, changed })
 }
 
-/// Inserts the key with the request's fingerprint; false when that pair exists already. A
-/// concurrent request with the same key and items blocks on the unique index until the first
-/// commits (then finds its order) or rolls back (then goes ahead itself). The same key with
-/// other items is another request (see the migration `idempotency_key_per_request`).
-pub(super) async fn claim_idempotency_key(
-    tx: &mut PgConnection,
-    key: &str,
-    fingerprint: &[u8],
-) -> Result<bool> {
-    let inserted: Option<String> = sqlx::query_scalar(
-        "INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2) \
-         ON CONFLICT (key, request_hash) DO NOTHING RETURNING key",
-    )
-    .bind(key)
-    .bind(fingerprint)
-    .fetch_optional(&mut *tx)
-    .await?;
-    Ok(inserted.is_some())
-}
-
-/// An ordered product's row, locked for the rest of the transaction.
-#[derive(sqlx::FromRow)]
-pub(super) struct Locked {
-    id: i64,
-    stock: i64,
-    /// Units live holds set aside.
-    reserved: i64,
-    price_cents: i64,
-    currency: String,
-}
-
-/// Locks every named row in product-id order (the ORDER BY runs before the lock), so that two
-/// orders or holds over the same products always wait for each other, never deadlock.
-pub(super) async fn lock_products(
-    tx: &mut PgConnection,
-    lines: &OrderLines,
-) -> Result<Vec<Locked>> {
-    let product_ids = lines.product_ids();
-    let locked: Vec<Locked> = sqlx::query_as(
-        "SELECT id, stock, shopnow_reserved(holds) AS reserved, price_cents, currency \
-         FROM products WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
-    )
-    .bind(&product_ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    if locked.len() != product_ids.len() {
-        let missing: Vec<String> = product_ids
-            .iter()
-            .filter(|id| !locked.iter().any(|row| row.id == **id))
-            .map(i64::to_string)
-            .collect();
-        return Err(Error::NotFound(format!(
-            "no such product: {}",
-            missing.join(", ")
-        )));
-    }
-    Ok(locked)
-}
-
-/// Every item available (in stock and not held), checked under the row locks, so that stock
-/// is never oversold and never taken from a shopper's hold.
-pub(super) fn check_available(locked: &[Locked], lines: &OrderLines) -> Result<()> {
-    check(locked, lines, |row| row.stock - row.reserved, "available")
-}
-
-/// Every item in stock, held units included.
-fn check_on_hand(locked: &[Locked], lines: &OrderLines) -> Result<()> {
-    check(locked, lines, |row| row.stock, "in stock")
-}
-
-fn check(
-    locked: &[Locked],
-    lines: &OrderLines,
-    units: impl Fn(&Locked) -> i64,
-    what: &str,
-) -> Result<()> {
-    let short: Vec<String> = locked
-        .iter()
-        .filter(|row| units(row) < lines.quantity_of(row.id))
-        .map(|row| {
-            format!(
-                "product {} has {} {what}, {} asked",
-                row.id,
-                units(row),
-                lines.quantity_of(row.id)
-            )
-        })
-        .collect();
-    if short.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InsufficientStock(short.join("; ")))
-    }
-}
-
-pub(super) fn single_currency(locked: &[Locked]) -> Result<&str> {
-    let currency = locked[0].currency.as_str();
-    if locked.iter().any(|row| row.currency != currency) {
-        return Err(Error::invalid("all items must share a currency"));
-    }
-    Ok(currency)
-}
-
 /// Takes every item's quantity (and, for an order from a hold, the hold's entries); returns
 /// the changed rows, their versions raised by the `products_own_version` trigger.
 async fn take_stock(
@@ -251,22 +152,13 @@ async fn take_stock(
                           ELSE shopnow_without_hold(p.holds, $3::uuid) END \
          FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
          WHERE p.id = line.product_id \
-         RETURNING {}",
-        qualified_columns()
+         RETURNING {QUALIFIED_COLUMNS}"
     ))
     .bind(lines.product_ids())
     .bind(lines.quantities())
     .bind(hold.map(|id| id.to_string()))
     .fetch_all(&mut *tx)
     .await?)
-}
-
-/// `products::COLUMNS` for a statement where `p` names the products table.
-pub(super) fn qualified_columns() -> String {
-    "p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.stock, p.version, \
-     p.updated_at, (SELECT shopnow_history()) AS history, p.holds::text AS holds, \
-     shopnow_now_ms() AS read_at_ms"
-        .to_string()
 }
 
 /// Inserts the order and its items at the prices locked with the rows.

@@ -17,6 +17,11 @@ pub(super) const COLUMNS: &str = "id, sku, name, description, price_cents, curre
      version, updated_at, (SELECT shopnow_history()) AS history, holds::text AS holds, \
      shopnow_now_ms() AS read_at_ms";
 
+/// `COLUMNS` for a statement where `p` names the products table.
+pub(super) const QUALIFIED_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_cents, \
+     p.currency, p.stock, p.version, p.updated_at, (SELECT shopnow_history()) AS history, \
+     p.holds::text AS holds, shopnow_now_ms() AS read_at_ms";
+
 const LIVE_SKU_INDEX: &str = "products_live_sku_key";
 
 /// A product row with whether it is deleted: what a state is read from.

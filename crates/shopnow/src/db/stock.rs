@@ -1,0 +1,92 @@
+//! Rows locked for a change of stock or of what is held: orders and holds lock their products
+//! here, in one order, and check what they ask against what is there.
+
+use sqlx::PgConnection;
+
+use crate::{
+    error::{Error, Result},
+    model::OrderLines,
+};
+
+/// An ordered product's row, locked for the rest of the transaction.
+#[derive(sqlx::FromRow)]
+pub(super) struct Locked {
+    pub(super) id: i64,
+    stock: i64,
+    /// Units live holds set aside.
+    reserved: i64,
+    pub(super) price_cents: i64,
+    currency: String,
+}
+
+/// Locks every named row in product-id order (the ORDER BY runs before the lock), so that two
+/// orders or holds over the same products always wait for each other, never deadlock.
+pub(super) async fn lock_products(
+    tx: &mut PgConnection,
+    lines: &OrderLines,
+) -> Result<Vec<Locked>> {
+    let product_ids = lines.product_ids();
+    let locked: Vec<Locked> = sqlx::query_as(
+        "SELECT id, stock, shopnow_reserved(holds) AS reserved, price_cents, currency \
+         FROM products WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+    )
+    .bind(&product_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    if locked.len() != product_ids.len() {
+        let missing: Vec<String> = product_ids
+            .iter()
+            .filter(|id| !locked.iter().any(|row| row.id == **id))
+            .map(i64::to_string)
+            .collect();
+        return Err(Error::NotFound(format!(
+            "no such product: {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(locked)
+}
+
+/// Every item available (in stock and not held), checked under the row locks, so that stock
+/// is never oversold and never taken from a shopper's hold.
+pub(super) fn check_available(locked: &[Locked], lines: &OrderLines) -> Result<()> {
+    check(locked, lines, |row| row.stock - row.reserved, "available")
+}
+
+/// Every item in stock, held units included.
+pub(super) fn check_on_hand(locked: &[Locked], lines: &OrderLines) -> Result<()> {
+    check(locked, lines, |row| row.stock, "in stock")
+}
+
+fn check(
+    locked: &[Locked],
+    lines: &OrderLines,
+    units: impl Fn(&Locked) -> i64,
+    what: &str,
+) -> Result<()> {
+    let short: Vec<String> = locked
+        .iter()
+        .filter(|row| units(row) < lines.quantity_of(row.id))
+        .map(|row| {
+            format!(
+                "product {} has {} {what}, {} asked",
+                row.id,
+                units(row),
+                lines.quantity_of(row.id)
+            )
+        })
+        .collect();
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InsufficientStock(short.join("; ")))
+    }
+}
+
+pub(super) fn single_currency(locked: &[Locked]) -> Result<&str> {
+    let currency = locked[0].currency.as_str();
+    if locked.iter().any(|row| row.currency != currency) {
+        return Err(Error::invalid("all items must share a currency"));
+    }
+    Ok(currency)
+}
