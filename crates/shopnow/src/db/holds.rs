@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use super::{
     idempotency::claim_idempotency_key,
     products::{COLUMNS, QUALIFIED_COLUMNS},
-    stock::{check_available, lock_products, single_currency},
+    stock::{check_available, lock_products, lock_rows_in_id_order, single_currency},
 };
 use crate::{
     error::{Error, Result},
@@ -232,19 +232,14 @@ pub(crate) async fn release(
     Ok(Released { hold, changed })
 }
 
-/// Removes hold `id`'s entries from its products, in product-id order (the order every
-/// statement here locks rows in).
+/// Removes hold `id`'s entries from its products, their rows locked in id order first.
 async fn remove_entries(
     tx: &mut PgConnection,
     id: uuid::Uuid,
     items: &[HoldItem],
 ) -> Result<Vec<Product>> {
-    let mut product_ids: Vec<i64> = items.iter().map(|item| item.product_id).collect();
-    product_ids.sort_unstable();
-    sqlx::query("SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&product_ids)
-        .execute(&mut *tx)
-        .await?;
+    let product_ids: Vec<i64> = items.iter().map(|item| item.product_id).collect();
+    lock_rows_in_id_order(tx, &product_ids).await?;
     Ok(sqlx::query_as(&format!(
         "UPDATE products SET holds = shopnow_without_hold(holds, $2::uuid) \
          WHERE id = ANY($1) RETURNING {COLUMNS}"

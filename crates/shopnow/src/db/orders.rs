@@ -7,7 +7,10 @@ use super::{
     holds,
     idempotency::claim_idempotency_key,
     products::QUALIFIED_COLUMNS,
-    stock::{check_available, check_on_hand, lock_products, single_currency, Locked},
+    stock::{
+        check_available, check_on_hand, lock_products, lock_rows_in_id_order, single_currency,
+        Locked,
+    },
 };
 use crate::{
     error::{Error, Result},
@@ -112,12 +115,7 @@ pub(crate) async fn cancel(tx: &mut PgConnection, id: i64, bearer: &Bearer) -> R
         .await?
         .into_iter()
         .unzip();
-        // The rows are locked in product-id order first, as orders lock them: an UPDATE ... FROM
-        // locks in whatever order its plan visits them, and two of those could deadlock.
-        sqlx::query("SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&product_ids)
-            .execute(&mut *tx)
-            .await?;
+        lock_rows_in_id_order(tx, &product_ids).await?;
         changed = sqlx::query_as(&format!(
             "UPDATE products AS p SET stock = p.stock + line.quantity \
              FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \

@@ -90,3 +90,17 @@ pub(super) fn single_currency(locked: &[Locked]) -> Result<&str> {
     }
     Ok(currency)
 }
+
+/// Locks the rows of `product_ids` in id order, as every statement that changes several
+/// products here does first: an `UPDATE ... WHERE id = ANY(...)` or `... FROM` locks rows in
+/// whatever order its plan visits them, and two of those could deadlock.
+pub(super) async fn lock_rows_in_id_order(
+    tx: &mut PgConnection,
+    product_ids: &[i64],
+) -> Result<()> {
+    sqlx::query("SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(product_ids)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
