@@ -52,15 +52,6 @@ pub(crate) async fn run(catalog: Catalog, notifications: PgPool) {
     let mut pause = POLL_INTERVAL;
     loop {
         listener.wait(pause).await;
-        // After a pass that could not publish, claim nothing until this instance reaches Redis
-        // again: rows claimed are locked for the pass, and an instance cut off from Redis
-        // would hold them through its publishes' timeouts while the relays of instances that
-        // reach Redis skip them (found by `scripts/containers check`: a replica partitioned
-        // from Redis kept other replicas' reads stale for 3 s after the partition healed).
-        if pause > POLL_INTERVAL && matches!(catalog.cache().reach_redis().await, Some(Err(_))) {
-            pause = (pause * 2).min(MAX_BACKOFF);
-            continue;
-        }
         match drain(&catalog, &metrics).await {
             Ok(complete) => {
                 // Back off while Redis refuses publishes, but not so far that a repair waits
