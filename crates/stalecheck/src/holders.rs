@@ -179,6 +179,7 @@ impl Holder {
             .await;
         let mut order = OrderRecord {
             id: None,
+            hold: uuid::Uuid::try_parse(&receipt.id).ok(),
             product: record.product,
             quantity: record.quantity,
             sent_us,

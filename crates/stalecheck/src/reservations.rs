@@ -41,10 +41,13 @@ pub struct HoldRecord {
 }
 
 /// One order a holder placed from a hold, and its cancellation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRecord {
     /// Its id, once acknowledged.
     pub id: Option<i64>,
+    /// The hold it was made from: with the id, what names it (a promoted database hands out a
+    /// lost order's id again).
+    pub hold: Option<uuid::Uuid>,
     pub product: i64,
     pub quantity: i64,
     pub sent_us: u64,
@@ -105,11 +108,12 @@ pub struct HoldAllowances<'a> {
     pub initial_stock: i64,
 }
 
-/// What the database holds after the run: each hold's and each order's status, by id.
+/// What the database holds after the run: each hold's status by id, and each order's status
+/// and hold by id.
 #[derive(Debug, Clone, Default)]
 pub struct Kept {
     pub holds: HashMap<String, String>,
-    pub orders: HashMap<i64, String>,
+    pub orders: HashMap<i64, (String, Option<uuid::Uuid>)>,
 }
 
 /// Marks as of unknown outcome what was acknowledged and then lost: a failover of Postgres to
@@ -129,12 +133,13 @@ pub fn reconcile(holds: &mut [HoldRecord], orders: &mut [OrderRecord], kept: &Ke
     }
     for order in orders.iter_mut() {
         let Some(id) = order.id else { continue };
-        match kept.orders.get(&id).map(String::as_str) {
+        // An order of that id made from another hold is a later one that reused the id.
+        match kept.orders.get(&id).filter(|(_, hold)| *hold == order.hold) {
             None => {
                 order.acked_us = None;
                 order.cancel_acked_us = None;
             }
-            Some("confirmed") => order.cancel_acked_us = None,
+            Some((status, _)) if status == "confirmed" => order.cancel_acked_us = None,
             Some(_) => {}
         }
     }
@@ -303,6 +308,7 @@ mod tests {
     fn an_acknowledged_cancellation_must_show_its_stock_back() {
         let order = OrderRecord {
             id: Some(7),
+            hold: None,
             product: 1,
             quantity: 3,
             sent_us: 0,
@@ -315,8 +321,16 @@ mod tests {
             read(105, 108, 100, 0),
             read(200, 210, 100, 0),
         ];
-        assert_eq!(check(&good, &[], &[order], &ALLOW).errors(), 0);
-        let missed = check(&[read(200, 210, 97, 0)], &[], &[order], &ALLOW);
+        assert_eq!(
+            check(&good, &[], std::slice::from_ref(&order), &ALLOW).errors(),
+            0
+        );
+        let missed = check(
+            &[read(200, 210, 97, 0)],
+            &[],
+            std::slice::from_ref(&order),
+            &ALLOW,
+        );
         assert_eq!(
             missed.missed_cancellations, 1,
             "stock still taken after the cancel"

@@ -146,12 +146,21 @@ pub async fn kept_holds_and_orders(database: &TestDatabase) -> anyhow::Result<Ke
     let holds: Vec<(String, String)> = sqlx::query_as("SELECT id::text, status FROM holds")
         .fetch_all(&pool)
         .await?;
-    let orders: Vec<(i64, String)> = sqlx::query_as("SELECT id, status FROM orders")
-        .fetch_all(&pool)
-        .await?;
+    let orders: Vec<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT id, status, hold_id::text FROM orders")
+            .fetch_all(&pool)
+            .await?;
     pool.close().await;
     Ok(Kept {
         holds: holds.into_iter().collect(),
-        orders: orders.into_iter().collect(),
+        orders: orders
+            .into_iter()
+            .map(|(id, status, hold)| {
+                (
+                    id,
+                    (status, hold.and_then(|h| uuid::Uuid::try_parse(&h).ok())),
+                )
+            })
+            .collect(),
     })
 }
