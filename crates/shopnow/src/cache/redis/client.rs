@@ -169,10 +169,8 @@ impl RedisClient {
         let result = tokio::time::timeout(self.timeout, attempts)
             .await
             .unwrap_or(Err(CacheError::Timeout(self.timeout)));
-        match &result {
-            Err(CacheError::Redis(error)) => connection.on_error(error),
-            Err(CacheError::Timeout(_)) => connection.on_timeout(),
-            _ => {}
+        if let Err(CacheError::Redis(error)) = &result {
+            connection.on_error(error);
         }
         result
     }

@@ -5,8 +5,8 @@
 //! (a Redis Cluster client follows the new slot map by itself).
 
 use std::{
-    sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant},
+    sync::{Arc, RwLock},
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -26,22 +26,12 @@ pub(super) enum Connection {
     Cluster(Arc<LazyCluster>),
 }
 
-/// One node's connection, made again when the node turned out to be a replica, or when calls
-/// time out on it.
+/// One node's connection, made again when the node turned out to be a replica.
 pub(super) struct SingleNode {
     client: redis::Client,
     config: ConnectionManagerConfig,
     manager: RwLock<ConnectionManager>,
-    /// When the connection was last made again (`on_timeout` does so at most every
-    /// `RECONNECT_AFTER_TIMEOUT_EVERY`).
-    remade_at: Mutex<Instant>,
 }
-
-/// How often a connection whose calls time out is made again at most. A silently dropped
-/// connection (a partition that drops packets) recovers at the pace of TCP's retransmission
-/// backoff, seconds after the network does; a new one works at once. Bounded, so that a Redis
-/// that is merely slow or paused is not flooded with connections.
-const RECONNECT_AFTER_TIMEOUT_EVERY: Duration = Duration::from_millis(250);
 
 /// A cluster connection made on first use; until it succeeds, each call tries again.
 pub(super) struct LazyCluster {
@@ -94,7 +84,6 @@ impl Connection {
             client,
             config: manager_config,
             manager: RwLock::new(manager),
-            remade_at: Mutex::new(Instant::now()),
         })))
     }
 
@@ -126,33 +115,10 @@ impl Connection {
             return;
         }
         tracing::warn!("redis answered READONLY: it was demoted by a failover; connecting again");
-        node.remake();
-    }
-
-    /// A call timed out: the connection may be dead without knowing it (packets dropped, no
-    /// reset); make it again, at most every `RECONNECT_AFTER_TIMEOUT_EVERY`.
-    pub(super) fn on_timeout(&self) {
-        let Self::Single(node) = self else {
-            return;
-        };
-        {
-            let mut remade_at = node.remade_at.lock().unwrap_or_else(|e| e.into_inner());
-            if remade_at.elapsed() < RECONNECT_AFTER_TIMEOUT_EVERY {
-                return;
-            }
-            *remade_at = Instant::now();
-        }
-        tracing::debug!("a redis call timed out: connecting again");
-        node.remake();
-    }
-}
-
-impl SingleNode {
-    fn remake(&self) {
         if let Ok(fresh) =
-            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            ConnectionManager::new_lazy_with_config(node.client.clone(), node.config.clone())
         {
-            *self.manager.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            *node.manager.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         }
     }
 }
