@@ -9,7 +9,7 @@ use std::{
 use clap::ValueEnum;
 
 use anyhow::Context;
-use testkit::{ReplicatedPostgres, ShopnowProcess};
+use testkit::{ReplicatedPostgres, ShopnowProcess, TcpProxy};
 
 use crate::{history::Window, spawn::RunRedis};
 
@@ -38,6 +38,12 @@ pub enum Fault {
     Lru,
     /// SIGKILL a spawned instance, then start it again.
     InstanceKill,
+    /// Cut one spawned instance off from Redis for `PARTITION` while the others go on: its own
+    /// proxy passes no byte either way and keeps the connections open, as a network that
+    /// silently drops packets does (what was sent arrives afterwards, in order, as TCP's
+    /// retransmissions bring it). Opens no window: an instance that cannot publish hands its
+    /// writes to the other instances' relays before acknowledging them.
+    InstanceRedisPartition,
     /// Instances abort right after a commit now and then (`SHOPNOW_FAULTS`); restarted.
     CrashAfterCommit,
     /// Instances stall a fifth of their writes between commit and publish for
@@ -50,6 +56,10 @@ pub enum Fault {
 /// How long `redis-failover` and `pg-failover` hold replication before the primary dies: what
 /// it acknowledged meanwhile is what the replica or standby never gets.
 const REPLICATION_HELD: Duration = Duration::from_millis(300);
+
+/// How long `instance-redis-partition` cuts an instance off from Redis: several of its Redis
+/// timeouts, and longer than the relay's grace period, so its own relay takes part too.
+const PARTITION: Duration = Duration::from_millis(1_500);
 
 /// How often the `delayed-publish` fault drops every copy of the run.
 const KEY_DROP_INTERVAL: Duration = Duration::from_millis(100);
@@ -73,7 +83,11 @@ impl Fault {
     fn opens_repair_window(self) -> bool {
         !matches!(
             self,
-            Self::RedisFlush | Self::RedisDropCopies | Self::DelayedPublish | Self::PgFailover
+            Self::RedisFlush
+                | Self::RedisDropCopies
+                | Self::DelayedPublish
+                | Self::PgFailover
+                | Self::InstanceRedisPartition
         )
     }
 
@@ -111,6 +125,8 @@ pub struct Targets {
     pub redis_url: String,
     pub prefix: String,
     pub instances: Arc<Mutex<Vec<ShopnowProcess>>>,
+    /// With `instance-redis-partition`: each instance's own way to Redis, in instance order.
+    pub redis_links: Vec<TcpProxy>,
     /// How long after a fault the design allows stale reads (`--repair-bound`).
     pub repair_bound: Duration,
 }
@@ -292,6 +308,16 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
                 instances[victim].resume()
             })
             .await??;
+        }
+        Fault::InstanceRedisPartition => {
+            anyhow::ensure!(
+                !targets.redis_links.is_empty(),
+                "instance-redis-partition needs --spawn"
+            );
+            let link = &targets.redis_links[rand::random_range(0..targets.redis_links.len())];
+            link.hold();
+            tokio::time::sleep(PARTITION).await;
+            link.forward();
         }
         Fault::CrashAfterCommit | Fault::DelayedPublish => {}
     }

@@ -35,7 +35,7 @@ use std::{
 use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::json;
-use testkit::ShopnowProcess;
+use testkit::{ShopnowProcess, TcpProxy};
 
 use self::{
     inject::{Fault, Injected, Targets},
@@ -306,7 +306,15 @@ async fn spawned_run(
         faults: Fault::instance_faults(&args.faults),
         redis_replicas: deployment.redis.replicas(),
     };
-    let instances = start_instances(&spec, count).await?;
+    let redis_links = redis_links(&args.faults, &spec.redis_url, count)?;
+    let redis_urls = match redis_links.is_empty() {
+        true => vec![spec.redis_url.clone(); count],
+        false => redis_links
+            .iter()
+            .map(|link| format!("redis://{}", link.address()))
+            .collect(),
+    };
+    let instances = start_instances(&spec, redis_urls).await?;
     let targets: Vec<String> = instances.iter().map(ShopnowProcess::url).collect();
     let products = create_products(&targets, &spec.admin_token, args.products).await?;
     let hold_products = create_products(&targets, &spec.admin_token, args.hold_products).await?;
@@ -331,6 +339,7 @@ async fn spawned_run(
         redis_url,
         prefix: spec.prefix.clone(),
         instances: Arc::new(Mutex::new(instances)),
+        redis_links,
         repair_bound: args.repair_bound,
     });
     let (recording, injected) = drive(args, strategy, &workload, fault_targets.clone()).await;
@@ -358,24 +367,42 @@ async fn spawned_run(
     ))
 }
 
-/// Starts `count` instances: the first alone (it migrates the database), the rest together.
-async fn start_instances(spec: &InstanceSpec, count: usize) -> anyhow::Result<Vec<ShopnowProcess>> {
-    let first = tokio::task::spawn_blocking({
-        let spec = spec.clone();
-        move || spec.start()
-    })
-    .await??;
-    let rest: Vec<_> = (1..count)
-        .map(|_| {
-            let spec = spec.clone();
-            tokio::task::spawn_blocking(move || spec.start())
-        })
+/// Starts one instance per Redis URL: the first alone (it migrates the database), the rest
+/// together.
+async fn start_instances(
+    spec: &InstanceSpec,
+    redis_urls: Vec<String>,
+) -> anyhow::Result<Vec<ShopnowProcess>> {
+    let mut specs = redis_urls.into_iter().map(|redis_url| InstanceSpec {
+        redis_url,
+        ..spec.clone()
+    });
+    let first = specs.next().context("no instance to start")?;
+    let first = tokio::task::spawn_blocking(move || first.start()).await??;
+    let rest: Vec<_> = specs
+        .map(|spec| tokio::task::spawn_blocking(move || spec.start()))
         .collect();
     let mut instances = vec![first];
     for started in rest {
         instances.push(started.await??);
     }
     Ok(instances)
+}
+
+/// With `instance-redis-partition`, a proxy of its own between each instance and Redis, which
+/// the fault holds; none otherwise (a proxy costs every Redis call a hop).
+fn redis_links(faults: &[Fault], redis_url: &str, count: usize) -> anyhow::Result<Vec<TcpProxy>> {
+    if !faults.contains(&Fault::InstanceRedisPartition) {
+        return Ok(Vec::new());
+    }
+    let address: std::net::SocketAddr = redis_url
+        .strip_prefix("redis://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|address| address.parse().ok())
+        .with_context(|| {
+            format!("instance-redis-partition needs a redis:// URL, not {redis_url}")
+        })?;
+    Ok((0..count).map(|_| TcpProxy::start(address)).collect())
 }
 
 /// Runs the workload with the fault injector beside it; returns what both recorded.
