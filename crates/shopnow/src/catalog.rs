@@ -16,6 +16,7 @@ use crate::{
     db::{self, Database},
     error::{Error, Result},
     faults::WriteFaults,
+    handoff,
     hooks::{Hooks, PublishSite},
     model::{
         new_access_token, Bearer, Hold, HoldLines, HoldReceipt, NewProduct, OrderReceipt,
@@ -39,6 +40,8 @@ struct Inner {
     hooks: Hooks,
     gate: WriteGate,
     sweeper: Sweeper,
+    /// This instance's name among the relays: what it hands off is for the others' (`handoff`).
+    instance: String,
 }
 
 /// A hold as created, or as created earlier under the same Idempotency-Key.
@@ -76,6 +79,7 @@ impl Catalog {
                 hooks,
                 gate: WriteGate::new(gate),
                 sweeper,
+                instance: uuid::Uuid::new_v4().simple().to_string(),
             }),
         }
     }
@@ -322,10 +326,15 @@ impl Catalog {
         let pass = self.inner.gate.enter(products).await?;
         let catalog = self.clone();
         tokio::spawn(async move {
-            let _pass = pass;
             let mut tx = catalog.inner.db.begin().await?;
             let (answer, changed) = change(&mut tx).await?;
-            catalog.commit_and_publish(tx, &changed).await?;
+            let unpublished = catalog.commit_and_publish(tx, &changed).await?;
+            // The gate guards Postgres's row locks, which are released: the next write of
+            // these products need not wait for the hand-off.
+            drop(pass);
+            if !unpublished.is_empty() {
+                handoff::hand_off(&catalog.inner.db, &catalog.inner.instance, &unpublished).await;
+            }
             Ok(answer)
         })
         .await
@@ -334,23 +343,24 @@ impl Catalog {
 
     /// Commits `tx` (whose changes the table's triggers recorded in the outbox), then publishes
     /// each change and queues the removal of the outbox row of each one published. A failed
-    /// publish is not an error for the client: the write is committed, and the relay publishes
-    /// it later.
+    /// publish is not an error for the client: the write is committed; the changes whose
+    /// publish failed, as (product id, version), are returned for the hand-off.
     async fn commit_and_publish(
         &self,
         tx: Transaction<'static, Postgres>,
         changed: &[ProductState],
-    ) -> Result<()> {
+    ) -> Result<Vec<(i64, i64)>> {
         tx.commit().await?;
         let cache = &self.inner.cache;
         if changed.is_empty() || !cache.publishes() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.inner.faults.maybe_crash_after_commit();
         if self.inner.faults.should_skip_publish() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.inner.faults.maybe_delay_publish().await;
+        let mut unpublished = Vec::new();
         for state in changed {
             self.inner
                 .hooks
@@ -358,9 +368,16 @@ impl Catalog {
                 .await;
             if cache.publish(state).await.is_ok() {
                 self.inner.sweeper.published(state.id(), state.version());
+            } else {
+                unpublished.push((state.id(), state.version()));
             }
         }
-        Ok(())
+        Ok(unpublished)
+    }
+
+    /// This instance's name among the relays.
+    pub(crate) fn instance(&self) -> &str {
+        &self.inner.instance
     }
 }
 

@@ -31,6 +31,7 @@ mod config;
 mod db;
 mod error;
 mod faults;
+mod handoff;
 mod hooks;
 mod http;
 mod janitor;

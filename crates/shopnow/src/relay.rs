@@ -26,6 +26,7 @@ use sqlx::{postgres::PgListener, Connection, PgPool};
 use crate::{
     catalog::Catalog,
     db::{self, outbox::PendingPublish},
+    handoff,
     hooks::PublishSite,
 };
 
@@ -121,7 +122,8 @@ impl RelayMetrics {
 async fn relay_once(catalog: &Catalog, metrics: &RelayMetrics) -> anyhow::Result<Pass> {
     let mut conn = catalog.db().acquire().await?;
     let mut tx = conn.begin().await?;
-    let claimed = db::outbox::claim(&mut tx, GRACE, BATCH).await?;
+    let claimed =
+        db::outbox::claim(&mut tx, catalog.instance(), (GRACE, handoff::WAIT), BATCH).await?;
     let mut rows_of: HashMap<i64, Vec<&PendingPublish>> = HashMap::new();
     for row in &claimed {
         rows_of.entry(row.product_id).or_default().push(row);

@@ -55,23 +55,76 @@ pub(crate) async fn delete_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Re
         .map(|_| ())
 }
 
-/// Locks up to `limit` rows that are the relay's to publish, which no other relay holds: every
-/// change made outside shopnow at once, and a change of an instance once it is older than
-/// `grace` (its writer publishes it and removes the row sooner, unless it died or Redis
-/// refused). The caller publishes them and deletes them in the same transaction.
+/// Marks the rows of changes this instance could not publish as handed off to the other
+/// instances' relays, and wakes them: they take such rows at once (`claim`).
+pub(crate) async fn hand_off(
+    db: &PgPool,
+    instance: &str,
+    changes: &[(i64, i64)],
+) -> sqlx::Result<()> {
+    let (products, versions): (Vec<i64>, Vec<i64>) = changes.iter().copied().unzip();
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "UPDATE cache_outbox SET handed_off_by = $1, handed_off_at = clock_timestamp() WHERE (product_id, version) IN \
+         (SELECT * FROM unnest($2::bigint[], $3::bigint[]))",
+    )
+    .bind(instance)
+    .bind(products)
+    .bind(versions)
+    .execute(&mut *tx)
+    .await?;
+    // Delivered at commit, after the rows are marked.
+    sqlx::query("SELECT pg_notify($1, 'hand-off')")
+        .bind(CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// Whether any of these changes still waits for its publish.
+pub(crate) async fn any_pending(db: &PgPool, changes: &[(i64, i64)]) -> sqlx::Result<bool> {
+    let (products, versions): (Vec<i64>, Vec<i64>) = changes.iter().copied().unzip();
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM cache_outbox WHERE (product_id, version) IN \
+         (SELECT * FROM unnest($1::bigint[], $2::bigint[])))",
+    )
+    .bind(products)
+    .bind(versions)
+    .fetch_one(db)
+    .await
+}
+
+/// Locks up to `limit` rows that are the relay's to publish, which no other relay holds:
+/// - every change made outside shopnow, at once;
+/// - every change another instance handed off (it could not publish), at once;
+/// - a change this instance handed off, once its writer stopped waiting (`handoff_wait`):
+///   until then the rows are for relays that reach Redis, and one that held them locked
+///   through its own failing publishes would make the others skip them;
+/// - any other change of an instance once it is older than `grace` (its writer publishes it
+///   and removes the row sooner, unless it died).
+///
+/// The caller publishes them and deletes them in the same transaction.
 pub(crate) async fn claim(
     conn: &mut PgConnection,
-    grace: Duration,
+    instance: &str,
+    (grace, handoff_wait): (Duration, Duration),
     limit: i64,
 ) -> sqlx::Result<Vec<PendingPublish>> {
     sqlx::query_as(
         "SELECT id, product_id, written_by_instance, \
                 EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 AS age_seconds \
          FROM cache_outbox \
-         WHERE NOT written_by_instance OR created_at < now() - make_interval(secs => $1) \
-         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+         WHERE NOT written_by_instance \
+            OR CASE WHEN handed_off_by IS NULL \
+                    THEN created_at < now() - make_interval(secs => $2) \
+                    ELSE handed_off_by <> $1 \
+                         OR handed_off_at < now() - make_interval(secs => $3) END \
+         ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED",
     )
+    .bind(instance)
     .bind(grace.as_secs_f64())
+    .bind(handoff_wait.as_secs_f64())
     .bind(limit)
     .fetch_all(conn)
     .await

@@ -52,6 +52,7 @@ use super::{
 };
 use crate::{
     error::Result,
+    handoff,
     model::{ProductState, Reservation, Reservations},
 };
 use shopnow_contract::stamps;
@@ -120,7 +121,7 @@ impl VersionedCache {
                 Ok(Some(copy)) if self.is_current(&copy) => return Ok(self.hit(copy)),
                 // Missing, or from a history the database no longer has: fill it.
                 Ok(_) => {}
-                Err(error) => return self.backend.bypass(db, id, error).await,
+                Err(error) => return self.bypass(db, id, error).await,
             }
             match self.flights.join(id) {
                 Turn::Lead(_leader) => {
@@ -129,7 +130,7 @@ impl VersionedCache {
                         match self.lookup(&keys).await {
                             Ok(Some(copy)) if self.is_current(&copy) => return Ok(self.hit(copy)),
                             Ok(_) => {}
-                            Err(error) => return self.backend.bypass(db, id, error).await,
+                            Err(error) => return self.bypass(db, id, error).await,
                         }
                     }
                     return self.fill(db, &keys, id).await;
@@ -249,7 +250,7 @@ impl VersionedCache {
     async fn fill(&self, db: &PgPool, keys: &ProductKeys<'_>, id: i64) -> Result<ProductRead> {
         let lease = match self.take_lease(keys).await {
             Ok(lease) => lease,
-            Err(error) => return self.backend.bypass(db, id, error).await,
+            Err(error) => return self.bypass(db, id, error).await,
         };
         let state = self.backend.load(db, id).await?;
         if let Some(state) = &state {
@@ -300,9 +301,27 @@ impl VersionedCache {
             }
             Err(error) => {
                 tracing::debug!(product = id, %error, "cache fill failed");
-                Ok(read_here)
+                Ok(self.once_published(db, id, read_here).await)
             }
         }
+    }
+
+    /// Serves a read from Postgres because Redis did not answer it.
+    async fn bypass(&self, db: &PgPool, id: i64, error: CacheError) -> Result<ProductRead> {
+        let read = self.backend.bypass(db, id, error).await?;
+        Ok(self.once_published(db, id, read).await)
+    }
+
+    /// `read`, from Postgres, once its version is published: until then the instances that
+    /// reach Redis may serve the version before it (a writer cut off from Redis is handing it
+    /// to their relays), and a read there that starts after this one answered must not go
+    /// back from it. Waits at most `handoff::WAIT`: when nobody can publish, the read is
+    /// answered all the same (the repair bound of a lost publish applies).
+    async fn once_published(&self, db: &PgPool, id: i64, read: ProductRead) -> ProductRead {
+        if let Some(body) = &read.found {
+            handoff::wait_published(db, &[(id, body.version)]).await;
+        }
+        read
     }
 }
 

@@ -1,0 +1,12 @@
+-- A writer that could not publish its change hands it to the other instances' relays.
+--
+-- An instance cut off from Redis (a partition, a dropped connection) commits its writes but
+-- cannot publish them; the instances that reach Redis go on serving the older copies. Before
+-- it answers, such a writer marks the change's outbox row with its own name and notifies the
+-- relays: every other instance's relay takes the row at once (not after the grace period
+-- meant for a writer that is still publishing), while its own relay leaves it alone as long as
+-- the writer waits (it cannot reach Redis either, and a row it held locked would be skipped by
+-- the relays that can). The writer waits a little for the row to go
+-- (published by another instance) before answering, so the write is visible everywhere when
+-- it is acknowledged (src/handoff.rs).
+ALTER TABLE cache_outbox ADD COLUMN handed_off_by text, ADD COLUMN handed_off_at timestamptz;
