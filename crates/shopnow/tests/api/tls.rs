@@ -210,15 +210,35 @@ async fn a_redis_certificate_from_another_authority_is_refused_and_reads_go_to_p
         .iter()
         .filter(|l| l.contains("redis does not answer"))
         .collect();
-    assert_eq!(reasons.len(), 1, "logged once, not per check: {reasons:?}");
+    // Once per kind of reason, not per check: a loaded machine may turn the first refusal
+    // into a timeout, and the certificate is named at the next check.
+    let naming_the_certificate = eventually(Duration::from_secs(12), || async {
+        instance.log().iter().any(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("redis does not answer"))
+                && l["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("UnknownIssuer") || e.contains("certificate"))
+        })
+    })
+    .await;
+    assert!(
+        naming_the_certificate.is_some(),
+        "the reason names the certificate: {reasons:?}"
+    );
+    let log: Vec<String> = instance.log().iter().map(Value::to_string).collect();
+    let reasons = log
+        .iter()
+        .filter(|l| l.contains("redis does not answer"))
+        .count();
+    assert!(
+        reasons <= 2,
+        "logged once per kind of reason, not per check: {log:?}"
+    );
     assert!(
         !log.iter().any(|l| l.contains("cache publish failed")),
         "nor once per publish: {log:?}"
-    );
-    assert!(
-        reasons[0].contains("UnknownIssuer") || reasons[0].contains("certificate"),
-        "the reason names the certificate: {}",
-        reasons[0]
     );
     assert!(
         !log.iter().any(|l| l.contains(PASSWORD)),
