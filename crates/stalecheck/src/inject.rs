@@ -115,6 +115,27 @@ pub struct Injected {
     pub faults: Vec<String>,
     /// When every copy was dropped by `delayed-publish`, in microseconds since the origin.
     pub key_drops: Vec<u64>,
+    /// Each injection and when it lasted, to place a broken read against.
+    pub injections: Vec<Injection>,
+}
+
+/// One fault injected, from its start to its end in milliseconds since the run's origin (a
+/// crash, from up to one check before it was seen).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Injection {
+    pub fault: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+impl Injection {
+    fn new(fault: Fault, start: Duration, end: Duration) -> Self {
+        Self {
+            fault: fault.name(),
+            start_ms: start.as_millis() as u64,
+            end_ms: end.as_millis() as u64,
+        }
+    }
 }
 
 /// What faults act on.
@@ -140,17 +161,62 @@ pub async fn run(
     origin: Instant,
     deadline: Instant,
 ) -> Injected {
+    // The continuous faults' upkeep runs beside the injections: a fault that lasts (a
+    // partition, a failover) must not delay noticing a crash, whose window would then open
+    // late and leave the reads the crash broke meanwhile outside it.
+    let upkeep = tokio::spawn(upkeep(faults.clone(), targets.clone(), origin, deadline));
     let mut injected = Injected::default();
     let periodic: Vec<Fault> = faults
         .iter()
         .copied()
         .filter(|f| !f.is_continuous())
         .collect();
+    let mut next_fault = Instant::now() + interval;
+    let mut turn = 0;
+    while !periodic.is_empty() && next_fault < deadline {
+        tokio::time::sleep_until(next_fault.into()).await;
+        let fault = periodic[turn % periodic.len()];
+        turn += 1;
+        next_fault = Instant::now() + interval;
+        let started = origin.elapsed();
+        match apply(fault, &targets, interval).await {
+            Ok(()) => {
+                injected.faults.push(fault.name());
+                injected
+                    .injections
+                    .push(Injection::new(fault, started, origin.elapsed()));
+                if fault.opens_repair_window() {
+                    injected
+                        .windows
+                        .push(window(started, origin.elapsed(), targets.repair_bound));
+                }
+            }
+            Err(error) => tracing::warn!(fault = %fault.name(), %error, "fault injection failed"),
+        }
+    }
+    let kept = upkeep.await.unwrap_or_default();
+    injected.faults.extend(kept.faults);
+    injected.windows.extend(kept.windows);
+    injected.injections.extend(kept.injections);
+    injected.key_drops = kept.key_drops;
+    injected
+}
+
+/// Until `deadline`, every 20 ms: restarts instances that crashed (`crash-after-commit`), and
+/// drops every copy every `KEY_DROP_INTERVAL` (`delayed-publish`).
+async fn upkeep(
+    faults: Vec<Fault>,
+    targets: Arc<Targets>,
+    origin: Instant,
+    deadline: Instant,
+) -> Injected {
+    let mut injected = Injected::default();
     let watch_crashes = faults.contains(&Fault::CrashAfterCommit);
     let drop_keys = faults.contains(&Fault::DelayedPublish);
-    let mut next_fault = Instant::now() + interval;
+    if !watch_crashes && !drop_keys {
+        return injected;
+    }
     let mut next_drop = Instant::now() + KEY_DROP_INTERVAL;
-    let mut turn = 0;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if watch_crashes {
@@ -159,10 +225,14 @@ pub async fn run(
             for _ in 0..restarted {
                 injected.faults.push(Fault::CrashAfterCommit.name());
                 // The crash happened up to one check before it was seen.
-                injected.windows.push(window(
-                    started.saturating_sub(Duration::from_millis(100)),
+                let crashed = started.saturating_sub(Duration::from_millis(100));
+                injected
+                    .windows
+                    .push(window(crashed, origin.elapsed(), targets.repair_bound));
+                injected.injections.push(Injection::new(
+                    Fault::CrashAfterCommit,
+                    crashed,
                     origin.elapsed(),
-                    targets.repair_bound,
                 ));
             }
         }
@@ -172,24 +242,6 @@ pub async fn run(
                 Ok(()) => injected.key_drops.push(origin.elapsed().as_micros() as u64),
                 Err(error) => tracing::warn!(%error, "dropping copies failed"),
             }
-        }
-        if periodic.is_empty() || Instant::now() < next_fault {
-            continue;
-        }
-        let fault = periodic[turn % periodic.len()];
-        turn += 1;
-        next_fault = Instant::now() + interval;
-        let started = origin.elapsed();
-        match apply(fault, &targets, interval).await {
-            Ok(()) => {
-                injected.faults.push(fault.name());
-                if fault.opens_repair_window() {
-                    injected
-                        .windows
-                        .push(window(started, origin.elapsed(), targets.repair_bound));
-                }
-            }
-            Err(error) => tracing::warn!(fault = %fault.name(), %error, "fault injection failed"),
         }
     }
     if drop_keys {

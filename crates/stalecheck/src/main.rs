@@ -573,6 +573,7 @@ fn finish(
     run.holds = holds;
     run.started_at_unix_ms = recording.started_at_unix_ms;
     run.fault_windows = injected.windows;
+    run.injections = injected.injections;
     run
 }
 

@@ -51,6 +51,8 @@ pub struct Run {
     /// own (`scripts/containers check`) to place them against.
     pub started_at_unix_ms: i64,
     pub stale_read_starts_ms: Vec<u64>,
+    /// Every fault injected, and when (ms since the run's origin, as the reads' starts).
+    pub injections: Vec<crate::inject::Injection>,
     /// Every read in time, for the chart (not in the JSON: hundreds of thousands of entries).
     #[serde(skip)]
     pub timeline: Timeline,
@@ -106,6 +108,7 @@ impl Run {
             delayed_publish_hits: 0,
             holds: HoldVerdict::default(),
             started_at_unix_ms: 0,
+            injections: Vec::new(),
             stale_read_starts_ms: verdict
                 .timeline
                 .behind
