@@ -24,8 +24,9 @@ use crate::db;
 
 /// Longest time a writer waits for another instance to publish what it could not.
 pub(crate) const WAIT: Duration = Duration::from_millis(500);
-/// First pause before looking again whether the rows are gone; it doubles up to `LONGEST_PAUSE`. A
-/// relay woken by the notification usually publishes within a few milliseconds.
+/// First pause before looking again whether the rows are gone; it doubles up to
+/// `LONGEST_PAUSE`. A relay woken by the notification usually publishes within a few
+/// milliseconds.
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
 const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 
@@ -62,7 +63,9 @@ pub(crate) async fn hand_off(db: &PgPool, instance: &str, changes: &[(i64, i64)]
         }
     };
     if outcome == HandOff::TimedOut {
-        tracing::warn!(
+        // Not a warning: while Redis is down for every instance, each write ends here, and the
+        // outage is logged once already (`cache::reachability`); the counter below counts them.
+        tracing::debug!(
             changes = changes.len(),
             "no other instance published this instance's unpublished changes within {WAIT:?}; \
              answering anyway (the relays publish them once one reaches Redis)"

@@ -3,8 +3,8 @@
 //! nobody listens on) and when it answers again: one log line per change, and the
 //! `cache_redis_up` gauge. A timeout says little, and a loaded machine may turn the first
 //! refusal into one: when a later check fails for another kind of reason (the certificate,
-//! the password), that reason is logged too, once. Requests never wait for this: each one that finds Redis failing goes
-//! on from Postgres by itself (`X-Cache: bypass`).
+//! the password), that reason is logged too, once. Requests never wait for this: each one
+//! that finds Redis failing goes on from Postgres by itself (`X-Cache: bypass`).
 
 use std::time::Duration;
 

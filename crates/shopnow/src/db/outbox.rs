@@ -66,8 +66,8 @@ pub(crate) async fn hand_off(
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query(
-        "UPDATE cache_outbox SET handed_off_by = $1, handed_off_at = clock_timestamp() WHERE (product_id, version) IN \
-         (SELECT * FROM unnest($2::bigint[], $3::bigint[]))",
+        "UPDATE cache_outbox SET handed_off_by = $1, handed_off_at = clock_timestamp() \
+         WHERE (product_id, version) IN (SELECT * FROM unnest($2::bigint[], $3::bigint[]))",
     )
     .bind(instance)
     .bind(products)
