@@ -7,7 +7,7 @@
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use crate::{
-    cache::{CacheConfig, CacheStrategy, RedisConfig, RedisTlsFiles},
+    cache::{CacheConfig, CacheStrategy, NearCacheConfig, RedisConfig, RedisTlsFiles},
     db::DatabaseConfig,
     faults::{self, WriteFaults},
     http::{AccessLog, HttpConfig},
@@ -164,6 +164,7 @@ impl Config {
                 })?,
                 ttl: var("SHOPNOW_CACHE_TTL_SECS")
                     .positive(DEFAULT_CACHE_TTL_SECS, Duration::from_secs)?,
+                near: near_cache(&var)?,
             },
             // Trimmed: a token read from a secret file often ends with a newline, and a token
             // with spaces around it could never be sent in a header as it is.
@@ -206,6 +207,26 @@ impl Config {
             })?,
         })
     }
+}
+
+/// `SHOPNOW_NEAR_CACHE` (`on`/`off`) and its bounds.
+fn near_cache(var: &impl Fn(&'static str) -> Var) -> Result<NearCacheConfig, ConfigError> {
+    let default = NearCacheConfig::default();
+    Ok(NearCacheConfig {
+        enabled: var("SHOPNOW_NEAR_CACHE").parse_with(default.enabled, |v| match v {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err("expected on or off".to_string()),
+        })?,
+        max_entries: var("SHOPNOW_NEAR_CACHE_ENTRIES").at_least(1, default.max_entries)?,
+        max_bytes: var("SHOPNOW_NEAR_CACHE_BYTES").at_least(4096, default.max_bytes)?,
+        lease: var("SHOPNOW_NEAR_CACHE_LEASE_MS").parse_with(default.lease, |v| {
+            match v.parse::<u64>() {
+                Ok(ms) if (100..=10_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+                _ => Err("expected milliseconds from 100 to 10000".to_string()),
+            }
+        })?,
+    })
 }
 
 /// The files `rediss://` connections trust and present. Only their paths are checked here (the
@@ -348,6 +369,7 @@ mod tests {
         assert_eq!(c.cache.ttl, Duration::from_secs(DEFAULT_CACHE_TTL_SECS));
         assert_eq!(c.admin_token, None);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert!(!c.cache.near.enabled, "the near cache is opt-in");
     }
 
     #[test]
@@ -378,6 +400,11 @@ mod tests {
             ("SHOPNOW_HTTP_MAX_HEADER_BYTES", "100"),
             ("SHOPNOW_HTTP_IDLE_TIMEOUT_MS", "0"),
             ("SHOPNOW_SLOW_REQUEST_MS", "0"),
+            ("SHOPNOW_NEAR_CACHE", "1"),
+            ("SHOPNOW_NEAR_CACHE_ENTRIES", "0"),
+            ("SHOPNOW_NEAR_CACHE_BYTES", "100"),
+            ("SHOPNOW_NEAR_CACHE_LEASE_MS", "50"),
+            ("SHOPNOW_NEAR_CACHE_LEASE_MS", "60000"),
         ] {
             let err = config(&[(name, value)]).err().unwrap();
             assert_eq!(err.variable, name, "{value}");

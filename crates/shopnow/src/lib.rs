@@ -48,8 +48,8 @@ pub use app::Application;
 // Besides what tests, the binary and the checker use, the types of `Config`'s public fields,
 // so that every part of the public API can be named.
 pub use cache::{
-    CacheConfig, CacheStats, CacheStrategy, CachedCopy, ProductKeys, RedisConfig, RedisTlsFiles,
-    CONVERGENCE_BOUND as HISTORY_CONVERGENCE_BOUND,
+    CacheConfig, CacheStats, CacheStrategy, CachedCopy, NearCacheConfig, ProductKeys, RedisConfig,
+    RedisTlsFiles, CONVERGENCE_BOUND as HISTORY_CONVERGENCE_BOUND,
 };
 pub use catalog::Catalog;
 pub use cli::{healthcheck, run, Cli};

@@ -44,6 +44,13 @@ pub enum Fault {
     /// retransmissions bring it). Opens no window: an instance that cannot publish hands its
     /// writes to the other instances' relays before acknowledging them.
     InstanceRedisPartition,
+    /// SIGSTOP one spawned instance for `PAUSE` (longer than a near-cache lease) while the
+    /// others write, then SIGCONT: it wakes holding copies it was told to drop, and messages
+    /// it has not read yet. Opens no window.
+    InstancePause,
+    /// CLIENT KILL TYPE pubsub: every instance loses the subscription that carries near-cache
+    /// invalidations at once. Opens no window.
+    SubscriptionKill,
     /// Instances abort right after a commit now and then (`SHOPNOW_FAULTS`); restarted.
     CrashAfterCommit,
     /// Instances stall a fifth of their writes between commit and publish for
@@ -60,6 +67,9 @@ const REPLICATION_HELD: Duration = Duration::from_millis(300);
 /// How long `instance-redis-partition` cuts an instance off from Redis: several of its Redis
 /// timeouts, and longer than the relay's grace period, so its own relay takes part too.
 const PARTITION: Duration = Duration::from_millis(1_500);
+
+/// How long `instance-pause` stops an instance: three near-cache leases (the default).
+const PAUSE: Duration = Duration::from_millis(1_500);
 
 /// How often the `delayed-publish` fault drops every copy of the run.
 const KEY_DROP_INTERVAL: Duration = Duration::from_millis(100);
@@ -88,6 +98,8 @@ impl Fault {
                 | Self::DelayedPublish
                 | Self::PgFailover
                 | Self::InstanceRedisPartition
+                | Self::InstancePause
+                | Self::SubscriptionKill
         )
     }
 
@@ -371,8 +383,39 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
             tokio::time::sleep(PARTITION).await;
             link.forward();
         }
+        Fault::InstancePause => {
+            let pid = {
+                let instances = targets.instances.lock().expect("instances lock");
+                anyhow::ensure!(!instances.is_empty(), "instance-pause needs --spawn");
+                instances[rand::random_range(0..instances.len())].pid()
+            };
+            if let Some(pid) = pid {
+                signal(pid, "STOP")?;
+                tokio::time::sleep(PAUSE).await;
+                signal(pid, "CONT")?;
+            }
+        }
+        Fault::SubscriptionKill => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async::<i64>(&mut redis)
+                .await?;
+        }
         Fault::CrashAfterCommit | Fault::DelayedPublish => {}
     }
+    Ok(())
+}
+
+/// Sends `kill -<name>` to a process.
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid}: {status}");
     Ok(())
 }
 

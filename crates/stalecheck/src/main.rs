@@ -156,6 +156,10 @@ pub struct Args {
     /// so that the `delete` strategy's race shows within seconds.
     #[arg(long, value_name = "MS")]
     pub fill_delay_ms: Option<u64>,
+    /// Spawned instances keep hot products in memory (`SHOPNOW_NEAR_CACHE=on`; only `versioned`
+    /// has a near cache).
+    #[arg(long)]
+    pub near_cache: bool,
     /// Admin token of the --target instances (default: SHOPNOW_ADMIN_TOKEN).
     #[arg(long, env = "SHOPNOW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -230,7 +234,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             if args.targets.is_empty() {
                 bail!("give --spawn N, or one or more --target URL");
             }
-            if !args.faults.is_empty() || args.fill_delay_ms.is_some() {
+            if !args.faults.is_empty() || args.fill_delay_ms.is_some() || args.near_cache {
                 bail!("--faults and --fill-delay-ms need --spawn");
             }
             vec![target_run(&args).await?]
@@ -303,6 +307,7 @@ async fn spawned_run(
         prefix: format!("stalecheck-{}", uuid::Uuid::new_v4().simple()),
         admin_token: uuid::Uuid::new_v4().simple().to_string(),
         fill_delay_ms: args.fill_delay_ms,
+        near_cache: args.near_cache,
         faults: Fault::instance_faults(&args.faults),
         redis_replicas: deployment.redis.replicas(),
     };

@@ -19,6 +19,8 @@ pub struct InstanceSpec {
     pub prefix: String,
     pub admin_token: String,
     pub fill_delay_ms: Option<u64>,
+    /// `SHOPNOW_NEAR_CACHE=on`.
+    pub near_cache: bool,
     /// `SHOPNOW_FAULTS` for the instance, e.g. `crash-after-commit=0.002`.
     pub faults: Option<String>,
     /// Replicas each publish must reach (`SHOPNOW_REDIS_REPLICAS`).
@@ -47,6 +49,10 @@ impl InstanceSpec {
         let replicas = self.redis_replicas.to_string();
         let mut env = env;
         env.push(("SHOPNOW_REDIS_REPLICAS", &replicas));
+        env.push((
+            "SHOPNOW_NEAR_CACHE",
+            if self.near_cache { "on" } else { "off" },
+        ));
         let delay = self.fill_delay_ms.map(|ms| ms.to_string());
         let args: Vec<&str> = match &delay {
             Some(ms) => vec!["--fill-delay-ms", ms],

@@ -16,6 +16,7 @@ use shopnow_contract::ProductKeys;
 use super::{
     read::{CacheStatus, ProductRead, VersionedBody},
     redis::{CacheError, RedisClient},
+    versioned::NearCacheConfig,
 };
 use crate::{db, error::Result, hooks::Hooks, model::ProductState};
 
@@ -36,6 +37,7 @@ pub struct CacheStats {
 #[derive(Clone)]
 pub(super) struct CacheMetrics {
     hits: Counter,
+    near_hits: Counter,
     misses: Counter,
     bypasses: Counter,
     pub fills_refused: Counter,
@@ -50,6 +52,7 @@ impl CacheMetrics {
         let reads = |result: &'static str| metrics::counter!("cache_reads_total", "strategy" => name, "result" => result);
         Self {
             hits: reads("hit"),
+            near_hits: reads("near"),
             misses: reads("miss"),
             bypasses: reads("bypass"),
             fills_refused: metrics::counter!("cache_fills_refused_total", "strategy" => name),
@@ -62,6 +65,7 @@ impl CacheMetrics {
     pub(super) fn count_read(&self, read: &ProductRead) {
         match read.status {
             CacheStatus::Hit => self.hits.increment(1),
+            CacheStatus::Near => self.near_hits.increment(1),
             CacheStatus::Miss => self.misses.increment(1),
             CacheStatus::Bypass => self.bypasses.increment(1),
         }
@@ -73,6 +77,8 @@ pub(super) struct CacheBackend {
     redis: Option<RedisClient>,
     prefix: String,
     ttl: Duration,
+    /// `SHOPNOW_NEAR_CACHE*`, for `versioned`.
+    pub near: NearCacheConfig,
     pub hooks: Hooks,
     pub stats: Arc<CacheStats>,
     pub metrics: CacheMetrics,
@@ -84,12 +90,14 @@ impl CacheBackend {
         redis: Option<RedisClient>,
         prefix: String,
         ttl: Duration,
+        near: NearCacheConfig,
         hooks: Hooks,
     ) -> Self {
         Self {
             redis,
             prefix,
             ttl,
+            near,
             hooks,
             stats: Arc::default(),
             metrics: CacheMetrics::new(strategy),
@@ -104,6 +112,10 @@ impl CacheBackend {
         self.redis
             .as_ref()
             .expect("Redis strategies are built with a client")
+    }
+
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub(super) fn keys(&self, id: i64) -> ProductKeys<'_> {

@@ -47,7 +47,7 @@ pub use self::{
     backend::CacheStats,
     read::CachedCopy,
     redis::{RedisConfig, RedisTlsFiles},
-    versioned::CONVERGENCE_BOUND,
+    versioned::{NearCacheConfig, CONVERGENCE_BOUND},
 };
 pub(crate) use self::{
     read::{CacheStatus, ProductRead, VersionedBody},
@@ -193,6 +193,8 @@ pub struct CacheConfig {
     pub prefix: String,
     /// TTL of `ttl`/`delete` entries, and the safety TTL of every `versioned` key.
     pub ttl: Duration,
+    /// The near cache of `versioned` (`SHOPNOW_NEAR_CACHE*`).
+    pub near: NearCacheConfig,
 }
 
 /// What `/readyz` reports for the cache.
@@ -239,6 +241,7 @@ impl ProductCache {
             client,
             cache.prefix.clone(),
             cache.ttl,
+            cache.near.clone(),
             hooks,
         );
         Ok(Self {

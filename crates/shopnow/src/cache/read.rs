@@ -9,6 +9,8 @@ use crate::model::{Product, ProductState, Reservations};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheStatus {
     Hit,
+    /// A hit served from the instance's memory (the near cache).
+    Near,
     Miss,
     /// The cache was not used, or not reachable.
     Bypass,
@@ -18,6 +20,7 @@ impl CacheStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
+            Self::Near => "near",
             Self::Miss => "miss",
             Self::Bypass => "bypass",
         }

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use redis::{Cmd, FromRedisValue, ScriptInvocation, Value};
 
 use super::{
@@ -33,6 +34,9 @@ pub(crate) struct RedisClient {
     required_replicas: Arc<AtomicU32>,
     /// The `WAIT` after publishes, while `required_replicas` > 0.
     confirmer: Arc<ReplicaConfirmer>,
+    /// One client per node listed, for pub/sub connections (the near cache's channel). A
+    /// cluster relays a `PUBLISH` to every node, so any node serves.
+    subscribers: Arc<Vec<redis::Client>>,
 }
 
 impl RedisClient {
@@ -51,9 +55,21 @@ impl RedisClient {
             required_replicas.clone(),
             config.wait_timeout,
         );
+        let subscribers = config
+            .urls
+            .iter()
+            .map(|url| match &certificates {
+                None => redis::Client::open(url.as_str()),
+                Some(certificates) => {
+                    redis::Client::build_with_tls(url.as_str(), certificates.clone())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .context("REDIS_URL")?;
         Ok(Self {
             reads,
             writes,
+            subscribers: Arc::new(subscribers),
             timeout: config.timeout,
             configured_replicas: config.replicas,
             required_replicas,
@@ -126,6 +142,25 @@ impl RedisClient {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A new pub/sub connection subscribed to `channel`, to the node listed at `attempt`
+    /// (modulo the list's length: a caller that failed tries the next one).
+    pub(crate) async fn subscribe(
+        &self,
+        channel: &str,
+        attempt: usize,
+    ) -> Result<redis::aio::PubSub, CacheError> {
+        let client = &self.subscribers[attempt % self.subscribers.len()];
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(self.timeout, subscribed).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(CacheError::Timeout(self.timeout)),
+        }
     }
 
     /// Whether Redis answers PING now, and if not, why.

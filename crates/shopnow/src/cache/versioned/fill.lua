@@ -6,6 +6,8 @@
 -- ARGV[2]  the copy: '<version>\n' followed by the product JSON (nothing after it for a deletion)
 -- ARGV[3]  safety TTL in seconds
 -- ARGV[4]  the lease token `lease.lua` gave this miss
+-- ARGV[5]  '' without the near cache; with it, the Redis time (ms) by which this fill must land
+--          (`near.rs`: the instances told of it before it stop refusing older copies after)
 --
 -- Returns 1 when the copy was stored, 0 when it was refused.
 
@@ -14,6 +16,12 @@
 -- after taking the lease is at least every version acknowledged so far.
 if redis.call('GET', KEYS[2]) ~= ARGV[4] then
   return 0
+end
+if ARGV[5] ~= '' then
+  local time = redis.call('TIME')
+  if tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > tonumber(ARGV[5]) then
+    return 0
+  end
 end
 
 local current = redis.call('GET', KEYS[1])

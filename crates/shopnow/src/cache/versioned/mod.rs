@@ -29,6 +29,7 @@
 
 mod clock;
 mod history;
+mod near;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -61,6 +62,9 @@ static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pu
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
 static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fill.lua")));
 
+/// How many times a publish tells the near caches again when it landed too late after them.
+const PUBLISH_ATTEMPTS: usize = 3;
+
 /// How many times a miss joins the single flight of its product before it fills on its own.
 const FLIGHT_ROUNDS: usize = 3;
 
@@ -75,8 +79,8 @@ const ABSENT: i64 = 0;
 /// read holds a key this long.
 const ABSENT_TTL_SECS: u64 = 60;
 
-pub use self::history::CONVERGENCE_BOUND;
-use self::{clock::DatabaseClock, history::KnownHistory};
+use self::{clock::DatabaseClock, history::KnownHistory, near::NearCache};
+pub use self::{history::CONVERGENCE_BOUND, near::NearCacheConfig};
 
 pub(super) struct VersionedCache {
     backend: CacheBackend,
@@ -89,11 +93,19 @@ pub(super) struct VersionedCache {
     /// Lease and fence tokens: unique per instance (`instance`) and per use (`next_lease`).
     instance: String,
     next_lease: AtomicU64,
+    /// Copies in this instance's memory (`SHOPNOW_NEAR_CACHE=on`).
+    near: Option<NearCache>,
 }
 
 impl VersionedCache {
     pub(super) fn new(backend: CacheBackend) -> Self {
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let near = backend
+            .near
+            .enabled
+            .then(|| NearCache::new(backend.near.clone(), &instance, backend.prefix()));
         Self {
+            near,
             backend,
             flights: SingleFlight::default(),
             known_history: Arc::default(),
@@ -105,19 +117,27 @@ impl VersionedCache {
                     "result" => outcome.as_str()
                 )
             }),
-            instance: uuid::Uuid::new_v4().simple().to_string(),
+            instance,
             next_lease: AtomicU64::new(1),
         }
     }
 
     async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
+        if let Some(copy) = self.near.as_ref().and_then(|near| near.get(id)) {
+            if self.is_current(&copy) {
+                return Ok(ProductRead {
+                    status: CacheStatus::Near,
+                    ..self.hit(copy)
+                });
+            }
+        }
         let keys = self.backend.keys(id);
         // A follower whose leader's fill was refused (a publish ended its lease meanwhile)
         // joins the flight again: a refused fill costs one more Postgres read, not one per
         // reader waiting for it.
         for _ in 0..FLIGHT_ROUNDS {
             let mark = self.flights.mark();
-            match self.lookup(&keys).await {
+            match self.lookup_for_read(id, &keys).await {
                 Ok(Some(copy)) if self.is_current(&copy) => return Ok(self.hit(copy)),
                 // Missing, or from a history the database no longer has: fill it.
                 Ok(_) => {}
@@ -127,7 +147,7 @@ impl VersionedCache {
                 Turn::Lead(_leader) => {
                     if self.flights.finished_since(mark) {
                         // A flight ended while this lookup ran; it may have filled this product.
-                        match self.lookup(&keys).await {
+                        match self.lookup_for_read(id, &keys).await {
                             Ok(Some(copy)) if self.is_current(&copy) => return Ok(self.hit(copy)),
                             Ok(_) => {}
                             Err(error) => return self.bypass(db, id, error).await,
@@ -152,40 +172,81 @@ impl VersionedCache {
         self.known_history.learn(state.history());
         let keys = self.backend.keys(state.id());
         let redis = self.backend.redis();
-        let fence = if redis.confirms_replication() {
-            self.token("publish")
-        } else {
-            String::new()
-        };
-        let outcome: i64 = redis
-            .invoke_publish(
-                PUBLISH
-                    .key(keys.current())
-                    .key(keys.fill_lease())
-                    .arg(state.stamp())
-                    .arg(encode_state(state))
-                    .arg(self.backend.ttl_secs())
-                    .arg(fence),
-            )
-            .await?;
-        redis.confirm_replicated().await?;
-        match outcome {
-            1 => Ok(Published::Replaced),
-            0 => Ok(Published::NewerKept),
-            2 => Ok(Published::NothingStored),
-            other => Err(CacheError::Protocol(format!(
-                "publish.lua answered {other}"
-            ))),
+        for _ in 0..PUBLISH_ATTEMPTS {
+            // The near caches drop the older copy before Redis shows this one (`near`).
+            let land_by = match &self.near {
+                Some(near) => near
+                    .fan_out(&self.backend, state.id(), state.stamp())
+                    .await?
+                    .to_string(),
+                None => String::new(),
+            };
+            let fence = if redis.confirms_replication() {
+                self.token("publish")
+            } else {
+                String::new()
+            };
+            let outcome: i64 = redis
+                .invoke_publish(
+                    PUBLISH
+                        .key(keys.current())
+                        .key(keys.fill_lease())
+                        .arg(state.stamp())
+                        .arg(encode_state(state))
+                        .arg(self.backend.ttl_secs())
+                        .arg(fence)
+                        .arg(land_by),
+                )
+                .await?;
+            redis.confirm_replicated().await?;
+            return match outcome {
+                1 => Ok(Published::Replaced),
+                0 => Ok(Published::NewerKept),
+                2 => Ok(Published::NothingStored),
+                // Stalled past the near caches' floors: tell them again.
+                3 => continue,
+                other => Err(CacheError::Protocol(format!(
+                    "publish.lua answered {other}"
+                ))),
+            };
         }
+        Err(CacheError::Protocol(format!(
+            "publish.lua: {PUBLISH_ATTEMPTS} publishes landed too late after their fan-out"
+        )))
     }
 
     /// Drops a wrong copy. Writing the row read a moment ago instead could bring back a version
     /// older than one acknowledged meanwhile; the next read fills the key under a lease.
     async fn drop_copy(&self, id: i64) -> Result<(), CacheError> {
+        if let Some(near) = &self.near {
+            // The wrong copy may be in memory too; no version of the product is installed for
+            // a while (the floor `i64::MAX`), then the next reads fill it again.
+            near.fan_out(&self.backend, id, i64::MAX).await?;
+        }
         self.backend
             .redis()
             .query::<()>(redis::cmd("DEL").arg(self.backend.keys(id).current()))
             .await
+    }
+
+    /// `lookup` for a read: with the near cache, a current copy it finds is kept in memory,
+    /// unless an invalidation of the product came while the GET was in flight.
+    async fn lookup_for_read(
+        &self,
+        id: i64,
+        keys: &ProductKeys<'_>,
+    ) -> Result<Option<CachedCopy>, CacheError> {
+        let Some(near) = &self.near else {
+            return self.lookup(keys).await;
+        };
+        let ticket = near.ticket(id);
+        let copy = self.lookup(keys).await?;
+        if let Some(copy) = &copy {
+            if self.is_current(copy) {
+                ticket.install(copy);
+            }
+        }
+        Ok(copy)
     }
 
     /// One GET: the product's versioned copy, if any.
@@ -217,14 +278,20 @@ impl VersionedCache {
     }
 
     /// Learns of new database histories until the task is aborted (`history`).
+    /// With the near cache, also keeps its lease and subscription.
     pub(super) async fn watch_history(&self, db: PgPool) {
-        history::watch(
+        let history = history::watch(
             self.known_history.clone(),
             self.clock.clone(),
             self.backend.clone(),
             db,
-        )
-        .await
+        );
+        match &self.near {
+            Some(near) => {
+                tokio::join!(history, near.run(&self.backend));
+            }
+            None => history.await,
+        }
     }
 
     /// A token no other lease or publish of any instance uses.
@@ -256,6 +323,21 @@ impl VersionedCache {
         if let Some(state) = &state {
             self.known_history.learn(state.history());
         }
+        let mut land_by = String::new();
+        if let (Some(near), Some(state)) = (&self.near, &state) {
+            // What this miss read may be newer than copies held in memory: they go first.
+            match near.fan_out(&self.backend, id, state.stamp()).await {
+                Ok(deadline) => land_by = deadline.to_string(),
+                Err(error) => {
+                    tracing::debug!(product = id, %error, "near caches not told before a fill");
+                    let read_here = ProductRead {
+                        found: VersionedBody::of_state(state),
+                        status: CacheStatus::Miss,
+                    };
+                    return Ok(self.once_published(db, id, read_here).await);
+                }
+            }
+        }
         self.backend.hooks.before_fill(id).await;
         // An id that was never used is cached too, as version 0 without JSON ("absent"), so
         // that reads of invented ids stop reaching Postgres; for a short while only, since
@@ -276,7 +358,8 @@ impl VersionedCache {
                     .arg(stamp)
                     .arg(copy)
                     .arg(ttl)
-                    .arg(&lease),
+                    .arg(&lease)
+                    .arg(land_by),
             )
             .await;
         let read_here = ProductRead {

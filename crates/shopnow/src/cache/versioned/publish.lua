@@ -6,9 +6,12 @@
 -- ARGV[2]  the copy: '<version>\n' followed by the product JSON (nothing after it for a deletion)
 -- ARGV[3]  safety TTL in seconds
 -- ARGV[4]  '' without replicas; with replicas, a token no fill holds (see below)
+-- ARGV[5]  '' without the near cache; with it, the Redis time (ms) by which this publish must
+--          land: the instances told to drop the older copy keep refusing it until then
+--          (`near.rs`)
 --
 -- Returns 1 when the copy was replaced, 0 when the stored copy is as new or newer, 2 when no copy
--- is stored (nothing is written).
+-- is stored (nothing is written), 3 when too late (nothing is done: tell the instances again).
 --
 -- The rule this keeps: once version n was acknowledged, the stored copy is missing or at least n.
 -- A publisher read its row some time ago (it may have stalled since), so what it carries may be
@@ -16,6 +19,13 @@
 -- the newer stays. Over an empty key it is not: the newer copy may have been lost (FLUSHALL,
 -- eviction, restart, expiry) after its acknowledgement, and writing here would bring the older
 -- version back. So a missing copy stays missing, and the next read fills it under a lease.
+
+if ARGV[5] ~= '' then
+  local time = redis.call('TIME')
+  if tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > tonumber(ARGV[5]) then
+    return 3
+  end
+end
 
 -- Every fill that read Postgres before this write is refused from now on: the lease ends. With
 -- replicas it is replaced by a fresh token instead of deleted (a miss that takes it now reads
