@@ -19,6 +19,9 @@ Parts (--only a,b; the default is every part but soak):
             bulk UPDATE of 100,000 products (time to publish all, API writes meanwhile)
   replica   what a replica costs a write (SHOPNOW_REDIS_REPLICAS=1, a real replica)
   tls       the cached read over TLS (rediss://) against plain TCP
+  near      the near cache (SHOPNOW_NEAR_CACHE=on), two instances per deployment: the hot read
+            against the bare handler and Redis commands per read, writes to a product both
+            instances hold, a flash sale with reads on one instance and writes on the other
   soak      10 minutes of mixed load on two instances, one scraped, one not: memory over time
 """
 
@@ -42,7 +45,7 @@ TESTKIT = None  # the testkit binary, from --testkit
 PRODUCTS = 10_000
 STRATEGIES = ["versioned", "ttl", "delete", "none", "article"]
 DEFAULT_PARTS = ["hot", "spread", "writes", "orders", "flash", "memory", "missing", "outside",
-                 "replica", "tls"]
+                 "replica", "tls", "near"]
 ALL_PARTS = DEFAULT_PARTS + ["soak"]
 
 
@@ -408,6 +411,10 @@ def main():
             log("TLS to Redis: the cached read")
             results["tls"] = tls(bench, args.hot_rounds, w)
 
+        if "near" in parts:
+            log("near cache: two instances with it, two without, the bare handler")
+            results["near"] = near_cache(bench, args.hot_rounds, args.rounds, args.seconds, w)
+
         if "soak" in parts:
             log(f"soak: {args.soak_minutes} minutes of mixed load, one instance scraped, one not")
             results["soak"] = soak(bench, args.soak_minutes, args.connections)
@@ -422,34 +429,51 @@ def main():
         Path(args.json).write_text(text + "\n")
 
 
-def flash_sale(instance, token, seconds):
-    """Steady writes to one product while wrk reads it; Postgres reads per write, hit ratio."""
+def flash_sale(instance, token, seconds, writer=None, redis=None):
+    """Steady writes to one product (through `writer`, by default the instance read) while wrk
+    reads it; Postgres reads per write, hit ratio, and with `redis`, Redis GETs per read."""
     product = 7
+    writer_url = (writer or instance).url
     before = instance.metrics()
+    gets_before = redis_gets(redis) if redis else 0
     stop = threading.Event()
     writes = [0]
 
-    def writer():
+    def writer_loop():
         next_at = time.time()
         while not stop.is_set():
-            http("POST", f"{instance.url}/v1/products/{product}/stock/adjustments", b'{"delta": -1}', token)
+            http("POST", f"{writer_url}/v1/products/{product}/stock/adjustments", b'{"delta": -1}', token)
             writes[0] += 1
             next_at += 1 / 50
             time.sleep(max(0.0, next_at - time.time()))
 
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=writer_loop)
     thread.start()
     reads = wrk(f"{instance.url}/v1/products/{product}", seconds, 64, 2)
     stop.set()
     thread.join()
     after = instance.metrics()
-    hits = delta(before, after, 'cache_reads_total{strategy="%s",result="hit"}' % instance.strategy)
+    label = 'cache_reads_total{strategy="%s",result="%s"}'
+    hits = (delta(before, after, label % (instance.strategy, "hit"))
+            + delta(before, after, label % (instance.strategy, "near")))
     total = delta(before, after, 'cache_reads_total{strategy="%s"' % instance.strategy)
     database_reads = delta(before, after, 'cache_database_reads_total{strategy="%s"}' % instance.strategy)
-    return {"reads_per_s": reads["rps"], "read_p99_ms": reads["p99_ms"], "writes": writes[0],
-            "postgres_reads": database_reads,
-            "postgres_reads_per_write": database_reads / max(writes[0], 1),
-            "hit_ratio": hits / total if total else 0.0}
+    result = {"reads_per_s": reads["rps"], "read_p99_ms": reads["p99_ms"], "writes": writes[0],
+              "postgres_reads": database_reads,
+              "postgres_reads_per_write": database_reads / max(writes[0], 1),
+              "hit_ratio": hits / total if total else 0.0,
+              "from_memory": delta(before, after, label % (instance.strategy, "near")) / total if total else 0.0}
+    if redis:
+        result["redis_gets_per_read"] = (redis_gets(redis) - gets_before) / max(reads["requests"], 1)
+    return result
+
+
+def redis_gets(redis):
+    """GET calls Redis answered so far (INFO commandstats)."""
+    for line in redis.cli("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_get:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
 
 
 def memory(instance, redis, token, total_writes):
@@ -635,6 +659,60 @@ def tls(bench, rounds, w):
     return results
 
 
+def near_cache(bench, hot_rounds, rounds, seconds, w):
+    """Two deployments of two instances each on a database of their own, one with the near
+    cache, one without, and the bare handler reading the latter's copies."""
+    deployments = {}
+    for name, near in (("near", "on"), ("plain", "off")):
+        db = bench.database()
+        env = {"SHOPNOW_NEAR_CACHE": near, "SHOPNOW_CACHE_PREFIX": f"bench-{name}-pair"}
+        deployments[name] = [bench.start(f"{name}-{n}", db=db, env=env) for n in ("a", "b")]
+    near, plain = deployments["near"], deployments["plain"]
+    for instance in near + plain:
+        wrk(f"{instance.url}/v1/products/42", 1, 4, 1)
+    bare = BareHandler(bench.redis.url, "bench-plain-pair")
+    commands = lambda: int(bench.redis.info("total_commands_processed"))
+
+    def measured(url):
+        before = commands()
+        result = wrk(url, **w)
+        result["redis_commands_per_read"] = (commands() - before) / max(result["requests"], 1)
+        return result
+
+    try:
+        hot = alternate({"bare: axum + one Redis GET": f"{bare.url}/v1/products/42",
+                         "versioned": f"{plain[0].url}/v1/products/42",
+                         "versioned + near cache": f"{near[0].url}/v1/products/42"},
+                        hot_rounds, measured)
+    finally:
+        bare.stop()
+
+    def held_writes(pair):
+        """Stock adjustments of product 1 through one instance while the other reads it."""
+        def measure(url):
+            reader = subprocess.Popen(["wrk", "-t1", "-c2", f"-d{seconds + 1}s",
+                                       f"{pair[1].url}/v1/products/1"], stdout=subprocess.DEVNULL)
+            try:
+                return wrk(url, script="adjust.lua", script_args=[1, bench.token], **w)
+            finally:
+                reader.wait()
+        return measure
+
+    writes = {}
+    for r in range(rounds):
+        for name in (["near", "plain"] if r % 2 == 0 else ["plain", "near"]):
+            label = "versioned + near cache" if name == "near" else "versioned"
+            writes.setdefault(label, []).append(held_writes(deployments[name])(deployments[name][0].url))
+            log(f"  round {r + 1} writes to a held product, {label}: {writes[label][-1]['rps']:.0f} req/s")
+    writes = {name: median_of(runs) for name, runs in writes.items()}
+
+    flash = {}
+    for name, pair in (("versioned + near cache", near), ("versioned", plain)):
+        flash[name] = flash_sale(pair[0], bench.token, seconds, writer=pair[1], redis=bench.redis)
+    bench.retire(*near, *plain)
+    return {"hot": hot, "writes_to_a_held_product": writes, "flash": flash}
+
+
 def soak(bench, minutes, connections):
     """Mixed load on two instances at once for `minutes`; one is scraped every 15 s, the other
     never. Resident memory of both every 10 s."""
@@ -716,6 +794,21 @@ def ratios(results):
         w = replica_part["writes"]
         r["writes_confirmed_over_unconfirmed"] = (w["versioned, SHOPNOW_REDIS_REPLICAS=1"]["rps"]
                                                   / w["versioned, publishes unconfirmed"]["rps"])
+    near_part = results.get("near")
+    if near_part:
+        hot_near = near_part["hot"]
+        bare = hot_near["bare: axum + one Redis GET"]
+        r["near_over_bare"] = hot_near["versioned + near cache"]["rps"] / bare["rps"]
+        r["near_p99_over_bare_p99"] = hot_near["versioned + near cache"]["p99_ms"] / bare["p99_ms"]
+        r["near_redis_commands_per_read"] = hot_near["versioned + near cache"]["redis_commands_per_read"]
+        r["versioned_over_bare_near_part"] = hot_near["versioned"]["rps"] / bare["rps"]
+        held = near_part["writes_to_a_held_product"]
+        r["held_writes_near_over_plain"] = held["versioned + near cache"]["rps"] / held["versioned"]["rps"]
+        r["held_writes_p99_near_minus_plain_ms"] = (held["versioned + near cache"]["p99_ms"]
+                                                    - held["versioned"]["p99_ms"])
+        flash = near_part["flash"]
+        r["flash_reads_near_over_plain"] = (flash["versioned + near cache"]["reads_per_s"]
+                                            / flash["versioned"]["reads_per_s"])
     tls_part = results.get("tls")
     if tls_part:
         r["hot_tls_over_plain"] = tls_part["rediss:// (TLS)"]["rps"] / tls_part["redis:// (plain TCP)"]["rps"]

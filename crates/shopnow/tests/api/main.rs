@@ -12,6 +12,7 @@ mod handoff;
 mod helpers;
 mod holds;
 mod key_loss;
+mod near_cache;
 mod openapi;
 mod ops;
 mod orders;
