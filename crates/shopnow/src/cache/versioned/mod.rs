@@ -26,6 +26,8 @@
 //! - Versions are ordered within a history of the database (`history`): a copy carries a
 //!   stamp, (history, version) in one integer (`shopnow_contract::stamps`), and the scripts
 //!   compare stamps. A copy of a history older than the newest the instance knows is a miss.
+//! - With `SHOPNOW_NEAR_CACHE=on`, copies read are also kept in memory and served from there
+//!   under a lease; every publish, fill and repair tells their holders first (`near`).
 
 mod clock;
 mod history;
