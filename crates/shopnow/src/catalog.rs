@@ -333,7 +333,13 @@ impl Catalog {
             // these products need not wait for the hand-off.
             drop(pass);
             if !unpublished.is_empty() {
-                handoff::hand_off(&catalog.inner.db, &catalog.inner.instance, &unpublished).await;
+                handoff::hand_off(
+                    &catalog.inner.db,
+                    &catalog.inner.instance,
+                    &unpublished,
+                    catalog.inner.cache.handoff_wait(),
+                )
+                .await;
             }
             Ok(answer)
         })

@@ -11,9 +11,11 @@
 //! relays; another instance's relay takes them at once, and the writer answers once they are
 //! gone (published), so the write is visible everywhere when it is acknowledged.
 //!
-//! Bound: the writer waits at most `WAIT`. When nobody can publish (Redis down or refusing
-//! writes for every instance) the write is answered after that, and the relay's repair bound
-//! applies as before; reads meanwhile go to Postgres wherever Redis does not answer them.
+//! Bound: the writer waits at most `WAIT` (plus a near-cache lease with the near cache on: the
+//! other instance's publish may wait that long for a holder, `wait`). When nobody can publish
+//! (Redis down or refusing writes for every instance) the write is answered after that, and
+//! the relay's repair bound applies as before; reads meanwhile go to Postgres wherever Redis
+//! does not answer them.
 
 use std::time::Duration;
 
@@ -22,8 +24,22 @@ use tokio::time::Instant;
 
 use crate::db;
 
-/// Longest time a writer waits for another instance to publish what it could not.
+/// Longest time a writer waits for another instance to publish what it could not, without the
+/// near cache.
 pub(crate) const WAIT: Duration = Duration::from_millis(500);
+
+/// What the near cache adds to a publish at most, beyond its lease: the lease margin
+/// (`lease / 20 + 5 ms`) and two script calls.
+const NEAR_CACHE_SLACK: Duration = Duration::from_millis(100);
+
+/// How long a hand-off waits: `WAIT`, plus, with the near cache, the longest its fan-out may
+/// wait for a holder (a lease, `near_cache_lease`), so that the publish it waits for can finish.
+pub(crate) fn wait(near_cache_lease: Option<Duration>) -> Duration {
+    match near_cache_lease {
+        Some(lease) => WAIT + lease + lease / 20 + NEAR_CACHE_SLACK,
+        None => WAIT,
+    }
+}
 /// First pause before looking again whether the rows are gone; it doubles up to
 /// `LONGEST_PAUSE`. A relay woken by the notification usually publishes within a few
 /// milliseconds.
@@ -52,9 +68,14 @@ impl HandOff {
 }
 
 /// Hands `changes` (product id, version) over to the other instances' relays and waits for
-/// them to be published, at most `WAIT`.
-pub(crate) async fn hand_off(db: &PgPool, instance: &str, changes: &[(i64, i64)]) -> HandOff {
-    let deadline = Instant::now() + WAIT;
+/// them to be published, at most `wait` (see `wait()`).
+pub(crate) async fn hand_off(
+    db: &PgPool,
+    instance: &str,
+    changes: &[(i64, i64)],
+    wait: Duration,
+) -> HandOff {
+    let deadline = Instant::now() + wait;
     let outcome = match db::outbox::hand_off(db, instance, changes).await {
         Ok(()) => wait_until_published(db, changes, deadline).await,
         Err(error) => {
@@ -67,7 +88,7 @@ pub(crate) async fn hand_off(db: &PgPool, instance: &str, changes: &[(i64, i64)]
         // outage is logged once already (`cache::reachability`); the counter below counts them.
         tracing::debug!(
             changes = changes.len(),
-            "no other instance published this instance's unpublished changes within {WAIT:?}; \
+            "no other instance published this instance's unpublished changes within {wait:?}; \
              answering anyway (the relays publish them once one reaches Redis)"
         );
     }
@@ -75,15 +96,15 @@ pub(crate) async fn hand_off(db: &PgPool, instance: &str, changes: &[(i64, i64)]
     outcome
 }
 
-/// Waits until none of `changes` waits for its publish any more, at most `WAIT`; whether
+/// Waits until none of `changes` waits for its publish any more, at most `wait`; whether
 /// they were published by then.
 ///
 /// Also for a read Redis did not answer (`cache::versioned`): it read the row from Postgres,
 /// whose version may still be publishing (by a writer cut off from Redis, through its
 /// hand-off), while the instances that reach Redis serve the version before it. Answering at
 /// once would let a later read elsewhere go back from what this one returned.
-pub(crate) async fn wait_published(db: &PgPool, changes: &[(i64, i64)]) -> bool {
-    wait_until_published(db, changes, Instant::now() + WAIT).await == HandOff::Published
+pub(crate) async fn wait_published(db: &PgPool, changes: &[(i64, i64)], wait: Duration) -> bool {
+    wait_until_published(db, changes, Instant::now() + wait).await == HandOff::Published
 }
 
 async fn wait_until_published(db: &PgPool, changes: &[(i64, i64)], deadline: Instant) -> HandOff {

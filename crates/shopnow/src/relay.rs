@@ -26,7 +26,6 @@ use sqlx::{postgres::PgListener, Connection, PgPool};
 use crate::{
     catalog::Catalog,
     db::{self, outbox::PendingPublish},
-    handoff,
     hooks::PublishSite,
 };
 
@@ -122,8 +121,13 @@ impl RelayMetrics {
 async fn relay_once(catalog: &Catalog, metrics: &RelayMetrics) -> anyhow::Result<Pass> {
     let mut conn = catalog.db().acquire().await?;
     let mut tx = conn.begin().await?;
-    let claimed =
-        db::outbox::claim(&mut tx, catalog.instance(), (GRACE, handoff::WAIT), BATCH).await?;
+    let claimed = db::outbox::claim(
+        &mut tx,
+        catalog.instance(),
+        (GRACE, catalog.cache().handoff_wait()),
+        BATCH,
+    )
+    .await?;
     let mut rows_of: HashMap<i64, Vec<&PendingPublish>> = HashMap::new();
     for row in &claimed {
         rows_of.entry(row.product_id).or_default().push(row);

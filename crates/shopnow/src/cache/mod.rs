@@ -319,6 +319,15 @@ impl ProductCache {
         shopnow_contract::stamps::etag_with_lapsed(history, product.version, product.lapsed())
     }
 
+    /// How long a writer whose publish failed waits for another instance to publish it
+    /// (`handoff::wait`): longer with the near cache, whose publishes may wait for a holder.
+    pub(crate) fn handoff_wait(&self) -> Duration {
+        let near = &self.backend.near;
+        crate::handoff::wait(
+            (near.enabled && self.strategy == CacheStrategy::Versioned).then_some(near.lease),
+        )
+    }
+
     /// Whether committed changes must reach the cache (and so go through the outbox).
     pub fn publishes(&self) -> bool {
         self.imp.publishes()

@@ -14,6 +14,15 @@ fn near_on(config: &mut Config) {
     config.cache.near.enabled = true;
 }
 
+/// An instance with the near cache, on a database of its own, on the Redis at `redis_url`.
+async fn near_app(redis_url: &str) -> TestApp {
+    TestApp::builder()
+        .versioned(redis_url)
+        .with_config(near_on)
+        .spawn()
+        .await
+}
+
 /// Where a read of `id` through `base` came from (`X-Cache`), and the version it answered.
 async fn read(client: &reqwest::Client, base: &str, id: i64) -> (String, i64) {
     let response = client
@@ -49,11 +58,7 @@ fn signal(process: &ShopnowProcess, name: &str) {
 
 #[tokio::test]
 async fn a_write_through_one_instance_is_never_served_older_from_anothers_memory() {
-    let writer = TestApp::builder()
-        .versioned(SHARED_REDIS)
-        .with_config(near_on)
-        .spawn()
-        .await;
+    let writer = near_app(SHARED_REDIS).await;
     let holder = writer.sibling().with_config(near_on).spawn().await;
     let id = writer.create_product("NEAR-1", 1_000).await.id;
     for expected in 2..=11 {
@@ -70,11 +75,7 @@ async fn a_write_through_one_instance_is_never_served_older_from_anothers_memory
 
 #[tokio::test]
 async fn a_holder_paused_longer_than_its_lease_wakes_without_the_copies_it_missed() {
-    let writer = TestApp::builder()
-        .versioned(SHARED_REDIS)
-        .with_config(near_on)
-        .spawn()
-        .await;
+    let writer = near_app(SHARED_REDIS).await;
     let holder = start_process(&writer.config, &[("SHOPNOW_NEAR_CACHE", "on")]);
     let id = writer.create_product("NEAR-PAUSE", 1_000).await.id;
     until_held(&writer.client, &holder.url(), id).await;
@@ -93,11 +94,7 @@ async fn a_holder_paused_longer_than_its_lease_wakes_without_the_copies_it_misse
 
 /// Redis of the test's own: these tests kill subscriptions and flush.
 async fn pair_on(redis: &RedisServer) -> (TestApp, TestApp) {
-    let writer = TestApp::builder()
-        .versioned(&redis.url())
-        .with_config(near_on)
-        .spawn()
-        .await;
+    let writer = near_app(&redis.url()).await;
     let holder = writer.sibling().with_config(near_on).spawn().await;
     (writer, holder)
 }
@@ -147,11 +144,7 @@ async fn a_flush_while_copies_are_held_loses_no_lease() {
 
 #[tokio::test]
 async fn a_holder_cut_off_from_redis_serves_nothing_from_memory() {
-    let writer = TestApp::builder()
-        .versioned(SHARED_REDIS)
-        .with_config(near_on)
-        .spawn()
-        .await;
+    let writer = near_app(SHARED_REDIS).await;
     let link = TcpProxy::start("127.0.0.1:6379".parse().unwrap());
     let holder = writer
         .sibling()
@@ -216,7 +209,7 @@ async fn memory_stays_within_its_bounds_whatever_the_catalog() {
             metric(&text, "near_cache_entries"),
             metric(&text, "near_cache_bytes"),
         );
-        assert!(entries >= 1.0 && entries <= 50.0, "{entries} entries");
+        assert!((1.0..=50.0).contains(&entries), "{entries} entries");
         assert!(bytes <= 16_384.0, "{bytes} bytes");
     }
 }

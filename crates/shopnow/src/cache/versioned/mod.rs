@@ -400,11 +400,12 @@ impl VersionedCache {
     /// `read`, from Postgres, once its version is published: until then the instances that
     /// reach Redis may serve the version before it (a writer cut off from Redis is handing it
     /// to their relays), and a read there that starts after this one answered must not go
-    /// back from it. Waits at most `handoff::WAIT`: when nobody can publish, the read is
+    /// back from it. Waits at most `handoff::wait`: when nobody can publish, the read is
     /// answered all the same (the repair bound of a lost publish applies).
     async fn once_published(&self, db: &PgPool, id: i64, read: ProductRead) -> ProductRead {
         if let Some(body) = &read.found {
-            handoff::wait_published(db, &[(id, body.version)]).await;
+            let near_lease = self.near.as_ref().map(|_| self.backend.near.lease);
+            handoff::wait_published(db, &[(id, body.version)], handoff::wait(near_lease)).await;
         }
         read
     }
