@@ -16,7 +16,7 @@ use shopnow_contract::ProductKeys;
 use super::{
     read::{CacheStatus, ProductRead, VersionedBody},
     redis::{CacheError, RedisClient},
-    versioned::NearCacheConfig,
+    versioned::near_config::NearCacheConfig,
 };
 use crate::{db, error::Result, hooks::Hooks, model::ProductState};
 

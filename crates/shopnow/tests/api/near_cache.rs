@@ -213,3 +213,29 @@ async fn memory_stays_within_its_bounds_whatever_the_catalog() {
         assert!(bytes <= 16_384.0, "{bytes} bytes");
     }
 }
+
+#[tokio::test]
+async fn the_near_cache_keeps_its_promise_on_a_redis_cluster() {
+    let cluster = testkit::RedisCluster::start().await;
+    let on_cluster = |c: &mut Config| {
+        near_on(c);
+        c.redis.urls = cluster.urls();
+        c.redis.cluster = true;
+    };
+    let writer = TestApp::builder()
+        .versioned("redis://unused")
+        .with_config(on_cluster)
+        .spawn()
+        .await;
+    let holder = writer.sibling().with_config(on_cluster).spawn().await;
+    // Enough products that their hash tags land on every master; the registry is on one.
+    for n in 0..6 {
+        let id = writer
+            .create_product(&format!("NEAR-CLUSTER-{n}"), 100)
+            .await
+            .id;
+        until_held(&holder.client, &holder.address, id).await;
+        assert_eq!(writer.adjust(id, -1).await.version, 2);
+        assert_eq!(read(&holder.client, &holder.address, id).await.1, 2);
+    }
+}

@@ -32,6 +32,7 @@
 mod clock;
 mod history;
 mod near;
+pub(super) mod near_config;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -82,7 +83,7 @@ const ABSENT: i64 = 0;
 const ABSENT_TTL_SECS: u64 = 60;
 
 use self::{clock::DatabaseClock, history::KnownHistory, near::NearCache};
-pub use self::{history::CONVERGENCE_BOUND, near::NearCacheConfig};
+pub use self::{history::CONVERGENCE_BOUND, near_config::NearCacheConfig};
 
 pub(super) struct VersionedCache {
     backend: CacheBackend,

@@ -61,33 +61,13 @@ use std::{
 use redis::{Script, Value};
 use tokio::sync::mpsc;
 
-use super::super::{backend::CacheBackend, read::CachedCopy, redis::CacheError};
+use super::{
+    super::{backend::CacheBackend, read::CachedCopy, redis::CacheError},
+    near_config::NearCacheConfig,
+};
 
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("near_renew.lua")));
 static FAN_OUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("near_fan_out.lua")));
-
-/// The near cache's settings (`SHOPNOW_NEAR_CACHE*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NearCacheConfig {
-    pub enabled: bool,
-    /// At most this many products in memory.
-    pub max_entries: usize,
-    /// At most this many bytes of copies in memory (JSON plus bookkeeping).
-    pub max_bytes: usize,
-    /// How long a renewal's lease runs: the longest a paused or cut-off instance delays writes.
-    pub lease: Duration,
-}
-
-impl Default for NearCacheConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            max_entries: 10_000,
-            max_bytes: 64 << 20,
-            lease: Duration::from_millis(500),
-        }
-    }
-}
 
 /// What an entry costs beside its JSON: the map slot, the copy's fields, the CLOCK queue slot.
 const ENTRY_OVERHEAD_BYTES: usize = 128;
