@@ -46,7 +46,8 @@ PRODUCTS = 10_000
 STRATEGIES = ["versioned", "ttl", "delete", "none", "article"]
 DEFAULT_PARTS = ["hot", "spread", "writes", "orders", "flash", "memory", "missing", "outside",
                  "replica", "tls", "near"]
-ALL_PARTS = DEFAULT_PARTS + ["soak"]
+# near-hot: the near part's read comparison alone (a few minutes), to measure a change quickly.
+ALL_PARTS = DEFAULT_PARTS + ["soak", "near-hot"]
 
 
 def log(message):
@@ -110,12 +111,14 @@ class Redis:
 
 class BareHandler:
     """The physical limit of a cached read: axum + one Redis GET of a versioned copy, nothing
-    else (crates/testkit/src/bin/bare-handler.rs), reading the copies under `prefix`."""
+    else (crates/testkit/src/bin/bare-handler.rs), reading the copies under `prefix`. In
+    `memory` mode it answers from a map in its own memory instead: the limit of a read with no
+    round trip (the near cache's)."""
 
-    def __init__(self, redis_url, prefix):
+    def __init__(self, redis_url, prefix, mode="redis"):
         binary = Path(TESTKIT).with_name("bare-handler")
-        self.process = subprocess.Popen([binary, redis_url, prefix], stdout=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen([binary, redis_url, prefix, mode],
+                                        stdout=subprocess.PIPE, text=True)
         self.url = self.process.stdout.readline().strip()
 
     def stop(self):
@@ -411,9 +414,10 @@ def main():
             log("TLS to Redis: the cached read")
             results["tls"] = tls(bench, args.hot_rounds, w)
 
-        if "near" in parts:
-            log("near cache: two instances with it, two without, the bare handler")
-            results["near"] = near_cache(bench, args.hot_rounds, args.rounds, args.seconds, w)
+        if "near" in parts or "near-hot" in parts:
+            log("near cache: two instances with it, two without, the bare handlers")
+            results["near"] = near_cache(bench, args.hot_rounds, args.rounds, args.seconds, w,
+                                         reads_only="near" not in parts)
 
         if "soak" in parts:
             log(f"soak: {args.soak_minutes} minutes of mixed load, one instance scraped, one not")
@@ -659,9 +663,10 @@ def tls(bench, rounds, w):
     return results
 
 
-def near_cache(bench, hot_rounds, rounds, seconds, w):
+def near_cache(bench, hot_rounds, rounds, seconds, w, reads_only=False):
     """Two deployments of two instances each on a database of their own, one with the near
-    cache, one without, and the bare handler reading the latter's copies."""
+    cache, one without, and the bare handlers reading the latter's copies. `reads_only`: the
+    hot read comparison alone."""
     deployments = {}
     for name, near in (("near", "on"), ("plain", "off")):
         db = bench.database()
@@ -671,6 +676,8 @@ def near_cache(bench, hot_rounds, rounds, seconds, w):
     for instance in near + plain:
         wrk(f"{instance.url}/v1/products/42", 1, 4, 1)
     bare = BareHandler(bench.redis.url, "bench-plain-pair")
+    bare_memory = BareHandler(bench.redis.url, "bench-plain-pair", "memory")
+    wrk(f"{bare_memory.url}/v1/products/42", 1, 4, 1)
     commands = lambda: int(bench.redis.info("total_commands_processed"))
 
     def measured(url):
@@ -681,11 +688,17 @@ def near_cache(bench, hot_rounds, rounds, seconds, w):
 
     try:
         hot = alternate({"bare: axum + one Redis GET": f"{bare.url}/v1/products/42",
+                         "bare: axum + a map in memory": f"{bare_memory.url}/v1/products/42",
+                         "livez": f"{near[0].url}/livez",
                          "versioned": f"{plain[0].url}/v1/products/42",
                          "versioned + near cache": f"{near[0].url}/v1/products/42"},
                         hot_rounds, measured)
     finally:
         bare.stop()
+        bare_memory.stop()
+    if reads_only:
+        bench.retire(*near, *plain)
+        return {"hot": hot}
 
     def held_writes(pair):
         """Stock adjustments of product 1 through one instance while the other reads it."""
@@ -802,6 +815,9 @@ def ratios(results):
         r["near_p99_over_bare_p99"] = hot_near["versioned + near cache"]["p99_ms"] / bare["p99_ms"]
         r["near_redis_commands_per_read"] = hot_near["versioned + near cache"]["redis_commands_per_read"]
         r["versioned_over_bare_near_part"] = hot_near["versioned"]["rps"] / bare["rps"]
+        r["near_over_bare_memory"] = (hot_near["versioned + near cache"]["rps"]
+                                      / hot_near["bare: axum + a map in memory"]["rps"])
+    if near_part and "writes_to_a_held_product" in near_part:
         held = near_part["writes_to_a_held_product"]
         r["held_writes_near_over_plain"] = held["versioned + near cache"]["rps"] / held["versioned"]["rps"]
         r["held_writes_p99_near_minus_plain_ms"] = (held["versioned + near cache"]["p99_ms"]

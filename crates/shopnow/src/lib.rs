@@ -5,7 +5,7 @@
 //! # Layout
 //! Arrows only go down this list:
 //! - `cli` parses the command line; `app` builds and runs one instance from a `config`.
-//! - `http`: the routes (one module per resource), their state, errors and middleware, and the
+//! - `http`: the routes (one module per resource), their state, errors and edge (ids, limits, metrics), and the
 //!   server loop with the limits of the HTTP edge.
 //! - `relay`, `sampler` and `janitor`: the background tasks that work through the catalog
 //!   (outbox relay, consistency sampler, expiry of old rows).

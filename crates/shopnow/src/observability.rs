@@ -1,5 +1,5 @@
-//! Logs and metrics: the tracing subscriber, the Prometheus recorder, and the middleware that
-//! counts and times every request by its matched route.
+//! Logs and metrics: the tracing subscriber, the Prometheus recorder, and what the edge calls to
+//! count and time every request by its matched route.
 //!
 //! Memory stays bounded whether or not anyone scrapes `/metrics`: every label comes from a
 //! bounded set (a known method or `other`, a matched route or `unmatched`, a status code), and

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::middleware::AccessLog;
+use super::edge::AccessLog;
 
 /// The HTTP settings (`SHOPNOW_BODY_LIMIT_BYTES`, `SHOPNOW_*_TIMEOUT_MS`, ...).
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 //!
 //! Handlers return `Result<_, ApiError>`. Internal failures are answered with a generic message,
 //! so SQL, stack traces and secrets never reach a client; their cause goes to the access log
-//! (`middleware::observe`), on the line that carries the request's id.
+//! (`edge::Edge`), on the line that carries the request's id.
 
 use axum::{
     http::{header, HeaderValue, StatusCode},

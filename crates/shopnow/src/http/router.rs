@@ -1,21 +1,17 @@
 //! The one place routes are joined: every resource's routes with the OpenAPI document, then the
-//! middleware stack, read from the outside in. Route modules never import this one.
+//! edge every request passes (`edge`). Route modules never import this one.
 
 use axum::{extract::DefaultBodyLimit, http::StatusCode, Router};
 use tower::ServiceBuilder;
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
-};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
     config::HttpConfig,
+    edge::EdgePolicy,
     error::{ApiError, ErrorCode},
     holds,
-    middleware::{self, FastRequestId, Limits, Observe, REQUEST_ID},
     openapi::ApiDoc,
     ops, orders, products,
     state::AppState,
@@ -35,9 +31,8 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     api().into_openapi()
 }
 
-/// The routes with their middleware, read from the outside in: request id, access log and
-/// metrics, panic catcher, limits (head and target size, the body read within its size and
-/// time), the handler's time limit, then the routes.
+/// The routes behind the edge (`edge::Edge`: request id, limits of head, body and time, panic
+/// catcher, access log and metrics), then axum's body limit for the extractors.
 pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
     let (api, openapi) = api().split_for_parts();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
@@ -51,31 +46,14 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         })
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(middleware::sanitize_request_id))
-                .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(axum::middleware::from_fn_with_state(
-                    Observe {
-                        access_log: config.access_log,
-                        slow_request: config.slow_request,
-                    },
-                    middleware::observe,
-                ))
-                .layer(CatchPanicLayer::custom(|panic| {
-                    axum::response::IntoResponse::into_response(ApiError::panicked(panic))
-                }))
-                .layer(axum::middleware::from_fn_with_state(
-                    Limits {
-                        max_header_bytes: config.max_header_bytes,
-                        body_limit_bytes: config.body_limit_bytes,
-                        body_read_timeout: config.body_read_timeout,
-                    },
-                    middleware::limits,
-                ))
-                .layer(axum::middleware::from_fn_with_state(
-                    config.request_timeout,
-                    middleware::time_limit,
-                ))
+                .layer(EdgePolicy {
+                    access_log: config.access_log,
+                    slow_request: config.slow_request,
+                    max_header_bytes: config.max_header_bytes,
+                    body_limit_bytes: config.body_limit_bytes,
+                    body_read_timeout: config.body_read_timeout,
+                    request_timeout: config.request_timeout,
+                })
                 .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
         )
         .with_state(state)

@@ -23,7 +23,7 @@ use std::{
     future::Future,
     os::fd::{AsRawFd, BorrowedFd, RawFd},
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     task::{ready, Context, Poll},
@@ -64,7 +64,7 @@ pub(crate) async fn serve(
         // The watchdog below enforces the head and idle timeouts.
         .header_read_timeout(None)
         // Room for a head of twice the configured cap, so that heads between the two get the
-        // API's JSON 431 (`middleware::limits`) and only larger ones hyper's own 431.
+        // API's JSON 431 (`edge::Edge`) and only larger ones hyper's own 431.
         .max_buf_size((2 * config.max_header_bytes).max(8192));
     let limits = Limits {
         header_read_timeout: config.header_read_timeout,
@@ -243,12 +243,20 @@ struct Limits {
 impl Limits {
     /// Resolves when the connection has waited too long in its phase: the connection is then
     /// dropped (closed). A busy connection is never cut here: the request timeout bounds it.
+    ///
+    /// Phases change twice or three times per request, and waking the watchdog each time cost
+    /// a task wake-up (often another worker thread's) per change. So phases change silently,
+    /// and the watchdog looks at the connection at its current phase's deadline, and at least
+    /// once every `min(head timeout, idle timeout)`: a phase that began after one look has a
+    /// deadline no earlier than the next look, so none is missed and none is enforced late.
     async fn watch(self, activity: &Activity) {
+        let look_every = self.header_read_timeout.min(self.idle_timeout);
         loop {
-            // Registered before the phase is read, so that no change between the two is missed.
-            let changed = activity.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
+            // Registered before the state is read, so that a close between the two is not
+            // missed.
+            let closing = activity.closing_changed.notified();
+            tokio::pin!(closing);
+            closing.as_mut().enable();
             let (phase, since) = activity.current();
             // Told to close while waiting for a request; a request that began meanwhile is
             // answered first.
@@ -256,22 +264,20 @@ impl Limits {
                 tracing::debug!("closing a waiting connection to make room for a new one");
                 return;
             }
-            let limit = match phase {
-                Phase::Idle => self.idle_timeout,
-                Phase::Fresh | Phase::ReadingHead => self.header_read_timeout,
-                Phase::Busy => {
-                    changed.await;
-                    continue;
-                }
+            let deadline = match phase {
+                Phase::Idle => Some(since + self.idle_timeout),
+                Phase::Fresh | Phase::ReadingHead => Some(since + self.header_read_timeout),
+                Phase::Busy => None,
             };
+            let now = Instant::now();
+            if deadline.is_some_and(|deadline| deadline <= now) {
+                tracing::debug!(?phase, "closing a connection past its timeout");
+                return;
+            }
+            let next_look = deadline.map_or(now + look_every, |d| d.min(now + look_every));
             tokio::select! {
-                () = tokio::time::sleep_until(since + limit) => {
-                    if activity.current() == (phase, since) {
-                        tracing::debug!(?phase, ?limit, "closing a connection past its timeout");
-                        return;
-                    }
-                }
-                () = changed => {}
+                () = tokio::time::sleep_until(next_look) => {}
+                () = closing => {}
             }
         }
     }
@@ -290,16 +296,42 @@ enum Phase {
     Busy = 3,
 }
 
+/// The phase of one connection and when it began, in one word (so that no reader sees a phase
+/// with another phase's start): the start in milliseconds from `Activity::origin`, shifted
+/// left by two bits, with the phase in the low two bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct State(u64);
+
+impl State {
+    fn new(phase: Phase, since_ms: u64) -> Self {
+        Self(since_ms << 2 | phase as u64)
+    }
+
+    fn phase(self) -> Phase {
+        match self.0 & 0b11 {
+            0 => Phase::Fresh,
+            1 => Phase::Idle,
+            2 => Phase::ReadingHead,
+            _ => Phase::Busy,
+        }
+    }
+
+    fn since_ms(self) -> u64 {
+        self.0 >> 2
+    }
+}
+
 /// The phase of one connection and when it began, shared by its reader, its service, its
 /// watchdog and the accept loop (which may tell it to close).
 struct Activity {
     /// The connection's socket, open for as long as the connection is registered.
     socket: RawFd,
-    phase: AtomicU8,
-    /// Milliseconds from `origin` to the start of the phase.
-    since_ms: AtomicU64,
+    /// A `State`.
+    state: AtomicU64,
     origin: Instant,
-    changed: Notify,
+    /// Rung when the connection is told to close, and after that at every change of phase
+    /// (the watchdog then waits for the request in progress to end).
+    closing_changed: Notify,
     /// Told to close, to make room for a new connection.
     closing: AtomicBool,
     /// An answer of the API is written but not yet flushed (`answering`, `on_flushed`).
@@ -313,10 +345,9 @@ impl Activity {
     fn new(socket: RawFd, room: Arc<Notify>, room_wanted: Arc<AtomicBool>) -> Self {
         Self {
             socket,
-            phase: AtomicU8::new(Phase::Fresh as u8),
-            since_ms: AtomicU64::new(0),
+            state: AtomicU64::new(State::new(Phase::Fresh, 0).0),
             origin: Instant::now(),
-            changed: Notify::new(),
+            closing_changed: Notify::new(),
             closing: AtomicBool::new(false),
             answer_pending: AtomicBool::new(false),
             room,
@@ -324,50 +355,57 @@ impl Activity {
         }
     }
 
-    fn current(&self) -> (Phase, Instant) {
-        let phase = match self.phase.load(Ordering::Acquire) {
-            0 => Phase::Fresh,
-            1 => Phase::Idle,
-            2 => Phase::ReadingHead,
-            _ => Phase::Busy,
-        };
-        let since = self.origin + Duration::from_millis(self.since_ms.load(Ordering::Acquire));
-        (phase, since)
+    fn state(&self) -> State {
+        State(self.state.load(Ordering::SeqCst))
     }
 
+    fn current(&self) -> (Phase, Instant) {
+        let state = self.state();
+        (
+            state.phase(),
+            self.origin + Duration::from_millis(state.since_ms()),
+        )
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Enters `phase`. Only a connection told to close wakes its watchdog for it.
     fn enter(&self, phase: Phase) {
-        self.since_ms
-            .store(self.origin.elapsed().as_millis() as u64, Ordering::Release);
-        self.phase.store(phase as u8, Ordering::Release);
-        self.changed.notify_waiters();
+        // A busy phase has no deadline, so its start is not worth a look at the clock.
+        let since_ms = if phase == Phase::Busy {
+            self.state().since_ms()
+        } else {
+            self.now_ms()
+        };
+        self.state
+            .store(State::new(phase, since_ms).0, Ordering::SeqCst);
+        // Sequentially consistent with `close`: either this sees the flag, or the watchdog
+        // woken by `close` sees this phase.
+        if self.is_closing() {
+            self.closing_changed.notify_waiters();
+        }
     }
 
     /// The first bytes of a connection, or after an idle phase, start a request head. A new
     /// connection keeps its start: its whole first head must arrive within the head timeout
     /// of the accept.
     fn on_read(&self) {
-        let started_head = |from: Phase| {
-            self.phase
-                .compare_exchange(
-                    from as u8,
-                    Phase::ReadingHead as u8,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
+        let state = self.state();
+        let reading = match state.phase() {
+            Phase::Fresh => State::new(Phase::ReadingHead, state.since_ms()),
+            Phase::Idle => State::new(Phase::ReadingHead, self.now_ms()),
+            Phase::ReadingHead | Phase::Busy => return,
         };
-        if started_head(Phase::Fresh) {
-            self.changed.notify_waiters();
-        } else if started_head(Phase::Idle) {
-            self.since_ms
-                .store(self.origin.elapsed().as_millis() as u64, Ordering::Release);
-            self.changed.notify_waiters();
-        }
+        // Lost only to a change by the service, which then knows better.
+        let _ = self
+            .state
+            .compare_exchange(state.0, reading.0, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// The handler has answered: the connection is idle, but its answer is not written yet.
-    /// Flagged rather than a phase of its own, so that a request costs no more wake-ups of the
-    /// watchdog than its start and its end.
+    /// Flagged rather than a phase of its own, so that the watchdog need not look at it.
     fn answering(&self) {
         self.answer_pending.store(true, Ordering::Release);
         self.enter(Phase::Idle);
@@ -378,11 +416,11 @@ impl Activity {
         if !self.answer_pending.load(Ordering::Relaxed) {
             return;
         }
-        self.answer_pending.store(false, Ordering::Release);
+        self.answer_pending.store(false, Ordering::SeqCst);
         // Only in the rare cases where someone waits for this: a watchdog told to close the
         // connection once its answer is out, an accept loop waiting for room.
         if self.is_closing() {
-            self.changed.notify_waiters();
+            self.closing_changed.notify_waiters();
         }
         if self.room_wanted.load(Ordering::Acquire) {
             self.room.notify_waiters();
@@ -391,16 +429,16 @@ impl Activity {
 
     /// Whether an answer of the API is being written (closing now would lose it).
     fn is_answering(&self) -> bool {
-        self.answer_pending.load(Ordering::Acquire)
+        self.answer_pending.load(Ordering::SeqCst)
     }
 
     fn close(&self) {
-        self.closing.store(true, Ordering::Release);
-        self.changed.notify_waiters();
+        self.closing.store(true, Ordering::SeqCst);
+        self.closing_changed.notify_waiters();
     }
 
     fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Whether the socket has nothing to read: no byte of a request, no end of file. Called

@@ -79,6 +79,38 @@ async fn a_client_trickling_a_request_head_is_cut_off() {
     assert!(started.elapsed() >= Duration::from_millis(400));
 }
 
+/// The head timeout of a kept-alive connection's next request runs from its first byte, and
+/// the watchdog, which sleeps through phases, still enforces it long before the idle timeout.
+#[tokio::test]
+async fn a_kept_alive_connection_stalling_in_its_next_head_is_cut_off_at_the_head_timeout() {
+    let app = TestApp::builder()
+        .with_config(|c| {
+            c.http.header_read_timeout = Duration::from_millis(500);
+            c.http.idle_timeout = Duration::from_secs(30);
+        })
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(address(&app)).await.unwrap();
+    let (status, _) = exchange(&mut stream, LIVEZ).await.unwrap();
+    assert_eq!(status, 200);
+    // Idle for most of a head timeout, then half a head, then nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let stalled = Instant::now();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).await,
+        "a connection stalled in its second head outlived the head timeout"
+    );
+    let took = stalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "cut off after {took:?}, before its head timeout"
+    );
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_closed_but_a_busy_one_is_kept_alive() {
     let app = TestApp::builder()
