@@ -7,10 +7,11 @@
 //! thread of their own, not only when `/metrics` is rendered.
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     sync::{
         atomic::{AtomicU8, Ordering},
-        Arc, OnceLock, RwLock,
+        OnceLock,
     },
     time::Duration,
 };
@@ -99,76 +100,48 @@ const KNOWN_METHODS: [Method; 7] = [
 const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// The counter and histogram of one method, route and status.
-#[derive(Clone)]
 struct RequestSeries {
     requests: Counter,
     duration: Histogram,
 }
 
-/// Per route, the series of each method and status, registered on first use. Looking one up
-/// allocates nothing; only the first request of a combination builds its label strings.
-#[derive(Default)]
-struct HttpMetrics {
-    routes: RwLock<HashMap<Box<str>, Arc<RouteSeries>>>,
+thread_local! {
+    /// Per route, then per (index in `KNOWN_METHODS`, or its length for `other`) << 16 |
+    /// status, the series this thread has recorded to. Looking one up allocates nothing, takes
+    /// no lock and touches no memory another thread writes; only a thread's first request of a
+    /// combination builds its label strings (and finds the series the registry already has).
+    static REQUEST_SERIES: RefCell<HashMap<Box<str>, HashMap<u32, RequestSeries>>> =
+        RefCell::new(HashMap::new());
 }
 
-#[derive(Default)]
-struct RouteSeries {
-    /// Keyed by (index in `KNOWN_METHODS`, or its length for `other`) << 16 | status.
-    series: RwLock<HashMap<u32, RequestSeries>>,
-}
-
-impl HttpMetrics {
-    fn global() -> &'static Self {
-        static METRICS: OnceLock<HttpMetrics> = OnceLock::new();
-        METRICS.get_or_init(Self::default)
-    }
-
-    fn series(&self, method: &Method, route: &str, status: u16) -> RequestSeries {
-        let route_series = self.route(route);
-        let method_index = KNOWN_METHODS
-            .iter()
-            .position(|known| known == method)
-            .unwrap_or(KNOWN_METHODS.len());
-        let key = (method_index as u32) << 16 | u32::from(status);
-        if let Some(series) = read(&route_series.series).get(&key) {
-            return series.clone();
-        }
-        let method_label = KNOWN_METHODS
-            .get(method_index)
-            .map_or("other", Method::as_str);
-        let labels = [
-            ("method", method_label.to_owned()),
-            ("route", route.to_owned()),
-            ("status", status.to_string()),
-        ];
-        let series = write(&route_series.series)
-            .entry(key)
-            .or_insert_with(|| RequestSeries {
+/// Runs `record` on the series of `method`, `route` and `status`.
+fn with_series(method: &Method, route: &str, status: u16, record: impl FnOnce(&RequestSeries)) {
+    let method_index = KNOWN_METHODS
+        .iter()
+        .position(|known| known == method)
+        .unwrap_or(KNOWN_METHODS.len());
+    let key = (method_index as u32) << 16 | u32::from(status);
+    let series_in = |by_status: &mut HashMap<u32, RequestSeries>| {
+        let series = by_status.entry(key).or_insert_with(|| {
+            let method_label = KNOWN_METHODS
+                .get(method_index)
+                .map_or("other", Method::as_str);
+            let labels = [
+                ("method", method_label.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ];
+            RequestSeries {
                 requests: metrics::counter!("http_requests_total", &labels),
                 duration: metrics::histogram!("http_request_duration_seconds", &labels),
-            })
-            .clone();
-        series
-    }
-
-    fn route(&self, route: &str) -> Arc<RouteSeries> {
-        if let Some(series) = read(&self.routes).get(route) {
-            return series.clone();
-        }
-        let series = write(&self.routes).entry(route.into()).or_default().clone();
-        series
-    }
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+            }
+        });
+        record(series);
+    };
+    REQUEST_SERIES.with_borrow_mut(|routes| match routes.get_mut(route) {
+        Some(by_status) => series_in(by_status),
+        None => series_in(routes.entry(route.into()).or_default()),
+    });
 }
 
 /// Records what `/readyz` answered: `instance_ready` (1 or 0) and, when it differs from the
@@ -195,7 +168,8 @@ pub(crate) fn record_request(
     took: Duration,
 ) {
     let route = route.unwrap_or(UNMATCHED_ROUTE);
-    let series = HttpMetrics::global().series(method, route, status.as_u16());
-    series.requests.increment(1);
-    series.duration.record(took.as_secs_f64());
+    with_series(method, route, status.as_u16(), |series| {
+        series.requests.increment(1);
+        series.duration.record(took.as_secs_f64());
+    });
 }

@@ -118,28 +118,30 @@ where
         let span = tracing::debug_span!("request", %method, uri = %request.uri(),
                                         request_id = id.to_str().unwrap_or_default());
         let work = policy.start(&mut self.inner, request);
-        Box::pin(
-            async move {
-                let mut response = match work {
-                    Work::Answered(response) => response,
-                    Work::Handler(handler) => policy.finish(handler).await,
-                    Work::AfterBody(work) => work.await,
-                };
-                let took = started.elapsed();
-                observability::record_request(
-                    &method,
-                    route.as_ref().map(MatchedPath::as_str),
-                    response.status(),
-                    took,
-                );
-                if let Some(uri) = uri {
-                    policy.log(&response, &id, &method, &uri, took);
-                }
-                response.headers_mut().insert(REQUEST_ID, id);
-                Ok(response)
+        let answered = async move {
+            let mut response = match work {
+                Work::Answered(response) => response,
+                Work::Handler(handler) => policy.finish(handler).await,
+                Work::AfterBody(work) => work.await,
+            };
+            let took = started.elapsed();
+            observability::record_request(
+                &method,
+                route.as_ref().map(MatchedPath::as_str),
+                response.status(),
+                took,
+            );
+            if let Some(uri) = uri {
+                policy.log(&response, &id, &method, &uri, took);
             }
-            .instrument(span),
-        )
+            response.headers_mut().insert(REQUEST_ID, id);
+            Ok(response)
+        };
+        if span.is_disabled() {
+            Box::pin(answered)
+        } else {
+            Box::pin(answered.instrument(span))
+        }
     }
 }
 
