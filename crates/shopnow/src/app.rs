@@ -4,7 +4,6 @@
 use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context;
-use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -23,7 +22,7 @@ use crate::{
 /// A built instance: its listener is bound, so its address is known before it serves.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    api: http::Api,
     lifecycle: Lifecycle,
     catalog: Catalog,
     config: Config,
@@ -71,13 +70,13 @@ impl Application {
             lifecycle.clone(),
             config.hold_ttl_secs,
         );
-        let router = http::router(state, &config.http);
+        let api = http::api(state, &config.http);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding SHOPNOW_LISTEN={}", config.listen))?;
         Ok(Self {
             listener,
-            router,
+            api,
             lifecycle,
             catalog,
             config,
@@ -110,7 +109,7 @@ impl Application {
         tracing::info!(address = %self.local_addr(), "listening");
         let Self {
             listener,
-            router,
+            api,
             lifecycle,
             catalog,
             config,
@@ -126,7 +125,7 @@ impl Application {
             tokio::time::sleep(drain_delay).await;
             let _ = draining_tx.send(());
         };
-        let server = http::serve(listener, router, &config.http, graceful);
+        let server = http::serve(listener, api, &config.http, graceful);
         let deadline = async move {
             if draining_rx.await.is_ok() {
                 tokio::time::sleep(config.http.shutdown_timeout).await;

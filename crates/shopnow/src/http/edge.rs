@@ -76,10 +76,24 @@ pub(super) struct EdgePolicy {
 impl<S> Layer<S> for EdgePolicy {
     type Service = Edge<S>;
 
+    /// `inner` behind the edge, as a layer of axum's router: the request's route label is the
+    /// route the router matched.
     fn layer(&self, inner: S) -> Edge<S> {
         Edge {
             inner,
             policy: *self,
+            route: None,
+        }
+    }
+}
+
+impl EdgePolicy {
+    /// `inner`, which serves one route only, behind the edge (outside axum's router).
+    pub(super) fn serving<S>(self, route: &'static str, inner: S) -> Edge<S> {
+        Edge {
+            inner,
+            policy: self,
+            route: Some(route),
         }
     }
 }
@@ -89,6 +103,26 @@ impl<S> Layer<S> for EdgePolicy {
 pub(super) struct Edge<S> {
     inner: S,
     policy: EdgePolicy,
+    /// The route label of every request, for a service that serves one route; else the
+    /// route axum's router matched (`MatchedPath`).
+    route: Option<&'static str>,
+}
+
+/// The route a request is counted under in the metrics.
+enum RouteLabel {
+    Fixed(&'static str),
+    Matched(MatchedPath),
+    Unmatched,
+}
+
+impl RouteLabel {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Fixed(route) => Some(route),
+            Self::Matched(route) => Some(route.as_str()),
+            Self::Unmatched => None,
+        }
+    }
 }
 
 impl<S> Service<Request> for Edge<S>
@@ -110,7 +144,11 @@ where
         let policy = self.policy;
         let started = Instant::now();
         let id = request_id(request.headers());
-        let route = request.extensions().get::<MatchedPath>().cloned();
+        let route = match (self.route, request.extensions().get::<MatchedPath>()) {
+            (Some(route), _) => RouteLabel::Fixed(route),
+            (None, Some(matched)) => RouteLabel::Matched(matched.clone()),
+            (None, None) => RouteLabel::Unmatched,
+        };
         let method = request.method().clone();
         let uri = (policy.access_log != AccessLog::Off).then(|| request.uri().clone());
         // Events logged while the request runs belong to this span, free unless `RUST_LOG`
@@ -125,12 +163,7 @@ where
                 Work::AfterBody(work) => work.await,
             };
             let took = started.elapsed();
-            observability::record_request(
-                &method,
-                route.as_ref().map(MatchedPath::as_str),
-                response.status(),
-                took,
-            );
+            observability::record_request(&method, route.as_str(), response.status(), took);
             if let Some(uri) = uri {
                 policy.log(&response, &id, &method, &uri, took);
             }

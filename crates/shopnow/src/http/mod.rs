@@ -28,4 +28,8 @@ mod server;
 mod state;
 
 pub use self::{config::HttpConfig, edge::AccessLog, router::openapi_document};
-pub(crate) use self::{router::router, server::serve, state::AppState};
+pub(crate) use self::{
+    router::{api, Api},
+    server::serve,
+    state::AppState,
+};

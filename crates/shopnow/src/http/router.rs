@@ -1,24 +1,31 @@
-//! The one place routes are joined: every resource's routes with the OpenAPI document, then the
-//! edge every request passes (`edge`). Route modules never import this one.
+//! The one place routes are joined: every resource's routes with the OpenAPI document, behind the
+//! edge every request passes (`edge`), and the product read served past the router (`Api`).
+//! Route modules never import this one.
 
-use axum::{extract::DefaultBodyLimit, http::StatusCode, Router};
-use tower::ServiceBuilder;
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    http::StatusCode,
+    response::Response,
+    Router,
+};
+use tower::{ServiceBuilder, ServiceExt};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
     config::HttpConfig,
-    edge::EdgePolicy,
+    edge::{Edge, EdgePolicy},
     error::{ApiError, ErrorCode},
     holds,
     openapi::ApiDoc,
-    ops, orders, products,
+    ops, orders,
+    products::{self, ProductReads, PRODUCT_READ_ROUTE},
     state::AppState,
 };
 
 /// Every documented route.
-fn api() -> OpenApiRouter<AppState> {
+fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::router())
         .merge(products::router())
@@ -28,14 +35,53 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, as `/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    documented_routes().into_openapi()
+}
+
+/// The API as the server calls it: the hot product read past the router, every other request
+/// through it (`products::ProductReads` says why). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Api {
+    router: Router,
+    product_reads: Edge<ProductReads>,
+}
+
+impl Api {
+    pub(crate) async fn answer(self, request: Request) -> Response {
+        let answered = if ProductReads::hot_read_id(&request).is_some() {
+            self.product_reads.oneshot(request).await
+        } else {
+            self.router.oneshot(request).await
+        };
+        match answered {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// The API: the routes and the product read's shortcut, each behind the edge.
+pub(crate) fn api(state: AppState, config: &HttpConfig) -> Api {
+    let edge = EdgePolicy {
+        access_log: config.access_log,
+        slow_request: config.slow_request,
+        max_header_bytes: config.max_header_bytes,
+        body_limit_bytes: config.body_limit_bytes,
+        body_read_timeout: config.body_read_timeout,
+        request_timeout: config.request_timeout,
+    };
+    Api {
+        product_reads: edge.serving(PRODUCT_READ_ROUTE, ProductReads::new(state.clone())),
+        router: router(state, edge, config.body_limit_bytes),
+    }
 }
 
 /// The routes behind the edge (`edge::Edge`: request id, limits of head, body and time, panic
 /// catcher, access log and metrics), then axum's body limit for the extractors.
-pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
-    let (api, openapi) = api().split_for_parts();
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+fn router(state: AppState, edge: EdgePolicy, body_limit_bytes: usize) -> Router {
+    let (routes, openapi) = documented_routes().split_for_parts();
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -46,15 +92,8 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         })
         .layer(
             ServiceBuilder::new()
-                .layer(EdgePolicy {
-                    access_log: config.access_log,
-                    slow_request: config.slow_request,
-                    max_header_bytes: config.max_header_bytes,
-                    body_limit_bytes: config.body_limit_bytes,
-                    body_read_timeout: config.body_read_timeout,
-                    request_timeout: config.request_timeout,
-                })
-                .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
+                .layer(edge)
+                .layer(DefaultBodyLimit::max(body_limit_bytes)),
         )
         .with_state(state)
 }

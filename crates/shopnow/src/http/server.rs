@@ -30,7 +30,6 @@ use std::{
     time::Duration,
 };
 
-use axum::Router;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
@@ -41,9 +40,8 @@ use tokio::{
     sync::Notify,
     time::Instant,
 };
-use tower::ServiceExt;
 
-use super::config::HttpConfig;
+use super::{config::HttpConfig, router::Api};
 
 /// How long accepting pauses after an accept error (typically: out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -52,7 +50,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// connection finish its request in flight (the caller bounds how long that may take).
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    api: Api,
     config: &HttpConfig,
     stop: impl Future<Output = ()>,
 ) {
@@ -95,16 +93,16 @@ pub(crate) async fn serve(
             replacement: None,
         });
         let service = hyper::service::service_fn({
-            let router = router.clone();
+            let api = api.clone();
             let activity = activity.clone();
             move |request: hyper::Request<hyper::body::Incoming>| {
-                let router = router.clone();
+                let api = api.clone();
                 let activity = activity.clone();
                 async move {
                     activity.enter(Phase::Busy);
-                    let response = router.oneshot(request.map(axum::body::Body::new)).await;
+                    let response = api.answer(request.map(axum::body::Body::new)).await;
                     activity.answering();
-                    response
+                    Ok::<_, std::convert::Infallible>(response)
                 }
             }
         });

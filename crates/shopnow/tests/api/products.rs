@@ -120,6 +120,53 @@ async fn a_product_read_carries_etag_and_answers_304_when_unchanged() {
     assert_eq!(changed.headers()["etag"], "\"2\"");
 }
 
+/// `GET /v1/products/<digits>` is served past axum's router (`ProductReads`); any other
+/// spelling of the same read goes through the router. Both answer alike.
+#[tokio::test]
+async fn a_product_read_answers_alike_past_the_router_and_through_it() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("SHORTCUT-1", 5).await.id;
+    let past_router = app.get(&format!("/v1/products/{id}")).await;
+    let routed = app.get(&format!("/v1/products/+{id}")).await;
+    for header in ["etag", "cache-control", "content-type", "x-cache"] {
+        assert_eq!(
+            past_router.headers().get(header),
+            routed.headers().get(header),
+            "{header}"
+        );
+    }
+    assert!(past_router.headers().contains_key("x-request-id"));
+    let (past_router, routed) = (
+        past_router.text().await.unwrap(),
+        routed.text().await.unwrap(),
+    );
+    assert_eq!(past_router, routed);
+    let product: Product = serde_json::from_str(&past_router).unwrap();
+    assert_eq!((product.id, product.stock), (id, 5));
+
+    // HEAD goes through the router: the same head, no body.
+    let head = app
+        .client
+        .head(app.url(&format!("/v1/products/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["etag"], "\"1\"");
+    assert!(head.text().await.unwrap().is_empty());
+
+    // Ids that are not products, whichever way they are read: the same JSON 404.
+    for path in [
+        "/v1/products/0",
+        "/v1/products/000",
+        "/v1/products/-1",
+        "/v1/products/99999999999999999999",
+        "/v1/products/999999999999999999",
+    ] {
+        assert_error(app.get(path).await, StatusCode::NOT_FOUND, "not_found").await;
+    }
+}
+
 #[tokio::test]
 async fn adjustments_below_zero_are_refused_and_change_nothing() {
     let app = TestApp::builder().spawn().await;
