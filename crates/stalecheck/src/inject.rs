@@ -203,7 +203,9 @@ pub async fn run(
                         .push(window(started, origin.elapsed(), targets.repair_bound));
                 }
             }
-            Err(error) => tracing::warn!(fault = %fault.name(), %error, "fault injection failed"),
+            Err(error) => {
+                tracing::warn!(fault = %fault.name(), error = format!("{error:#}"), "fault injection failed")
+            }
         }
     }
     let kept = upkeep.await.unwrap_or_default();
