@@ -107,9 +107,10 @@ struct RequestSeries {
 
 thread_local! {
     /// Per route, then per (index in `KNOWN_METHODS`, or its length for `other`) << 16 |
-    /// status, the series this thread has recorded to. Looking one up allocates nothing, takes
-    /// no lock and touches no memory another thread writes; only a thread's first request of a
-    /// combination builds its label strings (and finds the series the registry already has).
+    /// status, the series this thread has recorded to. Looking one up allocates nothing and
+    /// takes no lock (a shared table cost every request two read locks, both on memory every
+    /// thread writes); only a thread's first request of a combination builds its label strings
+    /// and finds the series in the registry, whose counters all threads share.
     static REQUEST_SERIES: RefCell<HashMap<Box<str>, HashMap<u32, RequestSeries>>> =
         RefCell::new(HashMap::new());
 }
