@@ -197,10 +197,10 @@ pub(super) const PRODUCT_READ_ROUTE: &str = "/v1/products/{id}";
 
 /// `GET /v1/products/{id}` as a service of its own, which the server calls without going
 /// through axum's router (`router::Api`): the hot read is short enough for the router's
-/// matching, parameter map and per-route boxing to be a third of its cost (BENCHMARKS.md). It
-/// answers exactly what the routed handler answers, by the same function (`read_product`);
-/// only requests `hot_read_id` recognises take this way, every other one (HEAD, an id the
-/// router must judge) goes through the router.
+/// matching, parameter map and per-route boxing to be the largest cost left in it
+/// (BENCHMARKS.md, "2026-12-02 (late)"). It answers exactly what the routed handler answers,
+/// by the same function (`read_product`); only requests `hot_read_id` recognises take this
+/// way, every other one (HEAD, an id the router must judge) goes through the router.
 #[derive(Clone)]
 pub(super) struct ProductReads {
     state: Arc<AppState>,
@@ -260,7 +260,7 @@ fn cache_header(status: CacheStatus) -> HeaderValue {
 struct IfNoneMatch(Vec<HeaderValue>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(entity_tags(&parts.headers)))

@@ -104,6 +104,14 @@ mod tests {
 
     use crate::model::{MAX_ITEMS, MAX_PRICE_CENTS, MAX_QUANTITY, MAX_STOCK};
 
+    /// The route label of the product read served past the router is the documented route.
+    #[test]
+    fn the_product_read_past_the_router_is_the_documented_one() {
+        let document = serde_json::to_value(super::openapi_document()).unwrap();
+        let path = &document["paths"][super::PRODUCT_READ_ROUTE];
+        assert!(path["get"].is_object(), "{path}");
+    }
+
     /// The bounds written as literals in the schema attributes are the ones validation uses.
     #[test]
     fn published_bounds_are_the_validated_ones() {
