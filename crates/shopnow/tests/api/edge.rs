@@ -93,8 +93,9 @@ async fn a_kept_alive_connection_stalling_in_its_next_head_is_cut_off_at_the_hea
     let mut stream = TcpStream::connect(address(&app)).await.unwrap();
     let (status, _) = exchange(&mut stream, LIVEZ).await.unwrap();
     assert_eq!(status, 200);
-    // Idle for most of a head timeout, then half a head, then nothing.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Idle for longer than a head timeout (so that the watchdog has looked at the connection
+    // while it was idle and found its deadline 30 s away), then half a head, then nothing.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     stream
         .write_all(b"GET /livez HTTP/1.1\r\nX-Slow: ")
         .await
