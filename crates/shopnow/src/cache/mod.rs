@@ -322,10 +322,7 @@ impl ProductCache {
     /// How long a writer whose publish failed waits for another instance to publish it
     /// (`handoff::wait`): longer with the near cache, whose publishes may wait for a holder.
     pub(crate) fn handoff_wait(&self) -> Duration {
-        let near = &self.backend.near;
-        crate::handoff::wait(
-            (near.enabled && self.strategy == CacheStrategy::Versioned).then_some(near.lease),
-        )
+        self.imp.handoff_wait()
     }
 
     /// Whether committed changes must reach the cache (and so go through the outbox).

@@ -1,5 +1,7 @@
 //! What a cache strategy does: the trait every strategy module implements.
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 
@@ -18,6 +20,12 @@ pub(super) trait Strategy: Send + Sync {
     /// Whether committed changes must reach the cache (and so go through the outbox).
     fn publishes(&self) -> bool {
         false
+    }
+
+    /// How long a writer whose publish failed waits for another instance to publish it
+    /// (`handoff::wait`): longer where a publish may wait for near-cache holders.
+    fn handoff_wait(&self) -> Duration {
+        crate::handoff::wait(None)
     }
 
     /// Tells the cache about a committed change.

@@ -3,7 +3,7 @@
 //!
 //! One service rather than a layer for each: every layer of a stack boxes its future and clones
 //! the services inside it on every request, and the cached read is short enough for that to
-//! show (BENCHMARKS.md, "the edge in one service").
+//! show (BENCHMARKS.md, "2026-12-02 (late)").
 
 use std::{
     convert::Infallible,

@@ -405,8 +405,7 @@ impl VersionedCache {
     /// answered all the same (the repair bound of a lost publish applies).
     async fn once_published(&self, db: &PgPool, id: i64, read: ProductRead) -> ProductRead {
         if let Some(body) = &read.found {
-            let near_lease = self.near.as_ref().map(|_| self.backend.near.lease);
-            handoff::wait_published(db, &[(id, body.version)], handoff::wait(near_lease)).await;
+            handoff::wait_published(db, &[(id, body.version)], self.handoff_wait()).await;
         }
         read
     }
@@ -419,6 +418,10 @@ impl Strategy for VersionedCache {
 
     fn publishes(&self) -> bool {
         true
+    }
+
+    fn handoff_wait(&self) -> std::time::Duration {
+        handoff::wait(self.near.as_ref().map(|_| self.backend.near.lease))
     }
 
     fn publish<'a>(&'a self, state: &'a ProductState) -> BoxFuture<'a, Result<(), CacheError>> {
