@@ -50,6 +50,7 @@ impl Application {
         if let Err(error) = cache.observe_replication().await {
             tracing::debug!(%error, "reading redis's replication state at start failed");
         }
+        cache.prepare(&database.pool).await;
         let lifecycle = Lifecycle::default();
         let (sweeper, sweep_queue) = sweeper::channel();
         let catalog = Catalog::new(

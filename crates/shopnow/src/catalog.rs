@@ -40,8 +40,6 @@ struct Inner {
     hooks: Hooks,
     gate: WriteGate,
     sweeper: Sweeper,
-    /// This instance's name among the relays: what it hands off is for the others' (`handoff`).
-    instance: String,
 }
 
 /// A hold as created, or as created earlier under the same Idempotency-Key.
@@ -79,7 +77,6 @@ impl Catalog {
                 hooks,
                 gate: WriteGate::new(gate),
                 sweeper,
-                instance: uuid::Uuid::new_v4().simple().to_string(),
             }),
         }
     }
@@ -335,7 +332,7 @@ impl Catalog {
             if !unpublished.is_empty() {
                 handoff::hand_off(
                     &catalog.inner.db,
-                    &catalog.inner.instance,
+                    catalog.inner.cache.instance(),
                     &unpublished,
                     catalog.inner.cache.handoff_wait(),
                 )
@@ -383,7 +380,7 @@ impl Catalog {
 
     /// This instance's name among the relays.
     pub(crate) fn instance(&self) -> &str {
-        &self.inner.instance
+        self.inner.cache.instance()
     }
 }
 

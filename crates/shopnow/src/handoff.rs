@@ -1,45 +1,68 @@
-//! What a writer does when its publish fails: it hands the change to the other instances'
-//! relays, and waits a little for one of them to publish it before it answers.
+//! What an instance does before it shows a change that is not published yet: a writer whose
+//! publish failed, or a read that Redis did not answer and that read the change from Postgres.
+//! It hands the change to the other instances' relays, and answers once one of them published
+//! it, or once no instance serves the copy from before it any more.
 //!
-//! A change whose publish failed keeps its outbox row, and some relay publishes it later. For
-//! an instance cut off from Redis while the others reach it (a partition that silently drops
-//! its packets, or a connection TCP is slowly bringing back), "later" was the grace period the
-//! relays give a writer that is still publishing: the other instances served the older copy
-//! for up to `relay::GRACE` + `relay::POLL_INTERVAL` after each such acknowledgement, for as
-//! long as the cut lasted (found by `scripts/containers check`; held by `stalecheck`'s
-//! `instance-redis-partition`). Now the writer marks the rows as handed off and notifies the
-//! relays; another instance's relay takes them at once, and the writer answers once they are
-//! gone (published), so the write is visible everywhere when it is acknowledged.
+//! A change whose publish failed keeps its outbox row, and some relay publishes it later.
+//! Showing it before then breaks the promise in two ways:
+//! - **one instance cut off** from Redis (a partition that silently drops its packets, or a
+//!   connection TCP is slowly bringing back) while the others reach it: they serve the older
+//!   copy until a relay publishes (found by `scripts/containers check`; held by `stalecheck`'s
+//!   `instance-redis-partition`). So the instance marks the rows as handed off and notifies the
+//!   relays; another instance's relay takes them at once, and the instance answers once they
+//!   are gone (published): usually within milliseconds.
+//! - **every instance cut off** (Redis paused, restarted, a one-replica deployment cut off, a
+//!   partition at the Redis node): nobody can publish, and the instance cannot wait for ever.
+//!   When Redis comes back it still holds the copies from before the change, and a read there
+//!   could answer one before any relay's publish lands (found by `scripts/containers check`
+//!   with one replica; held by `stalecheck`'s `redis-pause-all` and `redis-partition-all`).
+//!   So the mark does more than wake the relays: every instance looks for handed-off rows
+//!   every `trust::LOOK_INTERVAL` and serves no copy of their products, from Redis or memory,
+//!   under a lease of `trust::LEASE` counted from *before* its look (`cache::versioned::trust`).
+//!   An instance that waited `TRUST_WAIT` after its mark committed knows that every lease
+//!   taken before the mark has run out: every instance's next copy of the product comes from
+//!   Postgres until the row is published. It records that on the row (`trust_ended_at`), so
+//!   that reads that show the same change later answer at once, and answers.
 //!
-//! Bound: the writer waits at most `WAIT` (plus a near-cache lease with the near cache on: the
-//! other instance's publish may wait that long for a holder, `wait`). When nobody can publish
-//! (Redis down or refusing writes for every instance) the write is answered after that, and
-//! the relay's repair bound applies as before; reads meanwhile go to Postgres wherever Redis
-//! does not answer them.
+//! Bound: none. A change is shown only once it is published or no instance trusts the copy
+//! before it. The wait is at most `wait()` (a trust lease, or with the near cache the publish
+//! the other instance may make wait for a holder, whichever is longer); when Postgres itself
+//! refuses the mark, the change is shown all the same and the relay's repair bound applies
+//! (an instance that loses Postgres and Redis at once, between a commit and its publish).
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::time::Instant;
 
-use crate::db;
+use crate::db::{self, outbox::Progress};
 
-/// Longest time a writer waits for another instance to publish what it could not, without the
-/// near cache.
-pub(crate) const WAIT: Duration = Duration::from_millis(500);
+/// How long a look for marked rows lets an instance serve cached copies, counted from when the
+/// look was sent (`cache::versioned::trust`).
+pub(crate) const TRUST_LEASE: Duration = Duration::from_millis(1_000);
+
+/// How long a hand-off waits for another instance to publish before it relies on the trust
+/// leases instead, without the near cache: a trust lease and a margin for the clocks of two
+/// machines running at slightly different rates.
+pub(crate) const TRUST_WAIT: Duration = TRUST_LEASE.saturating_add(Duration::from_millis(20));
+
+/// Without the near cache, how long a publish by another instance usually takes at most.
+const PUBLISH_WAIT: Duration = Duration::from_millis(500);
 
 /// What the near cache adds to a publish at most, beyond its lease: the lease margin
 /// (`lease / 20 + 5 ms`) and two script calls.
 const NEAR_CACHE_SLACK: Duration = Duration::from_millis(100);
 
-/// How long a hand-off waits: `WAIT`, plus, with the near cache, the longest its fan-out may
-/// wait for a holder (a lease, `near_cache_lease`), so that the publish it waits for can finish.
+/// How long a hand-off waits at most: `TRUST_WAIT`, or, with the near cache, the longest a
+/// publish by another instance may wait for a holder (`near_cache_lease`) when that is longer,
+/// so that the publish it waits for can finish.
 pub(crate) fn wait(near_cache_lease: Option<Duration>) -> Duration {
     match near_cache_lease {
-        Some(lease) => WAIT + lease + lease / 20 + NEAR_CACHE_SLACK,
-        None => WAIT,
+        Some(lease) => TRUST_WAIT.max(PUBLISH_WAIT + lease + lease / 20 + NEAR_CACHE_SLACK),
+        None => TRUST_WAIT,
     }
 }
+
 /// First pause before looking again whether the rows are gone; it doubles up to
 /// `LONGEST_PAUSE`. A relay woken by the notification usually publishes within a few
 /// milliseconds.
@@ -51,9 +74,10 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 pub(crate) enum HandOff {
     /// Another instance published every change.
     Published,
-    /// Not within `WAIT`: the rows stay for whichever relay reaches Redis first.
-    TimedOut,
-    /// Postgres refused the hand-off itself; the rows stay, under the grace period.
+    /// Nobody published them in time; no instance serves a copy older than them any more.
+    /// The rows stay for whichever relay reaches Redis first.
+    Stranded,
+    /// Postgres refused the hand-off itself; the rows stay, under the relay's repair bound.
     Failed,
 }
 
@@ -61,63 +85,87 @@ impl HandOff {
     fn label(self) -> &'static str {
         match self {
             Self::Published => "published",
-            Self::TimedOut => "timed_out",
+            Self::Stranded => "stranded",
             Self::Failed => "failed",
         }
     }
 }
 
-/// Hands `changes` (product id, version) over to the other instances' relays and waits for
-/// them to be published, at most `wait` (see `wait()`).
+/// Hands `changes` (product id, version), which this instance could not publish, over to the
+/// other instances' relays, and returns once they can be shown (see the module), at most
+/// `wait` after their mark (see `wait()`).
 pub(crate) async fn hand_off(
     db: &PgPool,
     instance: &str,
     changes: &[(i64, i64)],
     wait: Duration,
 ) -> HandOff {
-    let deadline = Instant::now() + wait;
     let outcome = match db::outbox::hand_off(db, instance, changes).await {
-        Ok(()) => wait_until_published(db, changes, deadline).await,
+        Ok(()) => wait_until_shown(db, changes, Instant::now(), wait).await,
         Err(error) => {
             tracing::warn!(%error, "handing unpublished changes to the other relays failed");
             HandOff::Failed
         }
     };
-    if outcome == HandOff::TimedOut {
+    if outcome == HandOff::Stranded {
         // Not a warning: while Redis is down for every instance, each write ends here, and the
         // outage is logged once already (`cache::reachability`); the counter below counts them.
         tracing::debug!(
             changes = changes.len(),
-            "no other instance published this instance's unpublished changes within {wait:?}; \
-             answering anyway (the relays publish them once one reaches Redis)"
+            "no instance published this instance's changes within {wait:?}; answering once \
+             no instance trusted the copies before them (the relays publish them once one \
+             reaches Redis)"
         );
     }
     metrics::counter!("outbox_handoffs_total", "outcome" => outcome.label()).increment(1);
     outcome
 }
 
-/// Waits until none of `changes` waits for its publish any more, at most `wait`; whether
-/// they were published by then.
-///
-/// Also for a read Redis did not answer (`cache::versioned`): it read the row from Postgres,
-/// whose version may still be publishing (by a writer cut off from Redis, through its
-/// hand-off), while the instances that reach Redis serve the version before it. Answering at
-/// once would let a later read elsewhere go back from what this one returned.
-pub(crate) async fn wait_published(db: &PgPool, changes: &[(i64, i64)], wait: Duration) -> bool {
-    wait_until_published(db, changes, Instant::now() + wait).await == HandOff::Published
+/// For a read Redis did not answer (`cache::versioned`): it read the row from Postgres, whose
+/// version may not be published yet (by a writer cut off from Redis, through its hand-off),
+/// while instances that reach Redis serve the version before it. Answering at once would let
+/// a later read there go back from what this one returned. So: at once when the version is
+/// published or no instance trusts the copy before it; otherwise it is handed off as a
+/// writer's would be.
+pub(crate) async fn before_showing(
+    db: &PgPool,
+    instance: &str,
+    changes: &[(i64, i64)],
+    wait: Duration,
+) -> HandOff {
+    match db::outbox::progress(db, changes).await {
+        Ok(Progress::Published | Progress::TrustEnded) => HandOff::Published,
+        Ok(Progress::Pending) => hand_off(db, instance, changes, wait).await,
+        Err(_) => HandOff::Failed,
+    }
 }
 
-async fn wait_until_published(db: &PgPool, changes: &[(i64, i64)], deadline: Instant) -> HandOff {
+/// Waits until `changes`, marked as handed off at `marked`, were published, or every
+/// instance's trust in the copies before them ended. At `wait` after the mark (never less than
+/// `TRUST_WAIT`: every lease taken before the mark has run out), this instance records that
+/// trust ended itself.
+async fn wait_until_shown(
+    db: &PgPool,
+    changes: &[(i64, i64)],
+    marked: Instant,
+    wait: Duration,
+) -> HandOff {
+    let deadline = marked + wait.max(TRUST_WAIT);
     let mut pause = FIRST_PAUSE;
     loop {
-        match db::outbox::any_pending(db, changes).await {
-            Ok(false) => return HandOff::Published,
-            Ok(true) => {}
+        match db::outbox::progress(db, changes).await {
+            Ok(Progress::Published) => return HandOff::Published,
+            // Another instance waited out the leases since an earlier mark.
+            Ok(Progress::TrustEnded) => return HandOff::Stranded,
+            Ok(Progress::Pending) => {}
             Err(_) => return HandOff::Failed,
         }
         let now = Instant::now();
         if now >= deadline {
-            return HandOff::TimedOut;
+            return match db::outbox::end_trust(db, changes).await {
+                Ok(()) => HandOff::Stranded,
+                Err(_) => HandOff::Failed,
+            };
         }
         tokio::time::sleep(pause.min(deadline - now)).await;
         pause = (pause * 2).min(LONGEST_PAUSE);

@@ -28,6 +28,11 @@ pub enum Fault {
     RedisFailover,
     /// CLIENT PAUSE WRITE for a second: reads answer, publishes time out.
     RedisPause,
+    /// CLIENT PAUSE ALL for `REDIS_AWAY`, longer than a hand-off's wait: Redis answers nobody,
+    /// writes are acknowledged through Postgres alone, and when it resumes it still holds the
+    /// copies from before them. Opens no window: what was acknowledged while it was away is
+    /// never served from it (`shopnow::handoff`, stranded changes).
+    RedisPauseAll,
     /// With `--postgres replicated`: hold replication for 300 ms (commits the primary
     /// acknowledges never reach the standby), stop the primary at once, promote the standby
     /// (a new timeline: the database's next history), move the endpoint to it, and give it a new
@@ -44,6 +49,11 @@ pub enum Fault {
     /// retransmissions bring it). Opens no window: an instance that cannot publish hands its
     /// writes to the other instances' relays before acknowledging them.
     InstanceRedisPartition,
+    /// Cut every spawned instance off from Redis at once for `REDIS_AWAY` (each one's proxy
+    /// holds, as in `instance-redis-partition`): nobody can publish, so writes are acknowledged
+    /// after their hand-off gives up, and the copies Redis keeps are older than them when the
+    /// network comes back. Opens no window.
+    RedisPartitionAll,
     /// SIGSTOP one spawned instance for `PAUSE` (longer than a near-cache lease) while the
     /// others write, then SIGCONT: it wakes holding copies it was told to drop, and messages
     /// it has not read yet. Opens no window.
@@ -67,6 +77,11 @@ const REPLICATION_HELD: Duration = Duration::from_millis(300);
 /// How long `instance-redis-partition` cuts an instance off from Redis: several of its Redis
 /// timeouts, and longer than the relay's grace period, so its own relay takes part too.
 const PARTITION: Duration = Duration::from_millis(1_500);
+
+/// How long `redis-pause-all` and `redis-partition-all` keep Redis away from every instance:
+/// longer than a hand-off waits (with the near cache, too), so writes are acknowledged
+/// meanwhile that Redis never saw.
+const REDIS_AWAY: Duration = Duration::from_millis(3_000);
 
 /// How long `instance-pause` stops an instance: three near-cache leases (the default).
 const PAUSE: Duration = Duration::from_millis(1_500);
@@ -98,6 +113,8 @@ impl Fault {
                 | Self::DelayedPublish
                 | Self::PgFailover
                 | Self::InstanceRedisPartition
+                | Self::RedisPauseAll
+                | Self::RedisPartitionAll
                 | Self::InstancePause
                 | Self::SubscriptionKill
         )
@@ -158,7 +175,8 @@ pub struct Targets {
     pub redis_url: String,
     pub prefix: String,
     pub instances: Arc<Mutex<Vec<ShopnowProcess>>>,
-    /// With `instance-redis-partition`: each instance's own way to Redis, in instance order.
+    /// With `instance-redis-partition` or `redis-partition-all`: each instance's own way to
+    /// Redis, in instance order.
     pub redis_links: Vec<TcpProxy>,
     /// How long after a fault the design allows stale reads (`--repair-bound`).
     pub repair_bound: Duration,
@@ -334,6 +352,16 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
                 .await?;
             tokio::time::sleep(Duration::from_millis(1_000)).await;
         }
+        Fault::RedisPauseAll => {
+            let mut redis = redis_connection(&targets.redis_url).await?;
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(REDIS_AWAY.as_millis() as u64)
+                .arg("ALL")
+                .query_async::<()>(&mut redis)
+                .await?;
+            tokio::time::sleep(REDIS_AWAY).await;
+        }
         Fault::Lru => {
             let mut redis = redis_connection(&targets.redis_url).await?;
             let info: String = redis::cmd("INFO")
@@ -384,6 +412,19 @@ async fn apply(fault: Fault, targets: &Arc<Targets>, interval: Duration) -> anyh
             link.hold();
             tokio::time::sleep(PARTITION).await;
             link.forward();
+        }
+        Fault::RedisPartitionAll => {
+            anyhow::ensure!(
+                !targets.redis_links.is_empty(),
+                "redis-partition-all needs --spawn"
+            );
+            for link in &targets.redis_links {
+                link.hold();
+            }
+            tokio::time::sleep(REDIS_AWAY).await;
+            for link in &targets.redis_links {
+                link.forward();
+            }
         }
         Fault::InstancePause => {
             let pid = {

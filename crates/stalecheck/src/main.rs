@@ -394,19 +394,19 @@ async fn start_instances(
     Ok(instances)
 }
 
-/// With `instance-redis-partition`, a proxy of its own between each instance and Redis, which
-/// the fault holds; none otherwise (a proxy costs every Redis call a hop).
+/// With `instance-redis-partition` or `redis-partition-all`, a proxy of its own between each
+/// instance and Redis, which the fault holds; none otherwise (a proxy costs every Redis call a
+/// hop).
 fn redis_links(faults: &[Fault], redis_url: &str, count: usize) -> anyhow::Result<Vec<TcpProxy>> {
-    if !faults.contains(&Fault::InstanceRedisPartition) {
+    let partitioned = [Fault::InstanceRedisPartition, Fault::RedisPartitionAll];
+    if !faults.iter().any(|fault| partitioned.contains(fault)) {
         return Ok(Vec::new());
     }
     let address: std::net::SocketAddr = redis_url
         .strip_prefix("redis://")
         .and_then(|rest| rest.split('/').next())
         .and_then(|address| address.parse().ok())
-        .with_context(|| {
-            format!("instance-redis-partition needs a redis:// URL, not {redis_url}")
-        })?;
+        .with_context(|| format!("a partition of Redis needs a redis:// URL, not {redis_url}"))?;
     Ok((0..count).map(|_| TcpProxy::start(address)).collect())
 }
 

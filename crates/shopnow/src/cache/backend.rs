@@ -77,6 +77,9 @@ pub(super) struct CacheBackend {
     redis: Option<RedisClient>,
     prefix: String,
     ttl: Duration,
+    /// This instance's name, unique among every instance's: in lease and fence tokens, its
+    /// near-cache channel, and the outbox rows it hands off.
+    pub instance: Arc<str>,
     /// `SHOPNOW_NEAR_CACHE*`, for `versioned`.
     pub near: NearCacheConfig,
     pub hooks: Hooks,
@@ -97,6 +100,7 @@ impl CacheBackend {
             redis,
             prefix,
             ttl,
+            instance: uuid::Uuid::new_v4().simple().to_string().into(),
             near,
             hooks,
             stats: Arc::default(),

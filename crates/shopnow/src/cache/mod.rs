@@ -256,6 +256,12 @@ impl ProductCache {
         self.strategy
     }
 
+    /// This instance's name among the relays (and in its leases): what it hands off is for the
+    /// others' (`handoff`).
+    pub(crate) fn instance(&self) -> &str {
+        &self.backend.instance
+    }
+
     pub fn stats(&self) -> Arc<CacheStats> {
         self.backend.stats.clone()
     }
@@ -333,6 +339,12 @@ impl ProductCache {
     /// Learns of new histories of the database (a failover's promotion) and shares them with
     /// every instance, until the task is aborted; returns at once for the strategies that do
     /// not order copies by history.
+    /// What the strategy learns before the instance serves (`versioned`: which copies it may
+    /// serve, so that its first reads need not all go to Postgres).
+    pub(crate) async fn prepare(&self, db: &PgPool) {
+        self.imp.prepare(db).await
+    }
+
     pub async fn watch_history(self, db: PgPool) {
         self.imp.watch_history(db).await
     }

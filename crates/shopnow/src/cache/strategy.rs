@@ -43,6 +43,11 @@ pub(super) trait Strategy: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// What the strategy learns before the instance serves its first request.
+    fn prepare<'a>(&'a self, _db: &'a PgPool) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// Watches the database's history until aborted, for a strategy that orders copies by it;
     /// the others return at once.
     fn watch_history(&self, _db: PgPool) -> BoxFuture<'_, ()> {

@@ -55,8 +55,12 @@ pub(crate) async fn delete_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Re
         .map(|_| ())
 }
 
-/// Marks the rows of changes this instance could not publish as handed off to the other
-/// instances' relays, and wakes them: they take such rows at once (`claim`).
+/// Marks the rows of changes that were shown before anyone published them (their writer could
+/// not publish, or a read showed them from Postgres) as handed off to the other instances'
+/// relays, and wakes them: they take such rows at once (`claim`). A marked row also ends every
+/// instance's trust in its product's Redis copy (`handed_off_products`). The first mark stays
+/// (its instance's relay leaves the row to the others while that instance waits), and a row
+/// marked already is not locked again: a relay may hold it while it tries to publish.
 pub(crate) async fn hand_off(
     db: &PgPool,
     instance: &str,
@@ -67,7 +71,8 @@ pub(crate) async fn hand_off(
     let mut tx = conn.begin().await?;
     sqlx::query(
         "UPDATE cache_outbox SET handed_off_by = $1, handed_off_at = clock_timestamp() \
-         WHERE (product_id, version) IN (SELECT * FROM unnest($2::bigint[], $3::bigint[]))",
+         WHERE handed_off_at IS NULL \
+           AND (product_id, version) IN (SELECT * FROM unnest($2::bigint[], $3::bigint[]))",
     )
     .bind(instance)
     .bind(products)
@@ -82,16 +87,67 @@ pub(crate) async fn hand_off(
     tx.commit().await
 }
 
-/// Whether any of these changes still waits for its publish.
-pub(crate) async fn any_pending(db: &PgPool, changes: &[(i64, i64)]) -> sqlx::Result<bool> {
+/// How far these changes are from being safe to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Every one was published.
+    Published,
+    /// Some wait for their publish, but every instance's trust in their Redis copies ended
+    /// (`end_trust`): showing them cannot be undone by a read of Redis.
+    TrustEnded,
+    /// Some wait for their publish, and an instance may still serve the copy before them.
+    Pending,
+}
+
+/// Where `changes` stand (see `Progress`).
+pub(crate) async fn progress(db: &PgPool, changes: &[(i64, i64)]) -> sqlx::Result<Progress> {
     let (products, versions): (Vec<i64>, Vec<i64>) = changes.iter().copied().unzip();
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM cache_outbox WHERE (product_id, version) IN \
-         (SELECT * FROM unnest($1::bigint[], $2::bigint[])))",
+    let (pending, trust_ended): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(trust_ended_at) FROM cache_outbox WHERE (product_id, version) IN \
+         (SELECT * FROM unnest($1::bigint[], $2::bigint[]))",
     )
     .bind(products)
     .bind(versions)
     .fetch_one(db)
+    .await?;
+    Ok(match pending {
+        0 => Progress::Published,
+        _ if trust_ended == pending => Progress::TrustEnded,
+        _ => Progress::Pending,
+    })
+}
+
+/// Records that every instance's trust in the Redis copies of these handed-off changes has
+/// ended (a whole trust lease passed since they were marked), so that the next read that
+/// shows them need not wait for that again. Only a shortcut for those reads: a row a relay
+/// holds while it tries to publish is skipped, not waited for.
+pub(crate) async fn end_trust(db: &PgPool, changes: &[(i64, i64)]) -> sqlx::Result<()> {
+    let (products, versions): (Vec<i64>, Vec<i64>) = changes.iter().copied().unzip();
+    sqlx::query(
+        "UPDATE cache_outbox SET trust_ended_at = clock_timestamp() WHERE id IN ( \
+             SELECT id FROM cache_outbox \
+             WHERE handed_off_at IS NOT NULL AND trust_ended_at IS NULL \
+               AND (product_id, version) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[])) \
+             FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(products)
+    .bind(versions)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Up to `limit` products with a handed-off row: their Redis copies may be older than a change
+/// already shown, and are not served until the row is gone (`cache::versioned::trust`).
+pub(crate) async fn handed_off_products(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT product_id FROM cache_outbox WHERE handed_off_at IS NOT NULL LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
     .await
 }
 

@@ -33,6 +33,7 @@ mod clock;
 mod history;
 mod near;
 pub(super) mod near_config;
+mod trust;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -82,7 +83,7 @@ const ABSENT: i64 = 0;
 /// read holds a key this long.
 const ABSENT_TTL_SECS: u64 = 60;
 
-use self::{clock::DatabaseClock, history::KnownHistory, near::NearCache};
+use self::{clock::DatabaseClock, history::KnownHistory, near::NearCache, trust::Trust};
 pub use self::{history::CONVERGENCE_BOUND, near_config::NearCacheConfig};
 
 pub(super) struct VersionedCache {
@@ -93,20 +94,20 @@ pub(super) struct VersionedCache {
     clock: Arc<DatabaseClock>,
     /// Publishes by outcome, in the order of `Published::ALL`.
     publishes: [metrics::Counter; 3],
-    /// Lease and fence tokens: unique per instance (`instance`) and per use (`next_lease`).
-    instance: String,
+    /// Lease and fence tokens: unique per instance (`backend.instance`) and per use.
     next_lease: AtomicU64,
     /// Copies in this instance's memory (`SHOPNOW_NEAR_CACHE=on`).
     near: Option<NearCache>,
+    /// Which products' copies may be served: none whose change was shown unpublished.
+    trust: Trust,
 }
 
 impl VersionedCache {
     pub(super) fn new(backend: CacheBackend) -> Self {
-        let instance = uuid::Uuid::new_v4().simple().to_string();
         let near = backend
             .near
             .enabled
-            .then(|| NearCache::new(backend.near.clone(), &instance, backend.prefix()));
+            .then(|| NearCache::new(backend.near.clone(), &backend.instance, backend.prefix()));
         Self {
             near,
             backend,
@@ -120,14 +121,14 @@ impl VersionedCache {
                     "result" => outcome.as_str()
                 )
             }),
-            instance,
             next_lease: AtomicU64::new(1),
+            trust: Trust::default(),
         }
     }
 
     async fn read(&self, db: &PgPool, id: i64) -> Result<ProductRead> {
         if let Some(copy) = self.near.as_ref().and_then(|near| near.get(id)) {
-            if self.is_current(&copy) {
+            if self.may_serve(id, &copy) {
                 return Ok(ProductRead {
                     status: CacheStatus::Near,
                     ..self.hit(copy)
@@ -141,8 +142,9 @@ impl VersionedCache {
         for _ in 0..FLIGHT_ROUNDS {
             let mark = self.flights.mark();
             match self.lookup_for_read(id, &keys).await {
-                Ok(Some(copy)) if self.is_current(&copy) => return Ok(self.hit(copy)),
-                // Missing, or from a history the database no longer has: fill it.
+                Ok(Some(copy)) if self.may_serve(id, &copy) => return Ok(self.hit(copy)),
+                // Missing, from a history the database no longer has, or not trusted (a change
+                // of the product may have been shown unpublished, `trust`): fill it.
                 Ok(_) => {}
                 Err(error) => return self.bypass(db, id, error).await,
             }
@@ -151,7 +153,9 @@ impl VersionedCache {
                     if self.flights.finished_since(mark) {
                         // A flight ended while this lookup ran; it may have filled this product.
                         match self.lookup_for_read(id, &keys).await {
-                            Ok(Some(copy)) if self.is_current(&copy) => return Ok(self.hit(copy)),
+                            Ok(Some(copy)) if self.may_serve(id, &copy) => {
+                                return Ok(self.hit(copy))
+                            }
                             Ok(_) => {}
                             Err(error) => return self.bypass(db, id, error).await,
                         }
@@ -245,7 +249,7 @@ impl VersionedCache {
         let ticket = near.ticket(id);
         let copy = self.lookup(keys).await?;
         if let Some(copy) = &copy {
-            if self.is_current(copy) {
+            if self.may_serve(id, copy) {
                 ticket.install(copy);
             }
         }
@@ -275,25 +279,29 @@ impl VersionedCache {
         }
     }
 
-    /// Whether `copy` may be served: it belongs to the newest history of the database known.
-    fn is_current(&self, copy: &CachedCopy) -> bool {
-        self.known_history.is_current(copy.history)
+    /// Whether `copy` of product `id` may be served: it belongs to the newest history of the
+    /// database known, and no change of the product was shown before it was published (`trust`).
+    fn may_serve(&self, id: i64, copy: &CachedCopy) -> bool {
+        self.known_history.is_current(copy.history) && self.trust.covers(id)
     }
 
-    /// Learns of new database histories until the task is aborted (`history`).
-    /// With the near cache, also keeps its lease and subscription.
+    /// Learns of new database histories and of changes shown unpublished until the task is
+    /// aborted (`history`, `trust`). With the near cache, also keeps its lease and subscription.
     pub(super) async fn watch_history(&self, db: PgPool) {
         let history = history::watch(
             self.known_history.clone(),
             self.clock.clone(),
             self.backend.clone(),
-            db,
+            db.clone(),
         );
+        let trust = trust::watch(&self.trust, db);
         match &self.near {
             Some(near) => {
-                tokio::join!(history, near.run(&self.backend));
+                tokio::join!(history, trust, near.run(&self.backend));
             }
-            None => history.await,
+            None => {
+                tokio::join!(history, trust);
+            }
         }
     }
 
@@ -301,7 +309,7 @@ impl VersionedCache {
     fn token(&self, kind: &str) -> String {
         format!(
             "{}:{kind}:{}",
-            self.instance,
+            self.backend.instance,
             self.next_lease.fetch_add(1, Ordering::Relaxed)
         )
     }
@@ -378,7 +386,7 @@ impl VersionedCache {
                 // publish; answering it would let a later hit go back from it. So answer the
                 // stored copy, which the rule keeps at least as new as every acknowledged write.
                 Ok(match self.lookup(keys).await {
-                    Ok(Some(copy)) if self.is_current(&copy) => ProductRead {
+                    Ok(Some(copy)) if self.may_serve(id, &copy) => ProductRead {
                         status: CacheStatus::Miss,
                         ..self.hit(copy)
                     },
@@ -398,14 +406,15 @@ impl VersionedCache {
         Ok(self.once_published(db, id, read).await)
     }
 
-    /// `read`, from Postgres, once its version is published: until then the instances that
-    /// reach Redis may serve the version before it (a writer cut off from Redis is handing it
-    /// to their relays), and a read there that starts after this one answered must not go
-    /// back from it. Waits at most `handoff::wait`: when nobody can publish, the read is
-    /// answered all the same (the repair bound of a lost publish applies).
+    /// `read`, from Postgres, once its version is published or no instance serves the copy
+    /// before it any more (`handoff::before_showing`): until then the instances that reach
+    /// Redis may serve the version before it, and a read there that starts after this one
+    /// answered must not go back from it. Waits at most `handoff::wait`.
     async fn once_published(&self, db: &PgPool, id: i64, read: ProductRead) -> ProductRead {
         if let Some(body) = &read.found {
-            handoff::wait_published(db, &[(id, body.version)], self.handoff_wait()).await;
+            let change = [(id, body.version)];
+            let instance = &self.backend.instance;
+            handoff::before_showing(db, instance, &change, self.handoff_wait()).await;
         }
         read
     }
@@ -438,6 +447,10 @@ impl Strategy for VersionedCache {
 
     fn drop_copy(&self, id: i64) -> BoxFuture<'_, Result<(), CacheError>> {
         Box::pin(VersionedCache::drop_copy(self, id))
+    }
+
+    fn prepare<'a>(&'a self, db: &'a PgPool) -> BoxFuture<'a, ()> {
+        Box::pin(trust::first_look(&self.trust, db))
     }
 
     fn watch_history(&self, db: PgPool) -> BoxFuture<'_, ()> {
