@@ -13,6 +13,8 @@ Parts (--only a,b; the default is every part but soak):
   writes    stock adjustments: every strategy, baselines
   orders    one-item orders: versioned and none
   flash     a flash sale: one product, 50 writes/s, reads as fast as they come
+  shoppers  10,000 shoppers holding one product: its cached read (near cache on and off) and its
+            copy's size against a product with none, and new holds at 10,000 live against at 0
   memory    one million writes: Redis keys and memory stay flat
   missing   reads of ids that do not exist: what they cost Postgres and Redis
   outside   changes made straight in Postgres: one product (latency to every instance), and a
@@ -44,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 TESTKIT = None  # the testkit binary, from --testkit
 PRODUCTS = 10_000
 STRATEGIES = ["versioned", "ttl", "delete", "none", "article"]
-DEFAULT_PARTS = ["hot", "spread", "writes", "orders", "flash", "memory", "missing", "outside",
+DEFAULT_PARTS = ["hot", "spread", "writes", "orders", "flash", "shoppers", "memory", "missing", "outside",
                  "replica", "tls", "near"]
 # near-hot: the near part's read comparison alone (a few minutes), to measure a change quickly.
 ALL_PARTS = DEFAULT_PARTS + ["soak", "near-hot"]
@@ -392,6 +394,10 @@ def main():
             results["flash"] = {name: flash_sale(i, bench.token, args.seconds)
                                 for name, i in compared.items()}
 
+        if "shoppers" in parts:
+            log("shoppers: 10,000 live holds on one product")
+            results["shoppers"] = shoppers(bench, args.hot_rounds, args.seconds, w)
+
         if "memory" in parts:
             log(f"memory: {args.memory_writes} writes over {PRODUCTS} products (versioned)")
             results["memory"] = memory(bench.instances["versioned"], bench.redis, bench.token,
@@ -470,6 +476,47 @@ def flash_sale(instance, token, seconds, writer=None, redis=None):
     if redis:
         result["redis_gets_per_read"] = (redis_gets(redis) - gets_before) / max(reads["requests"], 1)
     return result
+
+
+def shoppers(bench, hot_rounds, seconds, w, live_holds=10_000):
+    """A product with `live_holds` live holds of one unit (an hour each) against one with none,
+    in one database: the cached read through an instance without the near cache and one with it
+    (each with its own copies), each copy's size, and new holds per second at 0 live holds and
+    at `live_holds`. Every figure is a ratio of two targets of the same run."""
+    db = bench.database(products=10)
+    plain = bench.start("shoppers", db=db)
+    near = bench.start("shoppers-near", db=db, env={"SHOPNOW_NEAR_CACHE": "on"})
+    held, none = 1, 2
+    for product in (held, none):
+        http("PUT", f"{plain.url}/v1/products/{product}/stock",
+             json.dumps({"stock": 10_000_000}).encode(), bench.token)
+    live = lambda: int(psql(db.name, "SELECT count(*) FROM holds WHERE status = 'held' AND expires_at > now()"))
+
+    def made(run):
+        """New holds per second: refusals (503 busy, when the write gate is full) not counted."""
+        run["rps"] *= (run["requests"] - run["non_2xx"]) / max(run["requests"], 1)
+        return run
+
+    holds = {"at 0 live holds": made(wrk(plain.url, min(seconds, 5), 16, 2, "hold.lua", [held]))}
+    log(f"  new holds at 0: {holds['at 0 live holds']['rps']:.0f}/s")
+    for _ in range(200):  # bounded: at least 50 holds per run
+        if live() >= live_holds:
+            break
+        wrk(plain.url, 2, 16, 2, "hold.lua", [held])
+    holds[f"at {live_holds} live holds"] = made(wrk(plain.url, min(seconds, 5), 16, 2, "hold.lua", [held]))
+    holds["live holds at the end"] = live()
+    log(f"  new holds at {holds['live holds at the end']}: {holds[f'at {live_holds} live holds']['rps']:.0f}/s")
+    targets = {}
+    for label, instance in (("", plain), (", near cache", near)):
+        for name, product in ((f"{live_holds} live holds", held), ("no holds", none)):
+            url = f"{instance.url}/v1/products/{product}"
+            wrk(url, 1, 4, 1)
+            targets[name + label] = url
+    reads = alternate(targets, hot_rounds, lambda url: wrk(url, **w))
+    copy_bytes = {name: int(bench.redis.cli("STRLEN", f"bench-shoppers:{{product:{product}}}:current"))
+                  for name, product in ((f"{live_holds} live holds", held), ("no holds", none))}
+    bench.retire(plain, near)
+    return {"holds": holds, "reads": reads, "copy_bytes": copy_bytes}
 
 
 def redis_gets(redis):
@@ -825,6 +872,16 @@ def ratios(results):
         flash = near_part["flash"]
         r["flash_reads_near_over_plain"] = (flash["versioned + near cache"]["reads_per_s"]
                                             / flash["versioned"]["reads_per_s"])
+    shoppers_part = results.get("shoppers")
+    if shoppers_part:
+        reads, holds, sizes = (shoppers_part[k] for k in ("reads", "holds", "copy_bytes"))
+        crowded = next(name for name in sizes if name != "no holds")
+        r["shoppers_read_over_none"] = reads[crowded]["rps"] / reads["no holds"]["rps"]
+        r["shoppers_near_read_over_none"] = (reads[crowded + ", near cache"]["rps"]
+                                             / reads["no holds, near cache"]["rps"])
+        r["shoppers_copy_bytes_over_none"] = sizes[crowded] / sizes["no holds"]
+        at_zero, at_crowd = (holds[k]["rps"] for k in holds if k.startswith("at "))
+        r["shoppers_new_holds_at_crowd_over_at_0"] = at_crowd / at_zero
     tls_part = results.get("tls")
     if tls_part:
         r["hot_tls_over_plain"] = tls_part["rediss:// (TLS)"]["rps"] / tls_part["redis:// (plain TCP)"]["rps"]

@@ -1,6 +1,12 @@
 //! Holds: the `holds` table is the holder's receipt; what the hold sets aside lives on each
 //! product's row (`products.holds`), so that every change of it is a change of the product, with
 //! its version, its outbox row and its publish. Statements here change both in one transaction.
+//!
+//! A product's row keeps a schedule, not a list of holds: one entry per whole second in which
+//! its holds lapse, with their units together (migration `reservations_by_the_second`). A hold
+//! expires at a whole second, so its units join that second's entry and leave it again when it
+//! is released or converted: what every write of the row rewrites grows with the seconds in
+//! which holds lapse, never with the number of shoppers holding.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -46,12 +52,10 @@ pub(crate) async fn create(
     single_currency(&locked)?;
     let id = uuid::Uuid::new_v4();
     let items = items_json(&hold.lines);
-    // Milliseconds are what the products' entries carry: the hold's expiry is cut to them, so
-    // that the two never disagree.
+    // A whole second: the products' schedules have one entry per second (the module says why).
     let expires_at_ms: i64 = sqlx::query_scalar(
         "INSERT INTO holds (id, access_token, items, expires_at) \
-         VALUES ($1::uuid, $2, $3::jsonb, \
-                 date_trunc('milliseconds', now() + make_interval(secs => $4))) \
+         VALUES ($1::uuid, $2, $3::jsonb, shopnow_hold_expiry($4)) \
          RETURNING (extract(epoch FROM expires_at) * 1000)::bigint",
     )
     .bind(id.to_string())
@@ -60,19 +64,17 @@ pub(crate) async fn create(
     .bind(hold.ttl_seconds as f64)
     .fetch_one(&mut *tx)
     .await?;
-    // Lapsed entries go in the same statement: the list holds live holds and a few that lapsed
-    // since the last change or sweep.
+    // Lapsed entries go in the same statement: the schedule holds live entries and a few that
+    // lapsed since the last change or sweep.
     let changed: Vec<Product> = sqlx::query_as(&format!(
-        "UPDATE products AS p SET holds = shopnow_live_holds(p.holds) || jsonb_build_array( \
-             jsonb_build_object('hold', $3::text, 'quantity', line.quantity, \
-                                'expires_at', $4::bigint)) \
+        "UPDATE products AS p \
+         SET holds = shopnow_hold_change(shopnow_live_holds(p.holds), $3, line.quantity) \
          FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
          WHERE p.id = line.product_id \
          RETURNING {QUALIFIED_COLUMNS}"
     ))
     .bind(hold.lines.product_ids())
     .bind(hold.lines.quantities())
-    .bind(id.to_string())
     .bind(expires_at_ms)
     .fetch_all(&mut *tx)
     .await?;
@@ -216,7 +218,7 @@ pub(crate) async fn release(
         HoldStatus::Converted => return Err(Error::hold_converted(id, stored.hold.order_id)),
         HoldStatus::Expired | HoldStatus::Released => Vec::new(),
         HoldStatus::Held => {
-            let changed = remove_entries(tx, id, &stored.hold.items).await?;
+            let changed = remove_entries(tx, &stored.hold).await?;
             sqlx::query(
                 "UPDATE holds SET status = 'released', ended_at = now() WHERE id = $1::uuid",
             )
@@ -232,31 +234,35 @@ pub(crate) async fn release(
     Ok(Released { hold, changed })
 }
 
-/// Removes hold `id`'s entries from its products, their rows locked in id order first.
-async fn remove_entries(
-    tx: &mut PgConnection,
-    id: uuid::Uuid,
-    items: &[HoldItem],
-) -> Result<Vec<Product>> {
-    let product_ids: Vec<i64> = items.iter().map(|item| item.product_id).collect();
+/// Takes live `hold`'s units out of its products' schedules, their rows locked in id order
+/// first.
+async fn remove_entries(tx: &mut PgConnection, hold: &Hold) -> Result<Vec<Product>> {
+    let (product_ids, quantities): (Vec<i64>, Vec<i64>) = hold
+        .items
+        .iter()
+        .map(|item| (item.product_id, item.quantity))
+        .unzip();
     lock_rows_in_id_order(tx, &product_ids).await?;
     Ok(sqlx::query_as(&format!(
-        "UPDATE products SET holds = shopnow_without_hold(holds, $2::uuid) \
-         WHERE id = ANY($1) RETURNING {COLUMNS}"
+        "UPDATE products AS p SET holds = shopnow_hold_change(p.holds, $3, -line.quantity) \
+         FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
+         WHERE p.id = line.product_id RETURNING {QUALIFIED_COLUMNS}"
     ))
     .bind(&product_ids)
-    .bind(id.to_string())
+    .bind(&quantities)
+    .bind(hold.expires_at.timestamp_millis())
     .fetch_all(&mut *tx)
     .await?)
 }
 
-/// The items of live hold `id`, locked for its conversion into an order: 409 `hold_expired`
-/// when it expired or was released, `hold_converted` when it became an order already.
+/// The items of live hold `id`, locked for its conversion into an order, and when it expires
+/// (ms: the schedule entry its units are in): 409 `hold_expired` when it expired or was
+/// released, `hold_converted` when it became an order already.
 pub(crate) async fn take_for_order(
     tx: &mut PgConnection,
     id: uuid::Uuid,
     bearer: Option<&Bearer>,
-) -> Result<OrderLines> {
+) -> Result<(OrderLines, i64)> {
     let bearer = bearer.ok_or_else(|| {
         Error::Unauthorized(
             "an order from a hold takes the hold's access_token as Authorization: Bearer <token>"
@@ -284,7 +290,8 @@ pub(crate) async fn take_for_order(
             quantity: item.quantity,
         })
         .collect();
-    OrderLines::from_items(&items, "a hold")
+    let lines = OrderLines::from_items(&items, "a hold")?;
+    Ok((lines, stored.hold.expires_at.timestamp_millis()))
 }
 
 pub(crate) async fn mark_converted(

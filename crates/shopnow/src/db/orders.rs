@@ -57,13 +57,13 @@ pub(crate) async fn place(
             (order, changed)
         }
         OrderSource::Hold(hold_id) => {
-            let lines = holds::take_for_order(tx, *hold_id, bearer).await?;
+            let (lines, expires_at_ms) = holds::take_for_order(tx, *hold_id, bearer).await?;
             let locked = lock_products(tx, &lines).await?;
             // The hold set the units aside: only the stock itself is checked (a change made in
             // SQL could have taken it below the hold).
             check_on_hand(&locked, &lines)?;
             let currency = single_currency(&locked)?;
-            let changed = take_stock(tx, &lines, Some(*hold_id)).await?;
+            let changed = take_stock(tx, &lines, Some(expires_at_ms)).await?;
             let order =
                 record_order(tx, &lines, &locked, currency, access_token, Some(*hold_id)).await?;
             holds::mark_converted(tx, *hold_id, order.id).await?;
@@ -137,24 +137,25 @@ pub(crate) async fn cancel(tx: &mut PgConnection, id: i64, bearer: &Bearer) -> R
     Ok(Cancelled { order, changed })
 }
 
-/// Takes every item's quantity (and, for an order from a hold, the hold's entries); returns
-/// the changed rows, their versions raised by the `products_own_version` trigger.
+/// Takes every item's quantity (and, for an order from a hold that expires at
+/// `hold_expires_at_ms`, the hold's units out of that second's schedule entry); returns the
+/// changed rows, their versions raised by the `products_own_version` trigger.
 async fn take_stock(
     tx: &mut PgConnection,
     lines: &OrderLines,
-    hold: Option<uuid::Uuid>,
+    hold_expires_at_ms: Option<i64>,
 ) -> Result<Vec<Product>> {
     Ok(sqlx::query_as(&format!(
         "UPDATE products AS p SET stock = p.stock - line.quantity, \
-             holds = CASE WHEN $3::uuid IS NULL THEN p.holds \
-                          ELSE shopnow_without_hold(p.holds, $3::uuid) END \
+             holds = CASE WHEN $3::bigint IS NULL THEN p.holds \
+                          ELSE shopnow_hold_change(p.holds, $3, -line.quantity) END \
          FROM unnest($1::bigint[], $2::bigint[]) AS line(product_id, quantity) \
          WHERE p.id = line.product_id \
          RETURNING {QUALIFIED_COLUMNS}"
     ))
     .bind(lines.product_ids())
     .bind(lines.quantities())
-    .bind(hold.map(|id| id.to_string()))
+    .bind(hold_expires_at_ms)
     .fetch_all(&mut *tx)
     .await?)
 }

@@ -1,10 +1,15 @@
 //! Holds: stock set aside for a while, and the reservations they leave on products.
 //!
-//! A product's reservations are its row's list of live holds, each with a quantity and an
-//! expiry. What a reader sees as `reserved` is the sum of the entries that have not expired *at
-//! the time of the read*: an expiry changes the answer without any write. So whoever renders a
-//! product keeps the entries with it (a cached copy carries them), and judges them by the
-//! database's clock when it answers.
+//! A product's reservations are its row's schedule of when held units lapse: one entry per
+//! whole second in which holds of it expire, with their units together. What a reader sees as
+//! `reserved` is the sum of the entries that have not expired *at the time of the read*: an
+//! expiry changes the answer without any write. So whoever renders a product keeps the entries
+//! with it, and judges them by the database's clock when it answers.
+//!
+//! A cached copy carries at most `LISTED` of them (`bounded`): the rest are summed into one
+//! figure that holds until the first of them lapses, and from then on the copy is not served
+//! (its next read fills it again from Postgres). So a copy's size does not grow with the holds
+//! on its product, and a read judges at most `LISTED` entries.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,44 +30,121 @@ pub struct Reservation {
     pub expires_at: i64,
 }
 
-/// Every reservation listed on a product's row, lapsed or not, in expiry order.
+/// How many schedule entries a cached copy lists at most.
+pub(crate) const LISTED: usize = 4;
+
+/// The reservations of a product's row, lapsed or not, in expiry order: all of them as read
+/// from Postgres, or a bounded part of them as a cached copy carries them (`bounded`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reservations(Vec<Reservation>);
+pub struct Reservations {
+    entries: Vec<Reservation>,
+    /// What a part leaves out (boxed: a product is moved often, and rarely has a part).
+    left_out: Option<Box<LeftOut>>,
+}
+
+/// The entries of a row a part of it does not list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct LeftOut {
+    /// The row's entries before the listed ones, every one lapsed when the part was taken.
+    skipped: usize,
+    /// The row's entries after the listed ones, summed: their units, and the first of their
+    /// expiries (from which the part cannot tell what is reserved).
+    unlisted: Option<Reservation>,
+}
 
 impl Reservations {
     pub fn new(mut entries: Vec<Reservation>) -> Self {
         entries.sort_by_key(|entry| entry.expires_at);
-        Self(entries)
+        Self {
+            entries,
+            left_out: None,
+        }
+    }
+
+    /// A part as a cached copy keeps it: `skipped` lapsed entries left out before `entries`,
+    /// and `unlisted` summing those after.
+    pub fn part(skipped: usize, entries: Vec<Reservation>, unlisted: Option<Reservation>) -> Self {
+        let left_out = LeftOut { skipped, unlisted };
+        Self {
+            left_out: (left_out != LeftOut::default()).then(|| Box::new(left_out)),
+            ..Self::new(entries)
+        }
+    }
+
+    /// What a cached copy rendered at `at_ms` keeps of these: the entries lapsed by then left
+    /// out (counted), at most `most` listed, the rest summed.
+    pub fn bounded(&self, at_ms: i64, most: usize) -> Self {
+        let lapsed = self
+            .entries
+            .partition_point(|entry| entry.expires_at <= at_ms);
+        let live = &self.entries[lapsed..];
+        let (listed, rest) = live.split_at(live.len().min(most));
+        let unlisted = match (rest.first(), self.unlisted()) {
+            (None, unlisted) => unlisted,
+            (Some(first), unlisted) => Some(Reservation {
+                expires_at: first.expires_at,
+                quantity: rest.iter().map(|entry| entry.quantity).sum::<i64>()
+                    + unlisted.map_or(0, |unlisted| unlisted.quantity),
+            }),
+        };
+        Self::part(self.skipped() + lapsed, listed.to_vec(), unlisted)
     }
 
     pub fn entries(&self) -> &[Reservation] {
-        &self.0
+        &self.entries
+    }
+
+    pub fn skipped(&self) -> usize {
+        self.left_out
+            .as_ref()
+            .map_or(0, |left_out| left_out.skipped)
+    }
+
+    pub fn unlisted(&self) -> Option<Reservation> {
+        self.left_out
+            .as_ref()
+            .and_then(|left_out| left_out.unlisted)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty() && self.left_out.is_none()
     }
 
-    /// Units held at `now_ms`: the entries expiring after it.
+    /// Whether these tell what is reserved at `now_ms`: always, unless entries left unlisted
+    /// have begun to lapse.
+    pub fn tell_at(&self, now_ms: i64) -> bool {
+        self.unlisted()
+            .is_none_or(|unlisted| now_ms < unlisted.expires_at)
+    }
+
+    /// Units held at `now_ms`: the entries expiring after it (see `tell_at`).
     pub fn reserved_at(&self, now_ms: i64) -> i64 {
-        self.0
+        self.entries
             .iter()
             .filter(|entry| entry.expires_at > now_ms)
             .map(|entry| entry.quantity)
-            .sum()
+            .sum::<i64>()
+            + self.unlisted().map_or(0, |unlisted| unlisted.quantity)
     }
 
-    /// How many entries have lapsed at `now_ms`. With the version, it names what a read shows
-    /// (the ETag's suffix): entries only ever lapse, in expiry order.
+    /// How many of the row's entries have lapsed at `now_ms`. With the version, it names what
+    /// a read shows (the ETag's suffix): entries only ever lapse, in expiry order.
     pub fn lapsed_at(&self, now_ms: i64) -> usize {
-        self.0.partition_point(|entry| entry.expires_at <= now_ms)
+        self.skipped()
+            + self
+                .entries
+                .partition_point(|entry| entry.expires_at <= now_ms)
     }
 
     /// The first expiry after `now_ms`: until then, what a read shows does not change.
     pub fn next_expiry_after(&self, now_ms: i64) -> Option<i64> {
-        self.0
-            .get(self.lapsed_at(now_ms))
+        let listed = self
+            .entries
+            .partition_point(|entry| entry.expires_at <= now_ms);
+        self.entries
+            .get(listed)
             .map(|entry| entry.expires_at)
+            .or(self.unlisted().map(|entry| entry.expires_at))
     }
 }
 
@@ -210,6 +292,28 @@ mod tests {
                 .collect(),
             ttl_seconds,
         }
+    }
+
+    #[test]
+    fn a_bounded_part_tells_the_same_until_its_unlisted_entries_lapse() {
+        let all = Reservations::new((1..=10).map(|i| entry(i, i * 100)).collect());
+        let part = all.bounded(250, 3);
+        assert_eq!(part.skipped(), 2);
+        assert_eq!(
+            part.entries(),
+            &[entry(3, 300), entry(4, 400), entry(5, 500)]
+        );
+        assert_eq!(part.unlisted(), Some(entry((6..=10).sum(), 600)));
+        for now in [250, 299, 300, 450, 599] {
+            assert!(part.tell_at(now));
+            assert_eq!(part.reserved_at(now), all.reserved_at(now), "at {now}");
+            assert_eq!(part.lapsed_at(now), all.lapsed_at(now), "at {now}");
+            assert_eq!(part.next_expiry_after(now), all.next_expiry_after(now));
+        }
+        assert!(!part.tell_at(600), "an unlisted entry lapsed");
+        // A part of a part is the same as a part of the whole.
+        assert_eq!(part.bounded(350, 1), all.bounded(350, 1));
+        assert_eq!(all.bounded(0, 20), all, "nothing to leave out");
     }
 
     #[test]

@@ -556,3 +556,120 @@ async fn holds_orders_and_cancellations_work_through_every_strategy() {
         }
     }
 }
+
+/// What a product's row keeps of its holds: one entry per second in which some lapse, whatever
+/// the number of shoppers; releases and conversions take their units back out of it.
+#[tokio::test]
+async fn many_holds_on_one_product_make_one_schedule_entry_per_second() {
+    let app = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    let id = app.create_product("CROWD-1", 1_000).await.id;
+    let one = [(id, 1)];
+    let holds: Vec<HoldReceipt> = join_all((0..60).map(|_| app.held(&one, Some(600)))).await;
+    for hold in &holds {
+        assert_eq!(
+            hold.expires_at.timestamp_subsec_millis(),
+            0,
+            "a hold expires at a whole second"
+        );
+    }
+    let seconds: std::collections::BTreeSet<i64> = holds
+        .iter()
+        .map(|hold| hold.expires_at.timestamp())
+        .collect();
+    let entries = |app: &TestApp| {
+        let pool = app.pool.clone();
+        async move {
+            let schedule: Value = sqlx::query_scalar("SELECT holds FROM products WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            schedule.as_array().unwrap().clone()
+        }
+    };
+    let schedule = entries(&app).await;
+    assert_eq!(schedule.len(), seconds.len(), "{schedule:?}");
+    let units: i64 = schedule
+        .iter()
+        .map(|e| e["quantity"].as_i64().unwrap())
+        .sum();
+    assert_eq!(units, 60);
+    assert_eq!(app.counts(id).await, (1_000, 60, 940));
+
+    // Released and converted holds leave; so does a second's entry with none left.
+    for hold in &holds[..30] {
+        let released = app
+            .with_token(
+                Method::DELETE,
+                &format!("/v1/holds/{}", hold.id),
+                Some(&hold.access_token),
+            )
+            .await;
+        assert_eq!(released.status(), StatusCode::OK);
+    }
+    for hold in &holds[30..] {
+        let order = app.order_from(hold, Some(&hold.access_token)).await;
+        assert_eq!(order.status(), StatusCode::CREATED);
+    }
+    assert_eq!(app.counts(id).await, (970, 0, 970));
+    assert_eq!(entries(&app).await, Vec::<Value>::new());
+}
+
+/// A copy lists the first few seconds of a product's schedule (`LISTED`, 4): when the seconds
+/// it did not list begin to lapse, it is filled again from Postgres, and every read is exact.
+#[tokio::test]
+async fn a_copy_is_filled_again_when_the_holds_it_does_not_list_begin_to_lapse() {
+    let app = TestApp::builder()
+        .versioned(SHARED_REDIS)
+        .with_config(|c| c.hold_sweep_interval = Duration::from_secs(3600))
+        .spawn()
+        .await;
+    let id = app.create_product("SCHEDULE-1", 100).await.id;
+    // Six holds lapsing in six different seconds (each made later and for one second longer).
+    let mut expiries = Vec::new();
+    for ttl in 1..=6 {
+        expiries.push(app.held(&[(id, 1)], Some(ttl)).await.expires_at);
+    }
+    assert!(
+        expiries.windows(2).all(|pair| pair[0] < pair[1]),
+        "{expiries:?}"
+    );
+    let version = app.stored(id).await.1;
+    let path = format!("/v1/products/{id}");
+    let read = || async {
+        let response = app.get(&path).await;
+        let source = response.headers()["x-cache"].to_str().unwrap().to_string();
+        let etag = response.headers()["etag"].to_str().unwrap().to_string();
+        let product: Product = ok(response, StatusCode::OK).await;
+        (source, etag, product.reserved)
+    };
+    app.get(&path).await; // fills the copy: it lists the first four seconds
+    assert_eq!(read().await, ("hit".into(), format!("\"{version}\""), 6));
+
+    // Past the fifth second the copy cannot tell what is held: filled again, exact.
+    wait_past(expiries[4]).await;
+    assert_eq!(read().await, ("miss".into(), format!("\"{version}-5\""), 1));
+    assert_eq!(read().await, ("hit".into(), format!("\"{version}-5\""), 1));
+    wait_past(expiries[5]).await;
+    assert_eq!(read().await, ("hit".into(), format!("\"{version}-6\""), 0));
+}
+
+/// The migration that made schedules of the lists of holds the build before wrote: each
+/// entry's units join the whole second after its expiry.
+#[tokio::test]
+async fn a_list_of_holds_becomes_a_schedule_by_the_second() {
+    let app = TestApp::builder().spawn().await;
+    let schedule: Value = sqlx::query_scalar("SELECT shopnow_holds_by_the_second($1::jsonb)")
+        .bind(json!([
+            {"hold": "00000000-0000-4000-8000-000000000001", "quantity": 2, "expires_at": 1_500},
+            {"hold": "00000000-0000-4000-8000-000000000002", "quantity": 3, "expires_at": 1_999},
+            {"hold": "00000000-0000-4000-8000-000000000003", "quantity": 1, "expires_at": 3_000},
+        ]))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        schedule,
+        json!([{"quantity": 5, "expires_at": 2_000}, {"quantity": 1, "expires_at": 3_000}])
+    );
+}

@@ -58,7 +58,7 @@ use super::{
 use crate::{
     error::Result,
     handoff,
-    model::{ProductState, Reservation, Reservations},
+    model::{ProductState, Reservation, Reservations, LISTED},
 };
 use shopnow_contract::stamps;
 
@@ -280,9 +280,13 @@ impl VersionedCache {
     }
 
     /// Whether `copy` of product `id` may be served: it belongs to the newest history of the
-    /// database known, and no change of the product was shown before it was published (`trust`).
+    /// database known, no change of the product was shown before it was published (`trust`),
+    /// and the holds it lists still tell what is reserved (a copy lists only the first few).
     fn may_serve(&self, id: i64, copy: &CachedCopy) -> bool {
-        self.known_history.is_current(copy.history) && self.trust.covers(id)
+        let holds = &copy.reservations;
+        self.known_history.is_current(copy.history)
+            && self.trust.covers(id)
+            && (holds.unlisted().is_none() || holds.tell_at(self.clock.now_ms()))
     }
 
     /// Learns of new database histories and of changes shown unpublished until the task is
@@ -481,22 +485,31 @@ impl Published {
     }
 }
 
-/// The copy of a product state: its stamp, then its JSON (none for a deletion).
+/// The copy of a product state: its stamp, then its JSON (none for a deletion). Of the row's
+/// holds it keeps the first `LISTED` live ones (`Reservations::bounded`): its size does not grow
+/// with the holds on the product.
 fn encode_state(state: &ProductState) -> Vec<u8> {
     let body = VersionedBody::of_state(state).map(|body| body.body);
     let holds = match state {
-        ProductState::Live(product) if !product.reservations.is_empty() => {
-            Some((product.read_at_ms, &product.reservations))
-        }
+        ProductState::Live(product) if !product.reservations.is_empty() => Some((
+            product.read_at_ms,
+            product.reservations.bounded(product.read_at_ms, LISTED),
+        )),
         _ => None,
     };
-    encode(state.stamp(), holds, body.as_deref())
+    encode(
+        state.stamp(),
+        holds.as_ref().map(|(at, holds)| (*at, holds)),
+        body.as_deref(),
+    )
 }
 
 /// `<stamp>\n<json>`; a deletion's tombstone has nothing after the newline. A product whose row
 /// lists holds has a line between: `@<rendered at>;<expiry>:<quantity>,...` (milliseconds,
-/// by the database's clock), which a reader judges the holds by (`CachedCopy::body_at`). The
-/// scripts read the stamp only; JSON starts with `{`, so the two lines cannot be mistaken.
+/// by the database's clock), which a reader judges the holds by (`CachedCopy::body_at`), and,
+/// when the row's entries are not all listed, `;<lapsed before them>;<first expiry after
+/// them>:<their quantity>` (empty after the `;` when none follow). The scripts read the stamp
+/// only; JSON starts with `{`, so the two lines cannot be mistaken.
 fn encode(stamp: i64, holds: Option<(i64, &Reservations)>, json: Option<&[u8]>) -> Vec<u8> {
     let json = json.unwrap_or_default();
     let mut copy = Vec::with_capacity(20 + json.len());
@@ -508,28 +521,53 @@ fn encode(stamp: i64, holds: Option<(i64, &Reservations)>, json: Option<&[u8]>) 
             .iter()
             .map(|entry| format!("{}:{}", entry.expires_at, entry.quantity))
             .collect();
-        copy.extend_from_slice(format!("@{rendered_at_ms};{}\n", entries.join(",")).as_bytes());
+        let mut line = format!("@{rendered_at_ms};{}", entries.join(","));
+        if reservations.skipped() > 0 || reservations.unlisted().is_some() {
+            let unlisted = reservations
+                .unlisted()
+                .map(|rest| format!("{}:{}", rest.expires_at, rest.quantity))
+                .unwrap_or_default();
+            line.push_str(&format!(";{};{unlisted}", reservations.skipped()));
+        }
+        line.push('\n');
+        copy.extend_from_slice(line.as_bytes());
     }
     copy.extend_from_slice(json);
     copy
 }
 
+/// `<expiry>:<quantity>`.
+fn decode_entry(entry: &str) -> Option<Reservation> {
+    let (expires_at, quantity) = entry.split_once(':')?;
+    Some(Reservation {
+        expires_at: expires_at.parse().ok()?,
+        quantity: quantity.parse().ok()?,
+    })
+}
+
 /// The holds line of a copy, without its `@` and newline.
 fn decode_holds(line: &[u8]) -> Option<(i64, Reservations)> {
     let line = std::str::from_utf8(line).ok()?;
-    let (rendered_at, entries) = line.split_once(';')?;
-    let entries = entries
+    let mut fields = line.split(';');
+    let rendered_at = fields.next()?.parse().ok()?;
+    let entries = fields
+        .next()?
         .split(',')
         .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            let (expires_at, quantity) = entry.split_once(':')?;
-            Some(Reservation {
-                expires_at: expires_at.parse().ok()?,
-                quantity: quantity.parse().ok()?,
-            })
-        })
+        .map(decode_entry)
         .collect::<Option<Vec<_>>>()?;
-    Some((rendered_at.parse().ok()?, Reservations::new(entries)))
+    let reservations = match (fields.next(), fields.next(), fields.next()) {
+        (None, _, _) => Reservations::new(entries),
+        (Some(skipped), Some(unlisted), None) => {
+            let unlisted = match unlisted {
+                "" => None,
+                entry => Some(decode_entry(entry)?),
+            };
+            Reservations::part(skipped.parse().ok()?, entries, unlisted)
+        }
+        _ => return None,
+    };
+    Some((rendered_at, reservations))
 }
 
 impl CachedCopy {
@@ -622,5 +660,42 @@ mod tests {
         let after_both: crate::model::Product =
             serde_json::from_slice(&copy.body_at(5_000).unwrap().body).unwrap();
         assert_eq!((after_both.reserved, after_both.available), (0, 10));
+    }
+
+    #[test]
+    fn a_copy_lists_a_few_holds_whatever_the_product_has_and_reads_as_the_row_does() {
+        let mut product = product_with_holds();
+        product.stock = 100_000;
+        // A flash sale: holds lapsing in each of 600 seconds, two of them lapsed already.
+        product.reservations = Reservations::new(
+            (0..600)
+                .map(|second| Reservation {
+                    quantity: 10,
+                    expires_at: 1_000 * second,
+                })
+                .collect(),
+        );
+        let product = product.at(1_500);
+        let stored = encode_state(&ProductState::Live(product.clone()));
+        let few = encode_state(&ProductState::Live(product_with_holds()));
+        assert!(
+            stored.len() < few.len() + 80,
+            "{} bytes against {} for two holds",
+            stored.len(),
+            few.len()
+        );
+        let copy = CachedCopy::decode(stored.into()).unwrap();
+        assert_eq!(copy.reservations.entries().len(), LISTED);
+        for now in [1_500, 2_000, 4_999, 5_999] {
+            assert!(copy.reservations.tell_at(now));
+            let served = copy.body_at(now).unwrap();
+            let from_postgres = VersionedBody::of(&product.at(now));
+            assert_eq!(served.body, from_postgres.body, "at {now}");
+            assert_eq!(served.etag(), from_postgres.etag(), "at {now}");
+        }
+        assert!(
+            !copy.reservations.tell_at(6_000),
+            "past its listed holds a copy is filled again"
+        );
     }
 }
