@@ -389,13 +389,15 @@ impl VersionedCache {
                 // newer than the copy every other reader is served until the writes in flight
                 // publish; answering it would let a later hit go back from it. So answer the
                 // stored copy, which the rule keeps at least as new as every acknowledged write.
-                Ok(match self.lookup(keys).await {
-                    Ok(Some(copy)) if self.may_serve(id, &copy) => ProductRead {
+                // None that may be served (lost, or its product not trusted): what this miss
+                // read, once no instance serves an older copy (`once_published`).
+                match self.lookup(keys).await {
+                    Ok(Some(copy)) if self.may_serve(id, &copy) => Ok(ProductRead {
                         status: CacheStatus::Miss,
                         ..self.hit(copy)
-                    },
-                    _ => read_here,
-                })
+                    }),
+                    _ => Ok(self.once_published(db, id, read_here).await),
+                }
             }
             Err(error) => {
                 tracing::debug!(product = id, %error, "cache fill failed");
