@@ -295,6 +295,40 @@ async fn a_body_larger_than_the_limit_is_refused_and_the_next_request_still_work
     assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
 }
 
+/// A declared length over the limit is refused at once, before the body (which may never come:
+/// the probe declared 1,000,000,000 bytes and sent 2, and waited 10 s for a 408).
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_at_once() {
+    let app = TestApp::builder()
+        .with_config(|c| {
+            c.http.body_limit_bytes = 1024;
+            c.http.body_read_timeout = Duration::from_secs(30);
+        })
+        .spawn()
+        .await;
+    let mut socket = TcpStream::connect(address(&app)).await.unwrap();
+    socket
+        .write_all(
+            b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000000000\r\n\r\n{}",
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    // Bounded well below the body read timeout: the answer must not wait for the body.
+    let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer))
+        .await
+        .expect("answered before the body read timeout")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"payload_too_large\""), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+}
+
 /// The probe's lockout: sockets that never send a byte were held for the idle timeout (75 s),
 /// so 640 of them locked every other client out. Now they are the first to make room, and a new
 /// client is answered within a second, at any moment.
