@@ -17,8 +17,8 @@
 //!   could answer one before any relay's publish lands (found by `scripts/containers check`
 //!   with one replica; held by `stalecheck`'s `redis-pause-all` and `redis-partition-all`).
 //!   So the mark does more than wake the relays: every instance looks for handed-off rows
-//!   every `trust::LOOK_INTERVAL` and serves no copy of their products, from Redis or memory,
-//!   under a lease of `trust::LEASE` counted from *before* its look (`cache::versioned::trust`).
+//!   every 200 ms and serves no copy of their products, from Redis or memory, under a lease
+//!   of `TRUST_LEASE` counted from *before* its look (`cache::versioned::trust`).
 //!   An instance that waited `TRUST_WAIT` after its mark committed knows that every lease
 //!   taken before the mark has run out: every instance's next copy of the product comes from
 //!   Postgres until the row is published. It records that on the row (`trust_ended_at`), so

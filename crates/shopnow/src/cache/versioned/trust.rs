@@ -32,11 +32,10 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         RwLock,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sqlx::{Connection, PgConnection, PgPool};
-use std::time::Instant;
 
 use crate::{db, handoff};
 
