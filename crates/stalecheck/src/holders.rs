@@ -19,6 +19,9 @@ use crate::{
 /// How long a hold lasts: short, so that many lapse while the run reads them.
 const TTL_SECONDS: [u64; 2] = [1, 2];
 
+/// How long a holder whose request failed waits before its next one, in ms.
+const REFUSED_PAUSE_MS: std::ops::Range<u64> = 50..250;
+
 #[derive(Deserialize)]
 struct HoldReceipt {
     id: String,
@@ -61,7 +64,14 @@ impl Holder {
         let mut held = Held::default();
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
             self.progress.ops.fetch_add(1, Ordering::Relaxed);
+            let failed_before: u64 = held.failures.values().sum();
             self.hold_once(&mut held).await;
+            if held.failures.values().sum::<u64>() > failed_before {
+                // A shopper refused (503, sold out, an instance away) tries again a moment
+                // later, not in a loop that would take every connection the instances have.
+                let pause = self.rng.random_range(REFUSED_PAUSE_MS);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
         }
         held
     }
