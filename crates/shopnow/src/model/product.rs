@@ -328,10 +328,29 @@ fn validate_price(price_cents: i64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The currencies of ISO 4217 a price can be in, sorted: every country's, including those
+/// being replaced in 2024 and 2025 (ANG and XCG, SLL and SLE, ZWL and ZWG); no fund codes, no
+/// precious metals, no test codes (XTS, XXX).
+const CURRENCIES: [&str; 160] = [
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD",
+    "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP",
+    "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF",
+    "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD",
+    "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP",
+    "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR",
+    "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB",
+    "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD",
+    "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP",
+    "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD",
+    "UYU", "UZS", "VED", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER",
+    "ZAR", "ZMW", "ZWG", "ZWL",
+];
+
 fn validate_currency(currency: &str) -> Result<(), Error> {
-    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+    if CURRENCIES.binary_search(&currency).is_err() {
         return Err(Error::invalid(
-            "currency must be an ISO 4217 code such as USD",
+            "currency must be the ISO 4217 code of a currency, such as USD, EUR or JPY",
         ));
     }
     Ok(())
@@ -383,6 +402,8 @@ mod tests {
             |p| p.price_cents = MAX_PRICE_CENTS + 1,
             |p| p.currency = "usd".into(),
             |p| p.currency = "EURO".into(),
+            |p| p.currency = "ZZZ".into(),
+            |p| p.currency = "XTS".into(),
             |p| p.stock = -1,
             |p| p.description = "a\0b".into(),
         ];
@@ -390,6 +411,19 @@ mod tests {
             let mut p = new_product();
             change(&mut p);
             assert!(p.validate().is_err(), "case {i} should be rejected");
+        }
+    }
+
+    #[test]
+    fn currencies_are_the_iso_4217_list() {
+        assert!(
+            CURRENCIES.windows(2).all(|pair| pair[0] < pair[1]),
+            "sorted"
+        );
+        for code in ["USD", "EUR", "JPY", "GBP", "CHF", "AED", "ZAR"] {
+            let mut p = new_product();
+            p.currency = code.into();
+            assert!(p.validate().is_ok(), "{code}");
         }
     }
 
