@@ -381,6 +381,10 @@ def main():
             results["writes"] = alternate(targets, args.rounds,
                                           lambda url: wrk(url, script="adjust.lua",
                                                           script_args=[PRODUCTS, bench.token], **w))
+            log("stock adjustments of one product (its row lock)")
+            results["writes_one_product"] = alternate(
+                targets, args.rounds,
+                lambda url: wrk(url, script="adjust.lua", script_args=[1, bench.token], **w))
 
         if "orders" in parts:
             log("orders")
@@ -845,6 +849,12 @@ def ratios(results):
         for name in writes:
             if name.startswith("versioned@"):
                 r[f"writes_versioned_over_{name}"] = writes["versioned"]["rps"] / writes[name]["rps"]
+    one_product = results.get("writes_one_product")
+    if one_product:
+        for name in one_product:
+            if name.startswith("versioned@"):
+                r[f"one_product_writes_versioned_over_{name}"] = (one_product["versioned"]["rps"]
+                                                                  / one_product[name]["rps"])
     orders = results.get("orders")
     if orders:
         r["orders_versioned_over_none"] = orders["versioned"]["rps"] / orders["none"]["rps"]
