@@ -6,9 +6,9 @@
 //! unreachable, or the process died), the row stays and the relay publishes it. Handlers call
 //! this and nothing else, so no write can forget the cache.
 
-use std::sync::Arc;
+use std::{collections::HashMap, panic::AssertUnwindSafe, sync::Arc};
 
-use futures::future::BoxFuture;
+use futures::FutureExt;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::{
@@ -16,6 +16,7 @@ use crate::{
     db::{self, Database},
     error::{Error, Result},
     faults::WriteFaults,
+    group_commit::{Change, Groups, Pending, Queued, QueuedWrite},
     handoff,
     hooks::{Hooks, PublishSite},
     model::{
@@ -39,6 +40,8 @@ struct Inner {
     faults: WriteFaults,
     hooks: Hooks,
     gate: WriteGate,
+    /// The single-product writes waiting for their product's next group commit.
+    groups: Groups,
     sweeper: Sweeper,
 }
 
@@ -55,9 +58,6 @@ pub(crate) struct PlacedOrder {
     /// True when this is a retry: the order was placed before and no stock was taken now.
     pub replayed: bool,
 }
-
-/// A change made inside a write's transaction: what to answer, and every product it changed.
-type Change<'c, T> = BoxFuture<'c, Result<(T, Vec<ProductState>)>>;
 
 impl Catalog {
     pub fn new(
@@ -76,6 +76,7 @@ impl Catalog {
                 faults,
                 hooks,
                 gate: WriteGate::new(gate),
+                groups: Groups::new(gate.in_flight + gate.queued, gate.queue_wait),
                 sweeper,
             }),
         }
@@ -194,9 +195,7 @@ impl Catalog {
     ) -> Result<PlacedOrder> {
         let products = match source {
             OrderSource::Items(lines) => lines.product_ids(),
-            // Not known before the hold is read: the gate bounds writes by the products a
-            // request names, and this one names none.
-            OrderSource::Hold(_) => Vec::new(),
+            OrderSource::Hold(id) => self.products_of_hold(*id).await?,
         };
         let source = source.clone();
         let key = idempotency_key.map(str::to_owned);
@@ -285,13 +284,21 @@ impl Catalog {
 
     /// Releases a hold `bearer` opens; its units are available again once this answers.
     pub(crate) async fn release_hold(&self, id: uuid::Uuid, bearer: Bearer) -> Result<Hold> {
-        self.write(&[], move |tx| {
+        let products = self.products_of_hold(id).await?;
+        self.write(&products, move |tx| {
             Box::pin(async move {
                 let released = db::holds::release(tx, id, &bearer).await?;
                 Ok((released.hold.hold, live_states(released.changed)))
             })
         })
         .await
+    }
+
+    /// The products hold `id` names, so that a write of the hold goes through their gate and
+    /// group like every other write of them.
+    async fn products_of_hold(&self, id: uuid::Uuid) -> Result<Vec<i64>> {
+        let mut conn = self.inner.db.acquire().await?;
+        db::holds::products_of(&mut conn, id).await
     }
 
     /// Removes lapsed hold entries from up to `limit` products (housekeeping: they count for no
@@ -313,13 +320,18 @@ impl Catalog {
     /// dropped half way through, with the connection it holds, is what the pool copes with
     /// worst, and a write cut between commit and publish would leave its repair to the relay.
     ///
-    /// The write first takes a place at the gate of every product it names (`write_gate`):
-    /// past the bound it answers 503 `busy` without touching Postgres.
+    /// A write of one product joins that product's group (`group_commit`): it commits with the
+    /// other writes of the product waiting on this instance. A write of several runs alone.
+    /// Either first takes a place at the gate of every product it names (`write_gate`): past
+    /// the bound it answers 503 `busy` without touching Postgres.
     async fn write<T, F>(&self, products: &[i64], change: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut PgConnection) -> Change<'c, T> + Send + 'static,
     {
+        if let [product] = products {
+            return self.write_in_group(*product, change).await;
+        }
         let pass = self.inner.gate.enter(products).await?;
         let catalog = self.clone();
         tokio::spawn(async move {
@@ -329,25 +341,143 @@ impl Catalog {
             // The gate guards Postgres's row locks, which are released: the next write of
             // these products need not wait for the hand-off.
             drop(pass);
-            if !unpublished.is_empty() {
-                handoff::hand_off(
-                    &catalog.inner.db,
-                    catalog.inner.cache.instance(),
-                    &unpublished,
-                    catalog.inner.cache.handoff_wait(),
-                )
-                .await;
-            }
+            catalog.hand_off(&unpublished).await;
             Ok(answer)
         })
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("write task failed: {e}")))?
     }
 
+    /// Queues a write of `product` for its group, starting the product's runner if none is at
+    /// work, and waits for the answer.
+    async fn write_in_group<T, F>(&self, product: i64, change: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> Change<'c, T> + Send + 'static,
+    {
+        let (write, answer) = Pending::queued(change);
+        let (queued, waiting) = self.inner.groups.push(product, write)?;
+        if queued == Queued::StartRunner {
+            tokio::spawn(self.clone().run_groups(product));
+        }
+        self.inner.hooks.write_queued(product, waiting).await;
+        answer.await.map_err(|_| {
+            Error::Internal(anyhow::anyhow!(
+                "the group of a write of product {product} ended without an answer"
+            ))
+        })?
+    }
+
+    /// `product`'s runner: commits its groups one after another until none is queued.
+    async fn run_groups(self, product: i64) {
+        loop {
+            let group = self.inner.groups.next_group(product);
+            if group.is_empty() {
+                return;
+            }
+            // A panic in one write must not end the runner: the product's queue would wait
+            // for it forever. The group's writes are dropped, and their requests answer 500.
+            if AssertUnwindSafe(self.commit_group(product, group))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!(product, "a group of writes panicked; its writes answer 500");
+            }
+        }
+    }
+
+    /// Commits and publishes `group`, then answers each of its writes.
+    async fn commit_group(&self, product: i64, mut group: Vec<Box<dyn QueuedWrite>>) {
+        let outcome = match self.inner.gate.enter(&[product]).await {
+            Ok(pass) => {
+                let outcome = self.run_group(product, &mut group).await;
+                drop(pass);
+                outcome
+            }
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Err(error) => group
+                .into_iter()
+                .for_each(|write| write.answer(Some(&error))),
+            Ok(unpublished) if unpublished.is_empty() => {
+                group.into_iter().for_each(|write| write.answer(None))
+            }
+            // The runner goes on with the next group while these wait for the hand-off.
+            Ok(unpublished) => {
+                let catalog = self.clone();
+                tokio::spawn(async move {
+                    catalog.hand_off(&unpublished).await;
+                    group.into_iter().for_each(|write| write.answer(None));
+                });
+            }
+        }
+    }
+
+    /// Runs the writes of `group` in one transaction and commits and publishes what they
+    /// changed; the changes whose publish failed are returned, as `commit_and_publish` does.
+    ///
+    /// A write alone runs as any other write: if it fails, nothing is committed. Writes
+    /// together find the row locked for them first, and each runs in a savepoint: one that
+    /// fails is rolled back to it (its answer keeps its error) and the next goes on.
+    async fn run_group(
+        &self,
+        product: i64,
+        group: &mut [Box<dyn QueuedWrite>],
+    ) -> Result<Vec<(i64, i64)>> {
+        let mut tx = self.inner.db.begin().await?;
+        let mut changed = Vec::new();
+        if let [alone] = group {
+            match alone.run(&mut tx).await {
+                Some(states) => changed = states,
+                // Dropping `tx` rolls it back.
+                None => return Ok(Vec::new()),
+            }
+        } else {
+            db::lock_product(&mut tx, product).await?;
+            for write in group.iter_mut() {
+                // Not released after the write: the next savepoint nests, and a rollback to
+                // this name goes to the latest one (a round trip less per write).
+                sqlx::query("SAVEPOINT grouped_write")
+                    .execute(&mut *tx)
+                    .await?;
+                match write.run(&mut tx).await {
+                    Some(states) => changed.extend(states),
+                    None => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT grouped_write")
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+        }
+        let unpublished = self.commit_and_publish(tx, &changed).await?;
+        if group.len() > 1 {
+            metrics::counter!("write_group_commits_total").increment(1);
+            metrics::counter!("write_group_writes_total").increment(group.len() as u64);
+        }
+        Ok(unpublished)
+    }
+
+    /// Waits until no instance shows a copy older than `unpublished` (see `handoff`).
+    async fn hand_off(&self, unpublished: &[(i64, i64)]) {
+        if !unpublished.is_empty() {
+            handoff::hand_off(
+                &self.inner.db,
+                self.inner.cache.instance(),
+                unpublished,
+                self.inner.cache.handoff_wait(),
+            )
+            .await;
+        }
+    }
+
     /// Commits `tx` (whose changes the table's triggers recorded in the outbox), then publishes
-    /// each change and queues the removal of the outbox row of each one published. A failed
-    /// publish is not an error for the client: the write is committed; the changes whose
-    /// publish failed, as (product id, version), are returned for the hand-off.
+    /// each changed product's last state and queues the removal of the outbox rows of every
+    /// change published. A failed publish is not an error for the client: the write is
+    /// committed; the changes whose publish failed, as (product id, version), are returned for
+    /// the hand-off.
     async fn commit_and_publish(
         &self,
         tx: Transaction<'static, Postgres>,
@@ -363,16 +493,33 @@ impl Catalog {
             return Ok(Vec::new());
         }
         self.inner.faults.maybe_delay_publish().await;
-        let mut unpublished = Vec::new();
+        // A group changes a product once per write, each change a version: its last state
+        // stands for all of them (a copy of version v is current for every change up to v).
+        let mut last: HashMap<i64, &ProductState> = HashMap::new();
         for state in changed {
+            last.entry(state.id())
+                .and_modify(|seen| {
+                    if state.version() > seen.version() {
+                        *seen = state
+                    }
+                })
+                .or_insert(state);
+        }
+        let mut unpublished = Vec::new();
+        for (id, state) in last {
             self.inner
                 .hooks
-                .before_publish(PublishSite::WriteThrough, state.id())
+                .before_publish(PublishSite::WriteThrough, id)
                 .await;
-            if cache.publish(state).await.is_ok() {
-                self.inner.sweeper.published(state.id(), state.version());
+            let published = cache.publish(state).await.is_ok();
+            let versions = changed
+                .iter()
+                .filter(|change| change.id() == id)
+                .map(|change| (id, change.version()));
+            if published {
+                versions.for_each(|(id, version)| self.inner.sweeper.published(id, version));
             } else {
-                unpublished.push((state.id(), state.version()));
+                unpublished.extend(versions);
             }
         }
         Ok(unpublished)

@@ -16,6 +16,10 @@ pub struct Hooks {
     /// Awaited between the Postgres read (or commit) behind a publish and the publish itself:
     /// holds a writer, the relay or the sampler in the window where a key loss happens.
     pub before_publish: Option<Hook<(PublishSite, i64)>>,
+    /// Awaited after a write of one product joined the queue of the product's next group
+    /// commit, with the product id and how many of its writes wait now: tells a test when a
+    /// group is ready.
+    pub write_queued: Option<Hook<(i64, usize)>>,
 }
 
 /// Which path is about to write to the cache, for `Hooks::before_publish`.
@@ -33,6 +37,12 @@ impl Hooks {
     pub(crate) async fn before_fill(&self, id: i64) {
         if let Some(hook) = &self.before_fill {
             hook(id).await;
+        }
+    }
+
+    pub(crate) async fn write_queued(&self, product: i64, waiting: usize) {
+        if let Some(hook) = &self.write_queued {
+            hook((product, waiting)).await;
         }
     }
 

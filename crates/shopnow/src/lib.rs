@@ -10,7 +10,8 @@
 //! - `relay`, `sampler` and `janitor`: the background tasks that work through the catalog
 //!   (outbox relay, consistency sampler, expiry of old rows).
 //! - `catalog`: every read and write of products and orders: Postgres first, then the cache;
-//!   `write_gate` bounds the writes of one product in flight; `sweeper` removes the outbox rows
+//!   `write_gate` bounds the writes of one product in flight; `group_commit` queues the writes
+//!   of one product that commit together; `sweeper` removes the outbox rows
 //!   of the changes this instance published.
 //! - `cache`: the cache strategies, one module each, behind one trait; `versioned` is the one
 //!   that is never stale, its Lua scripts beside it, and the watch of the database's history;
@@ -31,6 +32,7 @@ mod config;
 mod db;
 mod error;
 mod faults;
+mod group_commit;
 mod handoff;
 mod hooks;
 mod http;

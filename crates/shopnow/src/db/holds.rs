@@ -184,6 +184,20 @@ pub(crate) async fn find(conn: &mut PgConnection, id: uuid::Uuid) -> Result<Opti
     row.map(|row| row.into_stored(id)).transpose()
 }
 
+/// The products hold `id` names, in id order (none when there is no such hold), read without a
+/// lock or a token: a hold's items never change, and this only routes a write of the hold to
+/// its products' write gate and group (the write itself checks the token, under its locks).
+pub(crate) async fn products_of(conn: &mut PgConnection, id: uuid::Uuid) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT (item->>'product_id')::bigint AS product_id \
+         FROM holds, jsonb_array_elements(holds.items) AS item \
+         WHERE holds.id = $1::uuid ORDER BY 1",
+    )
+    .bind(id.to_string())
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Locks hold `id` for the rest of the transaction, if `bearer` opens it; a hold it does not
 /// open reads as missing, as a hold that does not exist.
 async fn lock(tx: &mut PgConnection, id: uuid::Uuid, bearer: &Bearer) -> Result<StoredHold> {

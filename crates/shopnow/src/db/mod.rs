@@ -8,6 +8,8 @@ pub(crate) mod outbox;
 pub(crate) mod products;
 mod stock;
 
+pub(crate) use stock::lock_product;
+
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;

@@ -104,3 +104,9 @@ pub(super) async fn lock_rows_in_id_order(
         .await?;
     Ok(())
 }
+
+/// Locks product `id`'s row (if it exists) for the rest of the transaction: a group of writes
+/// of one product takes it once, before the first of them (`group_commit`).
+pub(crate) async fn lock_product(tx: &mut PgConnection, id: i64) -> Result<()> {
+    lock_rows_in_id_order(tx, &[id]).await
+}

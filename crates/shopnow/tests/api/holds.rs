@@ -13,11 +13,12 @@ use shopnow::{CacheStrategy, Order, OrderReceipt, OrderStatus, Product};
 use crate::helpers::{assert_error, ok, TestApp, ADMIN_TOKEN, SHARED_REDIS};
 
 #[derive(Debug, Deserialize)]
-struct HoldReceipt {
-    id: String,
+pub(crate) struct HoldReceipt {
+    pub(crate) id: String,
     status: String,
-    expires_at: DateTime<Utc>,
-    access_token: String,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) access_token: String,
     items: Vec<Value>,
 }
 
@@ -28,7 +29,7 @@ struct Hold {
 }
 
 impl TestApp {
-    async fn hold(&self, items: &[(i64, i64)], ttl_seconds: Option<u64>) -> Response {
+    pub(crate) async fn hold(&self, items: &[(i64, i64)], ttl_seconds: Option<u64>) -> Response {
         let items: Vec<Value> = items
             .iter()
             .map(|(id, q)| json!({"product_id": id, "quantity": q}))
@@ -40,7 +41,7 @@ impl TestApp {
         self.post_json("/v1/holds", body, None).await
     }
 
-    async fn held(&self, items: &[(i64, i64)], ttl_seconds: Option<u64>) -> HoldReceipt {
+    pub(crate) async fn held(&self, items: &[(i64, i64)], ttl_seconds: Option<u64>) -> HoldReceipt {
         ok(self.hold(items, ttl_seconds).await, StatusCode::CREATED).await
     }
 
@@ -60,7 +61,7 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
-    async fn order_from(&self, hold: &HoldReceipt, token: Option<&str>) -> Response {
+    pub(crate) async fn order_from(&self, hold: &HoldReceipt, token: Option<&str>) -> Response {
         self.post_json("/v1/orders", json!({ "hold_id": hold.id }), token)
             .await
     }
@@ -71,7 +72,7 @@ impl TestApp {
     }
 
     /// (stock, reserved, available) as a product read shows them.
-    async fn counts(&self, id: i64) -> (i64, i64, i64) {
+    pub(crate) async fn counts(&self, id: i64) -> (i64, i64, i64) {
         let product = self.product(id).await;
         (product.stock, product.reserved, product.available)
     }

@@ -8,6 +8,7 @@ mod database;
 mod edge;
 mod errors;
 mod failover;
+mod group_commit;
 mod handoff;
 mod helpers;
 mod holds;
