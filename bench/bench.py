@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 TESTKIT = None  # the testkit binary, from --testkit
 PRODUCTS = 10_000
 STRATEGIES = ["versioned", "ttl", "delete", "none", "article"]
-DEFAULT_PARTS = ["hot", "spread", "writes", "orders", "flash", "shoppers", "memory", "missing", "outside",
+DEFAULT_PARTS = ["hot", "spread", "writes", "hot-writes", "orders", "flash", "shoppers", "memory", "missing", "outside",
                  "replica", "tls", "near"]
 # near-hot: the near part's read comparison alone (a few minutes), to measure a change quickly.
 ALL_PARTS = DEFAULT_PARTS + ["soak", "near-hot"]
@@ -264,8 +264,33 @@ def wrk(url, seconds, connections, threads, script=None, script_args=()):
         value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    return {"rps": rps, "p50_ms": percentile(50), "p99_ms": percentile(99), "requests": requests,
-            "non_2xx": int(errors.group(1)) if errors else 0}
+    result = {"rps": rps, "p50_ms": percentile(50), "p99_ms": percentile(99), "requests": requests,
+              "non_2xx": int(errors.group(1)) if errors else 0}
+    timeouts = re.search(r"Socket errors: .*timeout (\d+)", out)
+    result["timeouts"] = int(timeouts.group(1)) if timeouts else 0
+    acknowledged = re.search(r"acknowledged: holds=(\d+) orders=(\d+) adjustments=(\d+)", out)
+    if acknowledged:
+        result.update(zip(("holds", "orders", "adjustments"), map(int, acknowledged.groups())))
+    return result
+
+
+def wrk_together(urls, seconds, connections, script, script_args):
+    """One wrk (one thread, `connections` split evenly) per url at once: requests/s and
+    requests together, the worse p99, and the sums of what the script counted."""
+    runs = [None] * len(urls)
+
+    def run(i):
+        runs[i] = wrk(urls[i], seconds, connections // len(urls), 1, script, script_args)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(urls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = {key: sum(run[key] for run in runs) for key in runs[0] if key not in ("p50_ms", "p99_ms")}
+    total["p50_ms"] = max(run["p50_ms"] for run in runs)
+    total["p99_ms"] = max(run["p99_ms"] for run in runs)
+    return total
 
 
 def alternate(targets, rounds, measure):
@@ -341,7 +366,8 @@ def main():
             for instance in bench.instances.values():  # warm every cache with every product
                 wrk(instance.url, 2, 16, 1, "spread-reads.lua", [PRODUCTS])
         strategies = {name: bench.instances[name] for name in STRATEGIES if name in bench.instances}
-        compared = {**strategies, **{f"versioned@{n}": bench.instances[f"versioned@{n}"] for n in baselines}}
+        compared = {**strategies, **{f"versioned@{n}": bench.instances[f"versioned@{n}"]
+                                     for n in baselines if f"versioned@{n}" in bench.instances}}
 
         if "hot" in parts:
             log("hot reads: one product, targets alternating")
@@ -385,6 +411,12 @@ def main():
             results["writes_one_product"] = alternate(
                 targets, args.rounds,
                 lambda url: wrk(url, script="adjust.lua", script_args=[1, bench.token], **w))
+
+        if "hot-writes" in parts:
+            log(f"hot writes: holds, orders from holds, orders and adjustments over 2 instances "
+                f"of each build, {args.connections} clients")
+            results["hot_writes"] = hot_writes(bench, baselines, args.rounds, args.seconds,
+                                               args.connections)
 
         if "orders" in parts:
             log("orders")
@@ -479,6 +511,57 @@ def flash_sale(instance, token, seconds, writer=None, redis=None):
               "from_memory": delta(before, after, label % (instance.strategy, "near")) / total if total else 0.0}
     if redis:
         result["redis_gets_per_read"] = (redis_gets(redis) - gets_before) / max(reads["requests"], 1)
+    return result
+
+
+def hot_writes(bench, baselines, rounds, seconds, connections):
+    """Holds, orders from those holds, plain orders and adjustments, in turn (hot-writes.lua), of
+    ONE product, and the same mix over products spread over PRODUCTS: `connections` clients over
+    two instances of each build (this one and every baseline), each pair on a database of its
+    own, targets alternating. Per target: requests/s of the two together, the worse p99, and
+    what Postgres holds against what was acknowledged (with no timeout, every request was
+    answered, so the two must agree exactly): orders stored, units in stock, units held."""
+    builds = {"versioned": bench.binary, **{f"versioned@{n}": p for n, p in baselines.items()}}
+    pairs = {}
+    for name, binary in builds.items():
+        db = bench.database(binary)
+        pairs[name] = (db, [bench.start(f"hot-writes-{name}-{i}", db=db, binary=binary)
+                            for i in (1, 2)])
+    product = 7
+    targets = {}
+    for name in builds:
+        targets[f"{name}, one product"] = (name, 0)
+        targets[f"{name}, spread"] = (name, PRODUCTS)
+
+    def state(db):
+        """Units in stock, orders, live and converted holds, products oversold (stock below
+        zero or below what holds set aside)."""
+        return [int(v) for v in psql(db.name, (
+            "SELECT (SELECT sum(stock) FROM products), (SELECT count(*) FROM orders), "
+            "(SELECT count(*) FROM holds WHERE status = 'held'), "
+            "(SELECT count(*) FROM holds WHERE status = 'converted'), "
+            "(SELECT count(*) FROM products WHERE stock < 0 OR stock < shopnow_reserved(holds))"
+        )).split("|")]
+
+    def measure(target):
+        name, spread = target
+        db, instances = pairs[name]
+        stock, orders, held, converted, _ = state(db)
+        run = wrk_together([i.url for i in instances], seconds, connections, "hot-writes.lua",
+                           [product, bench.token, spread])
+        stock_after, orders_after, held_after, converted_after, oversold = state(db)
+        run["oversold_products"] = oversold
+        run["orders_missing"] = run["orders"] - (orders_after - orders)
+        # Every order takes one unit; every adjustment adds one.
+        run["stock_off_by"] = (stock_after - stock) - (run["adjustments"] - run["orders"])
+        run["holds_off_by"] = (held_after - held) - (run["holds"] - (converted_after - converted))
+        return run
+
+    for name, (db, instances) in pairs.items():
+        for instance in instances:
+            wrk(instance.url + f"/v1/products/{product}", 1, 4, 1)
+    result = alternate(targets, rounds, measure)
+    bench.retire(*[i for _, instances in pairs.values() for i in instances])
     return result
 
 
@@ -855,6 +938,14 @@ def ratios(results):
             if name.startswith("versioned@"):
                 r[f"one_product_writes_versioned_over_{name}"] = (one_product["versioned"]["rps"]
                                                                   / one_product[name]["rps"])
+    hot = results.get("hot_writes")
+    if hot:
+        for name in {t.split(", ")[0] for t in hot if t.startswith("versioned@")}:
+            for kind in ("one product", "spread"):
+                new, old = hot[f"versioned, {kind}"], hot[f"{name}, {kind}"]
+                key = kind.replace(" ", "_")
+                r[f"hot_writes_{key}_over_{name}"] = new["rps"] / old["rps"]
+                r[f"hot_writes_{key}_p99_over_{name}"] = new["p99_ms"] / old["p99_ms"]
     orders = results.get("orders")
     if orders:
         r["orders_versioned_over_none"] = orders["versioned"]["rps"] / orders["none"]["rps"]

@@ -64,9 +64,9 @@ pub(crate) async fn place(
             check_on_hand(&locked, &lines)?;
             let currency = single_currency(&locked)?;
             let changed = take_stock(tx, &lines, Some(expires_at_ms)).await?;
+            // Also marks the hold converted.
             let order =
                 record_order(tx, &lines, &locked, currency, access_token, Some(*hold_id)).await?;
-            holds::mark_converted(tx, *hold_id, order.id).await?;
             (order, changed)
         }
     };
@@ -160,7 +160,8 @@ async fn take_stock(
     .await?)
 }
 
-/// Inserts the order and its items at the prices locked with the rows.
+/// Inserts the order and its items at the prices locked with the rows, and marks `hold`, if
+/// any, converted into it.
 async fn record_order(
     tx: &mut PgConnection,
     lines: &OrderLines,
@@ -173,17 +174,6 @@ async fn record_order(
         .iter()
         .map(|row| row.price_cents * lines.quantity_of(row.id))
         .sum();
-    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
-        "INSERT INTO orders (total_cents, currency, access_token, hold_id) \
-         VALUES ($1, $2, $3, $4::uuid) RETURNING id, created_at",
-    )
-    .bind(total_cents)
-    .bind(currency)
-    .bind(access_token)
-    .bind(hold.map(|id| id.to_string()))
-    .fetch_one(&mut *tx)
-    .await?;
-
     let items: Vec<OrderItem> = locked
         .iter()
         .map(|row| OrderItem {
@@ -192,15 +182,30 @@ async fn record_order(
             unit_price_cents: row.price_cents,
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) \
-         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[])",
+    // One statement, one round trip: the order, its items and, for an order from a hold, the
+    // hold's conversion (a group commit runs its writes one after another under the product's
+    // row lock, so every round trip of a write is one the product's other writes wait for).
+    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
+        "WITH new_order AS ( \
+             INSERT INTO orders (total_cents, currency, access_token, hold_id) \
+             VALUES ($1, $2, $3, $4::uuid) RETURNING id, created_at), \
+         new_items AS ( \
+             INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) \
+             SELECT new_order.id, item.* FROM new_order, \
+                    unnest($5::bigint[], $6::bigint[], $7::bigint[]) AS item), \
+         converted AS ( \
+             UPDATE holds SET status = 'converted', ended_at = now(), order_id = new_order.id \
+             FROM new_order WHERE holds.id = $4::uuid) \
+         SELECT id, created_at FROM new_order",
     )
-    .bind(id)
+    .bind(total_cents)
+    .bind(currency)
+    .bind(access_token)
+    .bind(hold.map(|id| id.to_string()))
     .bind(items.iter().map(|i| i.product_id).collect::<Vec<_>>())
     .bind(items.iter().map(|i| i.quantity).collect::<Vec<_>>())
     .bind(items.iter().map(|i| i.unit_price_cents).collect::<Vec<_>>())
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(Order {
         id,

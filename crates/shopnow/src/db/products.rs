@@ -152,10 +152,27 @@ async fn lock_stock(conn: &mut PgConnection, id: i64) -> Result<(i64, i64)> {
     locked.ok_or_else(|| Error::product_not_found(id))
 }
 
-/// Adds `delta` to the stock, inside the caller's transaction. The row is locked while the
-/// bounds are checked, so concurrent adjustments queue and can never take the stock below what
-/// live holds reserve (nor below zero) between a read and a write.
+/// Adds `delta` to the stock, inside the caller's transaction. The bounds are checked by the
+/// UPDATE on the row it locks (Postgres checks them again on the latest row if another write
+/// changed it meanwhile), so concurrent adjustments can never take the stock below what live
+/// holds reserve (nor below zero). One round trip when it succeeds: a group commit runs the
+/// writes of a product one after another under its row lock.
 pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -> Result<Product> {
+    let adjusted: Option<Product> = sqlx::query_as(&format!(
+        "UPDATE products SET stock = stock + $2 \
+         WHERE id = $1 AND deleted_at IS NULL \
+           AND stock + $2 >= shopnow_reserved(holds) AND stock + $2 <= $3 \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(delta)
+    .bind(MAX_STOCK)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(product) = adjusted {
+        return Ok(product);
+    }
+    // Refused (or no such product): say why, from the row as it is.
     let (stock, reserved) = lock_stock(conn, id).await?;
     let new_stock = stock + delta;
     if new_stock < reserved {
@@ -170,15 +187,9 @@ pub(crate) async fn adjust_stock(conn: &mut PgConnection, id: i64, delta: i64) -
             "stock would be {new_stock}, above the limit of {MAX_STOCK}"
         )));
     }
-    let product = sqlx::query_as(&format!(
-        "UPDATE products SET stock = $2 \
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(new_stock)
-    .fetch_one(conn)
-    .await?;
-    Ok(product)
+    Err(Error::Internal(anyhow::anyhow!(
+        "the adjustment of product {id} by {delta} was refused, yet {stock} + {delta} fits"
+    )))
 }
 
 /// Marks the product deleted. The deletion is a version of its own, so a cache can store it
