@@ -9,6 +9,7 @@ use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shopnow::{CacheStrategy, Order, OrderReceipt, OrderStatus, Product};
+use testkit::TestDatabase;
 
 use crate::helpers::{assert_error, ok, TestApp, ADMIN_TOKEN, SHARED_REDIS};
 
@@ -672,5 +673,110 @@ async fn a_list_of_holds_becomes_a_schedule_by_the_second() {
     assert_eq!(
         schedule,
         json!([{"quantity": 5, "expires_at": 2_000}, {"quantity": 1, "expires_at": 3_000}])
+    );
+}
+
+/// A rolling update from the build before holds by the second: the live holds it made (an
+/// entry per hold on the product row, `expires_at` at any millisecond) carry over. The new
+/// build counts them, and releases and converts them out of the right second.
+#[tokio::test]
+async fn the_live_holds_of_the_build_before_carry_over() {
+    let db = std::sync::Arc::new(TestDatabase::create("shopnow_test").await.unwrap());
+    // The migrations the build before had, from a directory of their own.
+    let before = std::env::temp_dir().join(format!("shopnow-migrations-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir(&before).unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "20261207000002" {
+            std::fs::copy(&path, before.join(&name)).unwrap();
+        }
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&before).unwrap();
+
+    // As the build before wrote them: two live holds (2 and 3 units, lapsing 0.3 s and 0.7 s
+    // into a second ten minutes from now) and one that lapsed, each an entry of the row.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO products (sku, name, price_cents, currency, stock) \
+         VALUES ('CARRIED-1', 'Carried over', 100, 'USD', 10) RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let base_ms = (Utc::now().timestamp() + 600) * 1000;
+    let holds = [
+        ("00000000-0000-4000-8000-00000000000a", 2, base_ms + 300),
+        ("00000000-0000-4000-8000-00000000000b", 3, base_ms + 700),
+        ("00000000-0000-4000-8000-00000000000c", 1, base_ms - 601_000),
+    ];
+    let mut entries = Vec::new();
+    for (hold, quantity, expires_ms) in holds {
+        sqlx::query(
+            "INSERT INTO holds (id, access_token, items, expires_at) \
+             VALUES ($1::uuid, $1, $2::jsonb, to_timestamp($3::float8 / 1000))",
+        )
+        .bind(hold)
+        .bind(json!([{"product_id": id, "quantity": quantity}]).to_string())
+        .bind(expires_ms as f64)
+        .execute(&pool)
+        .await
+        .unwrap();
+        entries.push(json!({"hold": hold, "quantity": quantity, "expires_at": expires_ms}));
+    }
+    sqlx::query("UPDATE products SET holds = $2::jsonb WHERE id = $1")
+        .bind(id)
+        .bind(Value::Array(entries).to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    // The new build migrates at its start.
+    let app = TestApp::builder()
+        .database(db)
+        .versioned(SHARED_REDIS)
+        .spawn()
+        .await;
+    assert_eq!(app.counts(id).await, (10, 5, 5));
+    let (a, b) = (holds[0].0, holds[1].0);
+    let hold: Value = ok(
+        app.with_token(Method::GET, &format!("/v1/holds/{a}"), Some(a))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let expires_at: DateTime<Utc> = serde_json::from_value(hold["expires_at"].clone()).unwrap();
+    assert_eq!(
+        expires_at.timestamp_millis(),
+        base_ms + 1000,
+        "rounded up to its whole second"
+    );
+
+    ok::<Value>(
+        app.with_token(Method::DELETE, &format!("/v1/holds/{a}"), Some(a))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        app.counts(id).await,
+        (10, 3, 7),
+        "a released hold's units back"
+    );
+    let order = app
+        .post_json("/v1/orders", json!({ "hold_id": b }), Some(b))
+        .await;
+    ok::<Value>(order, StatusCode::CREATED).await;
+    assert_eq!(
+        app.counts(id).await,
+        (7, 0, 7),
+        "a converted hold's units taken"
     );
 }
