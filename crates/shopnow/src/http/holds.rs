@@ -61,7 +61,7 @@ async fn create_hold(
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
     let hold = HoldLines::from_request(&request, state.hold_ttl_secs)?;
-    let hold = state.catalog.create_hold(&hold, key).await?;
+    let hold = state.catalog.create_hold(&hold, key.as_deref()).await?;
     let location = format!("/v1/holds/{}", hold.receipt.hold.id);
     Ok(created(location, hold.receipt, hold.replayed))
 }

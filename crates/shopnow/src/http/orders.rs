@@ -68,7 +68,7 @@ async fn place_order(
     let source = OrderSource::from_request(&request)?;
     let placed = state
         .catalog
-        .place_order(&source, bearer.map(|TokenBearer(b)| b), key)
+        .place_order(&source, bearer.map(|TokenBearer(b)| b), key.as_deref())
         .await?;
     let location = format!("/v1/orders/{}", placed.receipt.order.id);
     Ok(created(location, placed.receipt, placed.replayed))
