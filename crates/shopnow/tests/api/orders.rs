@@ -289,6 +289,30 @@ async fn a_weak_idempotency_key_is_refused_and_changes_nothing() {
     assert_eq!(app.stored(id).await, (10, 1));
 }
 
+/// A UUID is one key in every form it can be written in: a retry that changed its case (or
+/// dropped its hyphens) finds the order, it does not place a second one.
+#[tokio::test]
+async fn a_uuid_key_in_another_case_is_the_same_key() {
+    let app = TestApp::builder().spawn().await;
+    let id = app.create_product("UUIDCASE-1", 10).await.id;
+    let key = "5f2c1e0a-8b4d-4c6e-9f7a-3d2b1c0e9f8a";
+    let first = app.order(&[(id, 1)], Some(key)).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    for retry in [key.to_uppercase(), key.replace('-', "")] {
+        let again = app.order(&[(id, 1)], Some(&retry)).await;
+        assert_eq!(again.status(), StatusCode::CREATED);
+        assert_eq!(
+            again
+                .headers()
+                .get("idempotent-replayed")
+                .and_then(|v| v.to_str().ok()),
+            Some("true"),
+            "{retry}"
+        );
+    }
+    assert_eq!(app.stored(id).await.0, 9, "one order took one unit");
+}
+
 #[tokio::test]
 async fn idempotency_keys_are_forgotten_after_their_retention() {
     let app = TestApp::builder().spawn().await;
