@@ -63,6 +63,7 @@ impl Application {
                 queued: config.max_queued_writes_per_product,
                 queue_wait: config.database.lock_timeout,
             },
+            config.max_line_quantity,
             sweeper,
         );
         let state = http::AppState::new(

@@ -42,6 +42,8 @@ struct Inner {
     gate: WriteGate,
     /// The single-product writes waiting for their product's next group commit.
     groups: Groups,
+    /// The purchase limit of a product without its own (`SHOPNOW_MAX_LINE_QUANTITY`).
+    default_purchase_limit: i64,
     sweeper: Sweeper,
 }
 
@@ -66,6 +68,7 @@ impl Catalog {
         faults: WriteFaults,
         hooks: Hooks,
         gate: GateLimits,
+        default_purchase_limit: i64,
         sweeper: Sweeper,
     ) -> Self {
         Self {
@@ -77,6 +80,7 @@ impl Catalog {
                 hooks,
                 gate: WriteGate::new(gate),
                 groups: Groups::new(gate.in_flight + gate.queued, gate.queue_wait),
+                default_purchase_limit,
                 sweeper,
             }),
         }
@@ -200,10 +204,12 @@ impl Catalog {
         let source = source.clone();
         let key = idempotency_key.map(str::to_owned);
         let token = new_access_token();
+        let limit = self.inner.default_purchase_limit;
         self.write(&products, move |tx| {
             Box::pin(async move {
                 let placed =
-                    db::orders::place(tx, &source, bearer.as_ref(), key.as_deref(), &token).await?;
+                    db::orders::place(tx, &source, bearer.as_ref(), key.as_deref(), &token, limit)
+                        .await?;
                 Ok(match placed {
                     db::orders::Placed::New { receipt, changed } => (
                         PlacedOrder {
@@ -247,10 +253,11 @@ impl Catalog {
         let hold = hold.clone();
         let key = idempotency_key.map(str::to_owned);
         let token = new_access_token();
+        let limit = self.inner.default_purchase_limit;
         self.write(&products, move |tx| {
             Box::pin(async move {
                 Ok(
-                    match db::holds::create(tx, &hold, key.as_deref(), &token).await? {
+                    match db::holds::create(tx, &hold, key.as_deref(), &token, limit).await? {
                         db::holds::Created::New { receipt, changed } => (
                             CreatedHold {
                                 receipt,

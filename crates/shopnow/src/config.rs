@@ -11,7 +11,7 @@ use crate::{
     db::DatabaseConfig,
     faults::{self, WriteFaults},
     http::{AccessLog, HttpConfig},
-    model::{MAX_HOLD_TTL_SECS, MIN_HOLD_TTL_SECS},
+    model::{MAX_HOLD_TTL_SECS, MAX_QUANTITY, MIN_HOLD_TTL_SECS},
     observability::LogFormat,
 };
 
@@ -39,6 +39,9 @@ pub struct Config {
     pub idempotency_key_retention: Duration,
     /// How long a hold lasts when its request names no `ttl_seconds`.
     pub hold_ttl_secs: u64,
+    /// The purchase limit of a product without its own: the most units of it one hold or one
+    /// order may take (`SHOPNOW_MAX_LINE_QUANTITY`).
+    pub max_line_quantity: i64,
     /// Time between two sweeps of lapsed hold entries off product rows (housekeeping: a lapsed
     /// hold counts for no read already).
     pub hold_sweep_interval: Duration,
@@ -139,6 +142,13 @@ impl Config {
                     )),
                 }
             })?,
+            max_line_quantity: var("SHOPNOW_MAX_LINE_QUANTITY").parse_with(
+                MAX_QUANTITY,
+                |raw| match raw.parse::<i64>() {
+                    Ok(limit) if (1..=MAX_QUANTITY).contains(&limit) => Ok(limit),
+                    _ => Err(format!("expected units from 1 to {MAX_QUANTITY}")),
+                },
+            )?,
             hold_sweep_interval: var("SHOPNOW_HOLD_SWEEP_INTERVAL_SECS")
                 .positive(10, Duration::from_secs)?,
             redis: RedisConfig {
@@ -397,6 +407,8 @@ mod tests {
             ("SHOPNOW_DB_POOL_SIZE", "1"),
             ("SHOPNOW_DB_LOCK_TIMEOUT_MS", "0"),
             ("SHOPNOW_MAX_WRITES_PER_PRODUCT", "0"),
+            ("SHOPNOW_MAX_LINE_QUANTITY", "0"),
+            ("SHOPNOW_MAX_LINE_QUANTITY", "10001"),
             ("SHOPNOW_HTTP_MAX_HEADER_BYTES", "100"),
             ("SHOPNOW_HTTP_IDLE_TIMEOUT_MS", "0"),
             ("SHOPNOW_SLOW_REQUEST_MS", "0"),

@@ -13,6 +13,10 @@ pub enum Error {
     /// A stock change or an order would take the stock below zero; nothing was changed.
     #[error("{0}")]
     InsufficientStock(String),
+    /// An item asks more of a product than one hold or one order may take (its purchase
+    /// limit); nothing was changed.
+    #[error("{0}")]
+    OverPurchaseLimit(String),
     /// Values the client sent that cannot be accepted.
     #[error("{0}")]
     Invalid(String),

@@ -167,6 +167,7 @@ mod tests {
             price_cents: 1,
             currency: "USD".into(),
             stock,
+            purchase_limit: None,
             version,
             reserved: 0,
             available: stock,

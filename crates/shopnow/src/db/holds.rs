@@ -14,7 +14,10 @@ use sqlx::PgConnection;
 use super::{
     idempotency::claim_idempotency_key,
     products::{COLUMNS, QUALIFIED_COLUMNS},
-    stock::{check_available, lock_products, lock_rows_in_id_order, single_currency},
+    stock::{
+        check_available, check_purchase_limits, lock_products, lock_rows_in_id_order,
+        single_currency,
+    },
 };
 use crate::{
     error::{Error, Result},
@@ -34,12 +37,14 @@ pub(crate) enum Created {
     Replayed(HoldReceipt),
 }
 
-/// Sets `hold`'s items aside for its duration, all or none, at most once per `idempotency_key`.
+/// Sets `hold`'s items aside for its duration, all or none, at most once per `idempotency_key`;
+/// `default_limit` is the purchase limit of a product without its own.
 pub(crate) async fn create(
     tx: &mut PgConnection,
     hold: &HoldLines,
     idempotency_key: Option<&str>,
     access_token: &str,
+    default_limit: i64,
 ) -> Result<Created> {
     let fingerprint = hold.fingerprint();
     if let Some(key) = idempotency_key {
@@ -47,7 +52,8 @@ pub(crate) async fn create(
             return replay(tx, key, &fingerprint).await.map(Created::Replayed);
         }
     }
-    let locked = lock_products(tx, &hold.lines).await?;
+    let locked = lock_products(tx, &hold.lines, default_limit).await?;
+    check_purchase_limits(&locked, &hold.lines)?;
     check_available(&locked, &hold.lines)?;
     single_currency(&locked)?;
     let id = uuid::Uuid::new_v4();

@@ -8,8 +8,8 @@ use super::{
     idempotency::claim_idempotency_key,
     products::QUALIFIED_COLUMNS,
     stock::{
-        check_available, check_on_hand, lock_products, lock_rows_in_id_order, single_currency,
-        Locked,
+        check_available, check_on_hand, check_purchase_limits, lock_products,
+        lock_rows_in_id_order, single_currency, Locked,
     },
 };
 use crate::{
@@ -32,7 +32,8 @@ pub(crate) enum Placed {
 }
 
 /// Places an order from `source` readable with `access_token`, at most once per
-/// `idempotency_key`, in the caller's transaction `tx`. An order from a hold takes `bearer`,
+/// `idempotency_key`, in the caller's transaction `tx`; `default_limit` is the purchase limit of a
+/// product without its own. An order from a hold takes `bearer`,
 /// which must open the hold. An error leaves the transaction to be rolled back.
 pub(crate) async fn place(
     tx: &mut PgConnection,
@@ -40,6 +41,7 @@ pub(crate) async fn place(
     bearer: Option<&Bearer>,
     idempotency_key: Option<&str>,
     access_token: &str,
+    default_limit: i64,
 ) -> Result<Placed> {
     let fingerprint = source.fingerprint();
     if let Some(key) = idempotency_key {
@@ -49,7 +51,8 @@ pub(crate) async fn place(
     }
     let (receipt, changed) = match source {
         OrderSource::Items(lines) => {
-            let locked = lock_products(tx, lines).await?;
+            let locked = lock_products(tx, lines, default_limit).await?;
+            check_purchase_limits(&locked, lines)?;
             check_available(&locked, lines)?;
             let currency = single_currency(&locked)?;
             let changed = take_stock(tx, lines, None).await?;
@@ -58,7 +61,8 @@ pub(crate) async fn place(
         }
         OrderSource::Hold(hold_id) => {
             let (lines, expires_at_ms) = holds::take_for_order(tx, *hold_id, bearer).await?;
-            let locked = lock_products(tx, &lines).await?;
+            // A hold's items met the purchase limits when it was made.
+            let locked = lock_products(tx, &lines, default_limit).await?;
             // The hold set the units aside: only the stock itself is checked (a change made in
             // SQL could have taken it below the hold).
             check_on_hand(&locked, &lines)?;

@@ -14,12 +14,12 @@ use crate::{
 /// The columns `Product` is read from: `history` is the database's, read once per statement
 /// (an uncorrelated subquery); `read_at_ms` is the time its holds are judged by.
 pub(super) const COLUMNS: &str = "id, sku, name, description, price_cents, currency, stock, \
-     version, updated_at, (SELECT shopnow_history()) AS history, holds::text AS holds, \
+     purchase_limit, version, updated_at, (SELECT shopnow_history()) AS history, holds::text AS holds, \
      shopnow_now_ms() AS read_at_ms";
 
 /// `COLUMNS` for a statement where `p` names the products table.
 pub(super) const QUALIFIED_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_cents, \
-     p.currency, p.stock, p.version, p.updated_at, (SELECT shopnow_history()) AS history, \
+     p.currency, p.stock, p.purchase_limit, p.version, p.updated_at, (SELECT shopnow_history()) AS history, \
      p.holds::text AS holds, shopnow_now_ms() AS read_at_ms";
 
 const LIVE_SKU_INDEX: &str = "products_live_sku_key";
@@ -82,8 +82,9 @@ pub(crate) async fn list(conn: &mut PgConnection, after: i64, limit: i64) -> Res
 
 pub(crate) async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<Product> {
     sqlx::query_as(&format!(
-        "INSERT INTO products (sku, name, description, price_cents, currency, stock) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO products (sku, name, description, price_cents, currency, stock, \
+             purchase_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     ))
     .bind(&new.sku)
     .bind(&new.name)
@@ -91,6 +92,7 @@ pub(crate) async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<
     .bind(new.price_cents)
     .bind(&new.currency)
     .bind(new.stock)
+    .bind(new.purchase_limit)
     .fetch_one(conn)
     .await
     .map_err(|e| {
@@ -109,13 +111,16 @@ pub(crate) async fn update(
 ) -> Result<Product> {
     sqlx::query_as(&format!(
         "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
-         price_cents = COALESCE($4, price_cents) \
+         price_cents = COALESCE($4, price_cents), \
+         purchase_limit = CASE WHEN $5 THEN $6 ELSE purchase_limit END \
          WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(&patch.name)
     .bind(&patch.description)
     .bind(patch.price_cents)
+    .bind(patch.purchase_limit.is_some())
+    .bind(patch.purchase_limit.flatten())
     .fetch_optional(conn)
     .await?
     .ok_or_else(|| Error::product_not_found(id))

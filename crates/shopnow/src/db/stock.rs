@@ -17,20 +17,26 @@ pub(super) struct Locked {
     reserved: i64,
     pub(super) price_cents: i64,
     currency: String,
+    /// The most units one hold or one order may take: the product's own limit, or the default.
+    purchase_limit: i64,
 }
 
 /// Locks every named row in product-id order (the ORDER BY runs before the lock), so that two
 /// orders or holds over the same products always wait for each other, never deadlock.
+/// `default_limit` is the purchase limit of a product without its own.
 pub(super) async fn lock_products(
     tx: &mut PgConnection,
     lines: &OrderLines,
+    default_limit: i64,
 ) -> Result<Vec<Locked>> {
     let product_ids = lines.product_ids();
     let locked: Vec<Locked> = sqlx::query_as(
-        "SELECT id, stock, shopnow_reserved(holds) AS reserved, price_cents, currency \
+        "SELECT id, stock, shopnow_reserved(holds) AS reserved, price_cents, currency, \
+                coalesce(purchase_limit, $2) AS purchase_limit \
          FROM products WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
     )
     .bind(&product_ids)
+    .bind(default_limit)
     .fetch_all(&mut *tx)
     .await?;
     if locked.len() != product_ids.len() {
@@ -80,6 +86,27 @@ fn check(
         Ok(())
     } else {
         Err(Error::InsufficientStock(short.join("; ")))
+    }
+}
+
+/// No item asks more of its product than one hold or one order may take.
+pub(super) fn check_purchase_limits(locked: &[Locked], lines: &OrderLines) -> Result<()> {
+    let over: Vec<String> = locked
+        .iter()
+        .filter(|row| lines.quantity_of(row.id) > row.purchase_limit)
+        .map(|row| {
+            format!(
+                "product {} allows at most {} per hold or order, {} asked",
+                row.id,
+                row.purchase_limit,
+                lines.quantity_of(row.id)
+            )
+        })
+        .collect();
+    if over.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::OverPurchaseLimit(over.join("; ")))
     }
 }
 

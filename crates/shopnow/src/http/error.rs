@@ -42,6 +42,7 @@ pub(super) enum ErrorCode {
     MalformedJson,
     MethodNotAllowed,
     NotFound,
+    OverPurchaseLimit,
     PayloadTooLarge,
     RequestTimeout,
     Timeout,
@@ -68,6 +69,7 @@ impl ErrorCode {
             Self::MalformedJson => "malformed_json",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
+            Self::OverPurchaseLimit => "over_purchase_limit",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RequestTimeout => "request_timeout",
             Self::Timeout => "timeout",
@@ -163,6 +165,11 @@ impl From<Error> for ApiError {
             Error::DuplicateSku(_) => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::DuplicateSku, message)
             }
+            Error::OverPurchaseLimit(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::OverPurchaseLimit,
+                message,
+            ),
             Error::InsufficientStock(_) => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::InsufficientStock, message)
             }

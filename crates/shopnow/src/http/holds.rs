@@ -50,7 +50,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         (status = 409, description = "`insufficient_stock`: an item asks more than is available; nothing was changed", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_input`: no items, more than 100, a product named twice, a quantity out of 1..=10000, items of several currencies, `ttl_seconds` out of 1..=3600", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: no items, more than 100, a product named twice, a quantity out of 1..=10000, items of several currencies, `ttl_seconds` out of 1..=3600; `over_purchase_limit`: an item asks more of a product than its `purchase_limit` (or the shop's default) allows", body = ErrorBody),
         RequestLimits, TryAgain,
     )
 )]

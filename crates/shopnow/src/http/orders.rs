@@ -54,7 +54,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         (status = 409, description = "`insufficient_stock`: an item asks more than is available; `hold_expired`: the hold expired or was released; `hold_converted`: the hold became an order already. Nothing was changed", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_input`: no items, more than 100, a quantity out of 1..=10000, items of several currencies, items and hold_id both, a hold_id that is not a UUID", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: no items, more than 100, a quantity out of 1..=10000, items of several currencies, items and hold_id both, a hold_id that is not a UUID; `over_purchase_limit`: an item asks more of a product than its `purchase_limit` (or the shop's default) allows", body = ErrorBody),
         RequestLimits, TryAgain,
     )
 )]

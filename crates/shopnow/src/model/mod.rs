@@ -12,12 +12,13 @@ pub(crate) use hold::LISTED;
 pub(crate) use hold::{Hold, HoldItem, HoldReceipt, HoldRequest, HoldStatus, StoredHold};
 pub(crate) use hold::{HoldLines, MAX_HOLD_TTL_SECS, MIN_HOLD_TTL_SECS};
 pub use hold::{Reservation, Reservations};
+#[cfg(test)]
+pub(crate) use order::MAX_ITEMS;
+pub(crate) use order::MAX_QUANTITY;
 pub(crate) use order::{
     parse_hold_id, OrderItemRequest, OrderLines, OrderRequest, OrderSource, StoredOrder,
 };
 pub use order::{Order, OrderItem, OrderReceipt, OrderStatus};
-#[cfg(test)]
-pub(crate) use order::{MAX_ITEMS, MAX_QUANTITY};
 pub use product::Product;
 #[cfg(test)]
 pub(crate) use product::MAX_PRICE_CENTS;

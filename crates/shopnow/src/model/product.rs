@@ -6,7 +6,10 @@ use utoipa::ToSchema;
 
 use sqlx::{postgres::PgRow, Row};
 
-use super::hold::{Reservation, Reservations};
+use super::{
+    hold::{Reservation, Reservations},
+    order::MAX_QUANTITY,
+};
 use crate::error::Error;
 
 /// Largest stock a product may hold; keeps `stock + delta` far from integer overflow.
@@ -33,6 +36,10 @@ pub struct Product {
     /// Units on hand, held ones included.
     #[schema(example = 17)]
     pub stock: i64,
+    /// The most units of this product one hold or one order may take; `null`: the shop's
+    /// default (`SHOPNOW_MAX_LINE_QUANTITY`). More answers 422 `over_purchase_limit`.
+    #[schema(example = 2, minimum = 1, maximum = 10_000)]
+    pub purchase_limit: Option<i64>,
     /// Units in holds that have not expired, been released or become orders.
     #[schema(example = 2)]
     pub reserved: i64,
@@ -93,6 +100,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Product {
             price_cents: row.try_get("price_cents")?,
             currency: row.try_get("currency")?,
             stock: row.try_get("stock")?,
+            purchase_limit: row.try_get("purchase_limit")?,
             reserved: 0,
             available: 0,
             version: row.try_get("version")?,
@@ -171,6 +179,10 @@ pub struct NewProduct {
     #[serde(default)]
     #[schema(example = 100, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub stock: i64,
+    /// The most units one hold or one order may take; the shop's default when omitted.
+    #[serde(default)]
+    #[schema(example = 2, minimum = 1, maximum = 10_000)]
+    pub purchase_limit: Option<i64>,
 }
 
 fn default_currency() -> String {
@@ -188,6 +200,16 @@ pub struct ProductPatch {
     pub description: Option<String>,
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_cents: Option<i64>,
+    /// A number sets the product's purchase limit, `null` gives it the shop's default back;
+    /// omitted, the limit stays as it is.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 10_000)]
+    pub purchase_limit: Option<Option<i64>>,
+}
+
+/// A field that was sent, `null` or not (`None` is a field not sent at all).
+fn present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(field).map(Some)
 }
 
 /// `PUT /v1/products/{id}/stock`.
@@ -214,15 +236,23 @@ impl NewProduct {
         validate_description(&self.description)?;
         validate_price(self.price_cents)?;
         validate_currency(&self.currency)?;
-        validate_stock(self.stock)
+        validate_stock(self.stock)?;
+        self.purchase_limit
+            .map(validate_purchase_limit)
+            .transpose()?;
+        Ok(())
     }
 }
 
 impl ProductPatch {
     pub fn validate(&self) -> Result<(), Error> {
-        if self.name.is_none() && self.description.is_none() && self.price_cents.is_none() {
+        if self.name.is_none()
+            && self.description.is_none()
+            && self.price_cents.is_none()
+            && self.purchase_limit.is_none()
+        {
             return Err(Error::invalid(
-                "send at least one of name, description, price_cents",
+                "send at least one of name, description, price_cents, purchase_limit",
             ));
         }
         self.name.as_deref().map(validate_name).transpose()?;
@@ -231,7 +261,21 @@ impl ProductPatch {
             .map(validate_description)
             .transpose()?;
         self.price_cents.map(validate_price).transpose()?;
+        self.purchase_limit
+            .flatten()
+            .map(validate_purchase_limit)
+            .transpose()?;
         Ok(())
+    }
+}
+
+fn validate_purchase_limit(limit: i64) -> Result<(), Error> {
+    if (1..=MAX_QUANTITY).contains(&limit) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "purchase_limit must be 1 to {MAX_QUANTITY} (or null for the shop's default)"
+        )))
     }
 }
 
@@ -377,6 +421,7 @@ mod tests {
             price_cents: 500,
             currency: "EUR".into(),
             stock: 3,
+            purchase_limit: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod handoff;
 mod helpers;
 mod holds;
 mod key_loss;
+mod limits;
 mod near_cache;
 mod openapi;
 mod ops;
