@@ -164,6 +164,10 @@ async fn take_stock(
     .await?)
 }
 
+/// The largest total an order may have: 2^53 - 1, the largest integer a JSON client that reads
+/// numbers as doubles (JavaScript's `Number.MAX_SAFE_INTEGER`) holds exactly.
+const MOST_TOTAL_CENTS: i64 = (1 << 53) - 1;
+
 /// Inserts the order and its items at the prices locked with the rows, and marks `hold`, if
 /// any, converted into it.
 async fn record_order(
@@ -174,10 +178,17 @@ async fn record_order(
     access_token: &str,
     hold: Option<uuid::Uuid>,
 ) -> Result<Order> {
+    // At most 100 lines of 10,000 units at 10^12 cents: far inside an i64.
     let total_cents: i64 = locked
         .iter()
         .map(|row| row.price_cents * lines.quantity_of(row.id))
         .sum();
+    if total_cents > MOST_TOTAL_CENTS {
+        return Err(Error::invalid(format!(
+            "the order's total, {total_cents} cents, is more than a JSON client holds exactly \
+             ({MOST_TOTAL_CENTS}); split it"
+        )));
+    }
     let items: Vec<OrderItem> = locked
         .iter()
         .map(|row| OrderItem {

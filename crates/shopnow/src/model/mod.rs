@@ -25,3 +25,14 @@ pub(crate) use product::MAX_PRICE_CENTS;
 pub(crate) use product::{
     NewProduct, ProductPatch, ProductState, StockAdjustment, StockLevel, MAX_STOCK,
 };
+
+/// For a field that may be left out: `Some` whenever it was sent, `null` included for an
+/// `Option` field (`None` is a field not sent at all), so that "sent" can be told apart from
+/// "left out" (serde's `default` alone cannot).
+fn sent<'de, D, T>(field: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(field).map(Some)
+}

@@ -18,9 +18,10 @@ pub(crate) const MAX_QUANTITY: i64 = 10_000;
 #[serde(deny_unknown_fields)]
 pub(crate) struct OrderRequest {
     /// 1 to 100 items, all in one currency; two items of one product add up (at most 10000).
-    #[serde(default)]
-    #[schema(max_items = 100)]
-    pub items: Vec<OrderItemRequest>,
+    /// Or `hold_id` instead: sending both (even `"items": []`) is refused.
+    #[serde(default, deserialize_with = "super::sent")]
+    #[schema(value_type = Vec<OrderItemRequest>, max_items = 100)]
+    pub items: Option<Vec<OrderItemRequest>>,
     /// A live hold to turn into the order: its items, at today's prices, with no second
     /// availability check (the hold set them aside).
     #[schema(example = "0b6f7c1e-2f43-4d7a-9a0e-5c1d2b3a4f5e")]
@@ -123,12 +124,12 @@ pub(crate) enum OrderSource {
 
 impl OrderSource {
     pub(crate) fn from_request(request: &OrderRequest) -> Result<Self, Error> {
-        match &request.hold_id {
-            None => OrderLines::from_request(request).map(Self::Items),
-            Some(_) if !request.items.is_empty() => Err(Error::invalid(
+        match (&request.hold_id, &request.items) {
+            (None, _) => OrderLines::from_request(request).map(Self::Items),
+            (Some(_), Some(_)) => Err(Error::invalid(
                 "send items or hold_id, not both: a hold's order takes the hold's items",
             )),
-            Some(id) => parse_hold_id(id).map(Self::Hold),
+            (Some(id), None) => parse_hold_id(id).map(Self::Hold),
         }
     }
 
@@ -150,7 +151,7 @@ pub(crate) fn parse_hold_id(id: &str) -> Result<uuid::Uuid, Error> {
 impl OrderLines {
     /// Validates `request`'s items; two lines for one product are added up.
     pub(crate) fn from_request(request: &OrderRequest) -> Result<Self, Error> {
-        Self::from_items(&request.items, "an order")
+        Self::from_items(request.items.as_deref().unwrap_or_default(), "an order")
     }
 
     /// Validates the items of `what` (an order, a hold); two lines for one product add up.
@@ -211,13 +212,15 @@ mod tests {
     fn request(items: &[(i64, i64)]) -> OrderRequest {
         OrderRequest {
             hold_id: None,
-            items: items
-                .iter()
-                .map(|&(product_id, quantity)| OrderItemRequest {
-                    product_id,
-                    quantity,
-                })
-                .collect(),
+            items: Some(
+                items
+                    .iter()
+                    .map(|&(product_id, quantity)| OrderItemRequest {
+                        product_id,
+                        quantity,
+                    })
+                    .collect(),
+            ),
         }
     }
 

@@ -161,8 +161,9 @@ pub struct NewProduct {
         max_length = 64
     )]
     pub sku: String,
-    /// 1 to 200 characters, at least one of them visible; no control characters, no
-    /// bidirectional overrides, embeddings or isolates.
+    /// 1 to 200 characters, at least one of them visible (not a space, a combining mark or an
+    /// invisible character); no control characters or line separators, no more than 4
+    /// combining marks on one character, no bidirectional overrides, embeddings or isolates.
     #[schema(example = "Red T-shirt, M", min_length = 1, max_length = 200)]
     pub name: String,
     /// At most 5000 characters; no NUL, no bidirectional overrides, embeddings or isolates.
@@ -202,14 +203,9 @@ pub struct ProductPatch {
     pub price_cents: Option<i64>,
     /// A number sets the product's purchase limit, `null` gives it the shop's default back;
     /// omitted, the limit stays as it is.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::sent")]
     #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 10_000)]
     pub purchase_limit: Option<Option<i64>>,
-}
-
-/// A field that was sent, `null` or not (`None` is a field not sent at all).
-fn present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(field).map(Some)
 }
 
 /// `PUT /v1/products/{id}/stock`.
@@ -312,25 +308,60 @@ fn validate_name(name: &str) -> Result<(), Error> {
     if name.trim().is_empty() || length > 200 {
         return Err(Error::invalid("name must be 1 to 200 characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err(Error::invalid("name must not contain control characters"));
-    }
-    if !name.chars().any(|c| !c.is_whitespace() && !is_invisible(c)) {
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return Err(Error::invalid(
-            "name must contain a visible character, not only spaces or invisible ones",
+            "name must not contain control characters or line breaks",
         ));
+    }
+    if !name
+        .chars()
+        .any(|c| !c.is_whitespace() && !is_invisible(c) && !is_combining_mark(c))
+    {
+        return Err(Error::invalid(
+            "name must contain a visible character, not only spaces, marks or invisible ones",
+        ));
+    }
+    let mut marks_in_a_row = 0;
+    for c in name.chars() {
+        marks_in_a_row = if is_combining_mark(c) {
+            marks_in_a_row + 1
+        } else {
+            0
+        };
+        if marks_in_a_row > MOST_MARKS_IN_A_ROW {
+            return Err(Error::invalid(format!(
+                "name must not stack more than {MOST_MARKS_IN_A_ROW} combining marks on one \
+                 character"
+            )));
+        }
     }
     reject_direction_overrides("name", name)
 }
 
+/// Combining marks one character may carry in a name: written languages stack two or three
+/// (Vietnamese, decomposed); piles of them ("Zalgo" text) spill over the lines around.
+const MOST_MARKS_IN_A_ROW: usize = 4;
+
+/// The blocks of combining marks that attach to any script (diacritics, their supplements,
+/// marks for symbols, half marks), not a script's own vowel signs.
+fn is_combining_mark(c: char) -> bool {
+    matches!(c,
+        '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}'
+        | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
+}
+
 /// Characters that take no room and show nothing: zero-width spaces and joiners, the word
-/// joiner and invisible operators, the byte-order mark, the soft hyphen, variation selectors.
+/// joiner and invisible operators, the byte-order mark, the soft hyphen, variation selectors,
+/// the blank Braille pattern and the Hangul fillers.
 /// Allowed inside a name (a joiner builds an emoji), but never as all of it.
 fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
         | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
-        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}'
         | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
@@ -451,6 +482,14 @@ mod tests {
             |p| p.currency = "XTS".into(),
             |p| p.stock = -1,
             |p| p.description = "a\0b".into(),
+            // What a probe got past before: a blank Braille pattern, a pile of marks, a line
+            // separator, marks alone.
+            |p| p.name = "\u{2800}\u{2800}".into(),
+            |p| p.name = format!("a{}", "\u{0301}".repeat(199)),
+            |p| p.name = "Mug\u{2028}Cup".into(),
+            |p| p.name = "\u{0301}\u{0302}".into(),
+            |p| p.purchase_limit = Some(0),
+            |p| p.purchase_limit = Some(10_001),
         ];
         for (i, change) in cases.iter().enumerate() {
             let mut p = new_product();
@@ -478,6 +517,8 @@ mod tests {
             "\u{1F469}\u{200D}\u{1F373} Chef",
             "\u{5E1}\u{5E4}\u{5E8}",
             "Caf\u{E9}",
+            // Decomposed: e, circumflex, acute (Vietnamese ế).
+            "Tie\u{0302}\u{0301}n",
         ] {
             let mut p = new_product();
             p.name = name.into();

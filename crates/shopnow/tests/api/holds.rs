@@ -436,6 +436,12 @@ async fn bad_holds_are_refused_and_change_nothing() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
         ),
+        // One or the other, as the schema says, even when the items are none.
+        (
+            json!({"hold_id": uuid::Uuid::new_v4().to_string(), "items": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
     ] {
         let response = app
             .post_json("/v1/orders", body.clone(), Some("any-token"))

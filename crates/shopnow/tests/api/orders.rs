@@ -2,8 +2,9 @@ use std::collections::HashMap;
 
 use futures::future::join_all;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
-use reqwest::StatusCode;
-use shopnow::{Order, OrderReceipt};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use shopnow::{Order, OrderReceipt, Product};
 
 use crate::helpers::{assert_error, ok, TestApp, ADMIN_TOKEN};
 
@@ -287,6 +288,31 @@ async fn a_weak_idempotency_key_is_refused_and_changes_nothing() {
     let response = app.order(&[(id, 1)], Some("order-1")).await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
     assert_eq!(app.stored(id).await, (10, 1));
+}
+
+/// A total past 2^53 cents would reach a JavaScript client rounded: refused, and nothing taken.
+#[tokio::test]
+async fn an_order_whose_total_a_json_client_cannot_hold_is_refused() {
+    let app = TestApp::builder().spawn().await;
+    let response = app
+        .admin(Method::POST, "/v1/products")
+        .json(
+            &json!({"sku": "DEAR-1", "name": "Dear", "price_cents": 1_000_000_000_000_i64,
+                      "stock": 100_000}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let id = ok::<Product>(response, StatusCode::CREATED).await.id;
+    // 9,000 units: 9 * 10^15 cents, just below 2^53; 10,000: past it.
+    ok::<serde_json::Value>(app.order(&[(id, 9_000)], None).await, StatusCode::CREATED).await;
+    assert_error(
+        app.order(&[(id, 10_000)], None).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    assert_eq!(app.stored(id).await.0, 91_000);
 }
 
 /// A UUID is one key in every form it can be written in: a retry that changed its case (or
