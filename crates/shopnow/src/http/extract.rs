@@ -101,9 +101,11 @@ fn not_json() -> ApiError {
     )
 }
 
+/// The parser's own words (``Cannot parse `\u{0}` to a `i64` ``) tell a client nothing it can
+/// act on and show how the server is built: the answer says only that nothing is there.
 impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        ApiError::not_found(format!("no such resource: {}", rejection.body_text()))
+    fn from(_: PathRejection) -> Self {
+        ApiError::not_found("no such resource: an id in this path is not one this API gives out")
     }
 }
 

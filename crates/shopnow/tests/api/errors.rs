@@ -202,6 +202,18 @@ async fn unknown_routes_ids_and_methods_answer_json() {
         "not_found",
     )
     .await;
+    // The parser's words stay inside: a NUL in the id is "no such resource", nothing more.
+    let body = assert_error(
+        app.get("/v1/products/%00").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        !message.contains("parse") && !message.contains("i64"),
+        "{message}"
+    );
     assert_error(
         app.get("/v1/products/99999999999999999999").await,
         StatusCode::NOT_FOUND,
