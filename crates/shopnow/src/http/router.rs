@@ -4,9 +4,9 @@
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
-    http::StatusCode,
-    response::Response,
-    Router,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json, Router,
 };
 use tower::{ServiceBuilder, ServiceExt};
 use utoipa::OpenApi;
@@ -80,8 +80,9 @@ pub(crate) fn api(state: AppState, config: &HttpConfig) -> Api {
 /// catcher, access log and metrics), then axum's body limit for the extractors.
 fn router(state: AppState, edge: EdgePolicy, body_limit_bytes: usize) -> Router {
     let (routes, openapi) = documented_routes().split_for_parts();
+    let docs: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", openapi).into();
     routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(docs.layer(axum::middleware::map_response(docs_answers_in_json)))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -96,6 +97,34 @@ fn router(state: AppState, edge: EdgePolicy, body_limit_bytes: usize) -> Router 
                 .layer(DefaultBodyLimit::max(body_limit_bytes)),
         )
         .with_state(state)
+}
+
+/// The documentation pages answer bare where the API would answer JSON: a page it does not
+/// have is an empty 404, `/docs` an empty 303 to `/docs/`. Those get the API's shapes: the
+/// error, and the redirect's target.
+async fn docs_answers_in_json(response: Response) -> Response {
+    if response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    if response.status() == StatusCode::NOT_FOUND {
+        return ApiError::not_found("no such page of the API's documentation (see /docs/)")
+            .into_response();
+    }
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .map(str::to_owned);
+    match location {
+        Some(location) if response.status().is_redirection() => {
+            let (mut parts, _) = response.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let body = Json(serde_json::json!({ "location": location })).into_response();
+            parts.headers.extend(body.headers().clone());
+            Response::from_parts(parts, body.into_body())
+        }
+        _ => response,
+    }
 }
 
 #[cfg(test)]

@@ -192,6 +192,30 @@ async fn a_duplicate_sku_is_a_conflict() {
     }
 }
 
+/// The documentation pages answer as the API does: JSON for a page that is not there, and a
+/// JSON body with the redirect from `/docs` to `/docs/`.
+#[tokio::test]
+async fn the_docs_answer_json_where_they_have_no_page() {
+    let app = TestApp::builder().spawn().await;
+    assert_error(
+        app.get("/docs/no-such-page").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let unfollowed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = unfollowed.get(app.url("/docs")).send().await.unwrap();
+    assert!(redirect.status().is_redirection(), "{}", redirect.status());
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = redirect.json().await.unwrap();
+    assert_eq!(body["location"], location.as_str());
+    // The pages themselves are untouched.
+    assert_eq!(app.get("/docs/").await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn unknown_routes_ids_and_methods_answer_json() {
     let app = TestApp::builder().spawn().await;
