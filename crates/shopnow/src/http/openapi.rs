@@ -11,7 +11,12 @@ use utoipa::{
     info(
         title = "shopnow",
         description = "Catalog, inventory and orders API whose cached product pages never show \
-                       stock older than the last acknowledged write."
+                       stock older than the last acknowledged write.\n\n\
+                       Besides what each operation lists, every answer of the server is JSON \
+                       and every error has the shape of ErrorBody: a path that is no route \
+                       answers 404 `not_found`, a method a route does not take 405 \
+                       `method_not_allowed`, and a request HTTP/1.1 does not \
+                       allow 400 `bad_request`."
     ),
     modifiers(&AdminTokenScheme),
     tags(
