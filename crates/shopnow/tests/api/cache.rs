@@ -224,8 +224,10 @@ async fn a_warm_read_is_one_redis_command_and_no_postgres_query() {
     // database history shared every 500 ms (one script call), reachability and replicas every
     // 5 s (PING, INFO). Redis counts the commands a script runs too: each history share is one
     // GET of `<prefix>:history` inside its script.
+    // A share whose script Redis did not have yet answers NOSCRIPT without running (Redis
+    // still counts the call) and is sent again after a SCRIPT LOAD: seen once under CI's load.
     let count = |command: &str| calls.get(command).copied().unwrap_or(0);
-    let history_shares = count("evalsha") + count("eval");
+    let history_shares = count("evalsha") + count("eval") - count("script|load");
     assert_eq!(count("get"), 1_000 + history_shares, "{calls:?}");
     let background = [
         "config|resetstat",
