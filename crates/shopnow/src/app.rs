@@ -14,7 +14,9 @@ use crate::{
     hooks::Hooks,
     http, janitor, lapsed_holds, lifecycle,
     lifecycle::Lifecycle,
-    observability, relay, sampler,
+    observability,
+    rate_limit::RateLimiter,
+    relay, sampler,
     sweeper::{self, SweepQueue},
     write_gate::GateLimits,
 };
@@ -71,6 +73,7 @@ impl Application {
             config.admin_token.as_deref(),
             lifecycle.clone(),
             config.hold_ttl_secs,
+            RateLimiter::new(config.rate_limit.clone(), catalog.cache().clone()),
         );
         let api = http::api(state, &config.http);
         let listener = TcpListener::bind(config.listen)

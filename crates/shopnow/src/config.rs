@@ -13,6 +13,7 @@ use crate::{
     http::{AccessLog, HttpConfig},
     model::{MAX_HOLD_TTL_SECS, MAX_QUANTITY, MIN_HOLD_TTL_SECS},
     observability::LogFormat,
+    rate_limit::RateLimitConfig,
 };
 
 /// Settings of one `shopnow` process.
@@ -42,6 +43,8 @@ pub struct Config {
     /// The purchase limit of a product without its own: the most units of it one hold or one
     /// order may take (`SHOPNOW_MAX_LINE_QUANTITY`).
     pub max_line_quantity: i64,
+    /// The writes one client may send (`SHOPNOW_RATE_LIMIT_*`, `SHOPNOW_TRUSTED_PROXIES`).
+    pub rate_limit: RateLimitConfig,
     /// Time between two sweeps of lapsed hold entries off product rows (housekeeping: a lapsed
     /// hold counts for no read already).
     pub hold_sweep_interval: Duration,
@@ -149,6 +152,22 @@ impl Config {
                     _ => Err(format!("expected units from 1 to {MAX_QUANTITY}")),
                 },
             )?,
+            rate_limit: RateLimitConfig {
+                per_minute: var("SHOPNOW_RATE_LIMIT_PER_MINUTE").parse(120)?,
+                burst: var("SHOPNOW_RATE_LIMIT_BURST").parse(30)?,
+                trusted_proxies: var("SHOPNOW_TRUSTED_PROXIES").parse_with(Vec::new(), |raw| {
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|entry| !entry.is_empty())
+                        .map(|entry| {
+                            entry
+                                .parse::<ipnet::IpNet>()
+                                .or_else(|_| entry.parse::<std::net::IpAddr>().map(Into::into))
+                                .map_err(|_| format!("{entry:?} is no address or CIDR range"))
+                        })
+                        .collect()
+                })?,
+            },
             hold_sweep_interval: var("SHOPNOW_HOLD_SWEEP_INTERVAL_SECS")
                 .positive(10, Duration::from_secs)?,
             redis: RedisConfig {

@@ -9,6 +9,8 @@
 //!   server loop with the limits of the HTTP edge.
 //! - `relay`, `sampler` and `janitor`: the background tasks that work through the catalog
 //!   (outbox relay, consistency sampler, expiry of old rows).
+//! - `rate_limit`: the writes one client address may send (counted in Redis by the cache, per
+//!   instance while Redis is away; `http::rate_limits` applies it at the edge).
 //! - `catalog`: every read and write of products and orders: Postgres first, then the cache;
 //!   `write_gate` bounds the writes of one product in flight; `group_commit` queues the writes
 //!   of one product that commit together; `sweeper` removes the outbox rows
@@ -41,6 +43,7 @@ mod lapsed_holds;
 mod lifecycle;
 mod model;
 mod observability;
+mod rate_limit;
 mod relay;
 mod sampler;
 mod sweeper;
@@ -62,4 +65,5 @@ pub use hooks::{Hook, Hooks, PublishSite};
 pub use http::{openapi_document, AccessLog, HttpConfig};
 pub use model::{Order, OrderItem, OrderReceipt, OrderStatus, Product, Reservation, Reservations};
 pub use observability::{init_logging, LogFormat};
+pub use rate_limit::RateLimitConfig;
 pub use relay::{GRACE as RELAY_GRACE, REPAIR_BOUND};

@@ -43,6 +43,9 @@ impl InstanceSpec {
             ("RUST_LOG", "warn,shopnow::app=info"),
             // The sampler repairs what it finds, which would hide the naive strategies' bugs.
             ("SHOPNOW_SAMPLER_RATE", "0"),
+            // The checker's readers, writers and holders all send from one address: a rate
+            // limit per client would refuse most of them.
+            ("SHOPNOW_RATE_LIMIT_PER_MINUTE", "0"),
             // Empty counts as unset: the checker's own environment never leaks faults in.
             ("SHOPNOW_FAULTS", self.faults.as_deref().unwrap_or("")),
         ];

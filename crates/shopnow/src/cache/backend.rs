@@ -75,7 +75,7 @@ impl CacheMetrics {
 #[derive(Clone)]
 pub(super) struct CacheBackend {
     redis: Option<RedisClient>,
-    prefix: String,
+    pub(super) prefix: String,
     ttl: Duration,
     /// This instance's name, unique among every instance's: in lease and fence tokens, its
     /// near-cache channel, and the outbox rows it hands off.

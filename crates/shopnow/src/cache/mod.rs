@@ -35,8 +35,14 @@ mod strategy;
 mod ttl;
 mod versioned;
 
-use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    str::FromStr,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
+use ::redis::Script;
 use sqlx::PgPool;
 
 use shopnow_contract::strategies;
@@ -156,7 +162,7 @@ impl CacheStrategy {
     }
 
     /// Whether the strategy keeps copies in Redis.
-    fn uses_redis(self) -> bool {
+    pub(crate) fn uses_redis(self) -> bool {
         self.registered()
             .is_none_or(|registered| registered.uses_redis)
     }
@@ -254,6 +260,29 @@ impl ProductCache {
 
     pub fn strategy(&self) -> CacheStrategy {
         self.strategy
+    }
+
+    /// Counts one request of `client` against its allowance (`rate_limit`), in Redis so that
+    /// every instance counts together: `(allowed, left, ms until whole, ms to wait)`. `None`
+    /// for a strategy without Redis. A call the client makes again after a dropped connection
+    /// may count twice (`RedisClient::bounded`).
+    pub(crate) async fn count_request(
+        &self,
+        client: &str,
+        interval_ms: u64,
+        burst: u64,
+    ) -> Option<Result<(bool, u64, u64, u64), CacheError>> {
+        static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
+        let redis = self.backend.redis_client()?;
+        let key = format!("{}:rate:{client}", self.backend.prefix);
+        let mut invocation = GCRA.prepare_invoke();
+        invocation.key(key).arg(interval_ms).arg(burst);
+        Some(
+            redis
+                .invoke::<(u8, u64, u64, u64)>(&invocation)
+                .await
+                .map(|(allowed, left, whole_ms, wait_ms)| (allowed == 1, left, whole_ms, wait_ms)),
+        )
     }
 
     /// This instance's name among the relays (and in its leases): what it hands off is for the

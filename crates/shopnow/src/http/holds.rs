@@ -14,7 +14,7 @@ use super::{
     error::{ApiError, ApiResult, ErrorBody},
     extract::{ApiJson, ApiPath},
     idempotency::{created, idempotency_key},
-    responses::{RequestLimits, TryAgain, PRIVATE},
+    responses::{RateLimited, RequestLimits, TryAgain, PRIVATE},
     state::AppState,
 };
 use crate::model::{parse_hold_id, Hold, HoldLines, HoldReceipt, HoldRequest};
@@ -51,7 +51,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_input`: no items, more than 100, a product named twice, a quantity out of 1..=10000, items of several currencies, `ttl_seconds` out of 1..=3600; `over_purchase_limit`: an item asks more of a product than its `purchase_limit` (or the shop's default) allows", body = ErrorBody),
-        RequestLimits, TryAgain,
+        RequestLimits, TryAgain, RateLimited,
     )
 )]
 async fn create_hold(
@@ -101,7 +101,7 @@ async fn get_hold(
         (status = 401, description = "`unauthorized`: no bearer token", body = ErrorBody),
         (status = 404, description = "`not_found`: no such hold, an id that is not a UUID, or a token that is not this hold's", body = ErrorBody),
         (status = 409, description = "`hold_converted`: the hold became an order; nothing was changed", body = ErrorBody),
-        RequestLimits, TryAgain,
+        RequestLimits, TryAgain, RateLimited,
     )
 )]
 async fn release_hold(

@@ -22,6 +22,7 @@ mod openapi;
 mod ops;
 mod orders;
 mod products;
+mod rate_limits;
 mod responses;
 mod router;
 mod server;

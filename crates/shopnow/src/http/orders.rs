@@ -14,7 +14,7 @@ use super::{
     error::{ApiError, ApiResult, ErrorBody},
     extract::{ApiJson, ApiPath},
     idempotency::{created, idempotency_key},
-    responses::{RequestLimits, TryAgain, PRIVATE},
+    responses::{RateLimited, RequestLimits, TryAgain, PRIVATE},
     state::AppState,
 };
 use crate::model::{Order, OrderReceipt, OrderRequest, OrderSource};
@@ -55,7 +55,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_input`: no items, more than 100, a quantity out of 1..=10000, items of several currencies, items and hold_id both, a hold_id that is not a UUID; `over_purchase_limit`: an item asks more of a product than its `purchase_limit` (or the shop's default) allows", body = ErrorBody),
-        RequestLimits, TryAgain,
+        RequestLimits, TryAgain, RateLimited,
     )
 )]
 async fn place_order(
@@ -112,7 +112,7 @@ async fn get_order(
         (status = 200, description = "The order, `status: cancelled`", body = Order, headers(("Cache-Control" = String, description = "`private, no-store`"))),
         (status = 401, description = "`unauthorized`: no bearer token", body = ErrorBody),
         (status = 404, description = "`not_found`: no such order, or the token is not this order's; nothing was changed", body = ErrorBody),
-        RequestLimits, TryAgain,
+        RequestLimits, TryAgain, RateLimited,
     )
 )]
 async fn cancel_order(

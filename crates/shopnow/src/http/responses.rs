@@ -37,6 +37,24 @@ pub(super) enum TryAgain {
     Unavailable(ErrorBody),
 }
 
+/// The 429 of the writes counted per client (`rate_limits`), and the headers of every answer
+/// they count.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum RateLimited {
+    /// `too_many_requests`: this client address sent more holds, orders, releases and
+    /// cancellations than `SHOPNOW_RATE_LIMIT_BURST` at once (refilled at
+    /// `SHOPNOW_RATE_LIMIT_PER_MINUTE`); nothing was changed. Retry after `Retry-After` seconds.
+    /// Every answer of these operations carries `RateLimit-Policy` (`"writes";q=<burst>;w=<s>`)
+    /// and `RateLimit` (`"writes";r=<left>;t=<s until whole>`).
+    #[response(status = 429, headers(
+        ("Retry-After" = u32, description = "Seconds to wait before the next write"),
+        ("RateLimit" = String, description = "What this client has left now"),
+        ("RateLimit-Policy" = String, description = "The allowance per client address"),
+    ))]
+    TooManyRequests(ErrorBody),
+}
+
 /// What an operation with a JSON body may answer about the body itself.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]

@@ -21,6 +21,7 @@ use super::{
     openapi::ApiDoc,
     ops, orders,
     products::{self, ProductReads, PRODUCT_READ_ROUTE},
+    rate_limits,
     state::AppState,
 };
 
@@ -91,6 +92,10 @@ fn router(state: AppState, edge: EdgePolicy, body_limit_bytes: usize) -> Router 
                 "this route does not accept that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limits::limit_writes,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(edge)

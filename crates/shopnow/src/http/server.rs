@@ -70,10 +70,10 @@ pub(crate) async fn serve(
     };
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "accepting a connection failed; pausing accepts");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -95,9 +95,13 @@ pub(crate) async fn serve(
         let service = hyper::service::service_fn({
             let api = api.clone();
             let activity = activity.clone();
-            move |request: hyper::Request<hyper::body::Incoming>| {
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
                 let api = api.clone();
                 let activity = activity.clone();
+                // The client's address, for what is counted per client (`rate_limits`).
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 async move {
                     activity.enter(Phase::Busy);
                     let response = api.answer(request.map(axum::body::Body::new)).await;

@@ -64,6 +64,8 @@ impl TestApp {
         config.cache.prefix = unique_prefix();
         config.log_format = LogFormat::Text;
         config.sampler_rate = 0;
+        // Every test sends from 127.0.0.1; the ones about rate limits set their own.
+        config.rate_limit.per_minute = 0;
         TestAppBuilder {
             config,
             db,

@@ -133,3 +133,114 @@ async fn a_purchase_limit_out_of_range_is_refused() {
     }
     assert_eq!(app.product(id).await.purchase_limit, Some(3));
 }
+
+/// A client limited to 3 writes at once and 6 a minute: its fourth answers 429 with
+/// `Retry-After` and changes nothing, whichever instance it reaches (they count in Redis
+/// together); reads are not counted; every counted answer says where the client stands.
+#[tokio::test]
+async fn writes_past_the_burst_answer_429_and_every_instance_counts_together() {
+    let limited = |c: &mut shopnow::Config| {
+        c.rate_limit.per_minute = 6;
+        c.rate_limit.burst = 3;
+    };
+    let a = TestApp::builder()
+        .versioned(SHARED_REDIS)
+        .with_config(limited)
+        .spawn()
+        .await;
+    let b = a.sibling().with_config(limited).spawn().await;
+    let id = a.create_product("RATE-1", 100).await.id;
+
+    let mut left = Vec::new();
+    for response in [
+        a.hold(&[(id, 1)], Some(600)).await,
+        b.order(&[(id, 1)], None).await,
+        a.hold(&[(id, 1)], Some(600)).await,
+    ] {
+        assert!(response.status().is_success(), "{}", response.status());
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            "\"writes\";q=3;w=30"
+        );
+        left.push(response.headers()["ratelimit"].to_str().unwrap().to_owned());
+    }
+    assert!(left[0].starts_with("\"writes\";r=2;"), "{left:?}");
+    assert!(left[2].starts_with("\"writes\";r=0;"), "{left:?}");
+    let before = a.counts(id).await;
+
+    let refused = b.hold(&[(id, 1)], Some(600)).await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    assert_eq!(a.counts(id).await, before, "the refused hold took nothing");
+    // Reads and admin writes are not counted.
+    assert_eq!(
+        a.get(&format!("/v1/products/{id}")).await.status(),
+        StatusCode::OK
+    );
+    a.adjust(id, 1).await;
+}
+
+/// Behind a proxy, the client is the address the proxy names in `X-Forwarded-For`, but only
+/// when the proxy is trusted: anyone else's header is ignored, and they count as themselves.
+#[tokio::test]
+async fn x_forwarded_for_names_the_client_only_from_a_trusted_proxy() {
+    let app = TestApp::builder()
+        .with_config(|c| {
+            c.rate_limit.per_minute = 1;
+            c.rate_limit.burst = 1;
+            c.rate_limit.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        })
+        .spawn()
+        .await;
+    let id = app.create_product("RATE-XFF", 100).await.id;
+    let from = |client: &'static str| {
+        app.client()
+            .post(app.url("/v1/orders"))
+            .header("X-Forwarded-For", client)
+            .json(&json!({"items": [{"product_id": id, "quantity": 1}]}))
+            .send()
+    };
+    assert_eq!(
+        from("203.0.113.1").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        from("203.0.113.1").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        from("203.0.113.2").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+
+    // No proxy trusted: the header names nobody, the peer is the client.
+    let untrusting = TestApp::builder()
+        .with_config(|c| {
+            c.rate_limit.per_minute = 1;
+            c.rate_limit.burst = 1;
+        })
+        .spawn()
+        .await;
+    let id = untrusting.create_product("RATE-PEER", 100).await.id;
+    let mut statuses = Vec::new();
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        let response = untrusting
+            .client()
+            .post(untrusting.url("/v1/orders"))
+            .header("X-Forwarded-For", client)
+            .json(&json!({"items": [{"product_id": id, "quantity": 1}]}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+    }
+    assert_eq!(
+        statuses,
+        [StatusCode::CREATED, StatusCode::TOO_MANY_REQUESTS]
+    );
+}

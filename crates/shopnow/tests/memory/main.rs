@@ -86,6 +86,7 @@ async fn memory_stays_flat_under_load_without_any_scrape() {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.cache.strategy = CacheStrategy::None;
     config.sampler_rate = 0;
+    config.rate_limit.per_minute = 0;
     let app = Application::build(config, Hooks::default()).await.unwrap();
     let address = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
