@@ -2,9 +2,10 @@
 //!
 //! - at most `max_connections` connections at once. When a new one arrives at the cap, a
 //!   connection waiting for a request is closed to make room: the oldest of those that never
-//!   sent a byte, else the keep-alive one idle the longest. Only when every connection is in the
-//!   middle of a request do new ones wait in the kernel's accept queue. So sockets that stay
-//!   silent cannot lock other clients out: they are the first to go;
+//!   sent a byte, else the keep-alive one idle the longest, else the one whose head stalled the
+//!   longest (no byte for `STALLED_HEAD`). Only when every connection is in the middle of a
+//!   request do new ones wait in the kernel's accept queue. So sockets that stay silent, or
+//!   send a byte and then nothing, cannot lock other clients out: they are the first to go;
 //! - a request head must be complete within `header_read_timeout`: counted from the accept
 //!   for a new connection (whether it sent part of a head or nothing), from the first byte
 //!   for the next request of a kept-alive one; and within `max_header_bytes` (431 past it);
@@ -42,6 +43,12 @@ use tokio::{
 };
 
 use super::{config::HttpConfig, router::Api};
+
+/// A head still incomplete this long after its first bytes is stalled: a client sends a head
+/// in one or two packets, milliseconds apart. At the cap such a connection may be closed to
+/// make room (one byte sent and nothing after kept 600 connections "mid-request" for the whole
+/// head timeout, and every new client waiting).
+const STALLED_HEAD: Duration = Duration::from_secs(1);
 
 /// How long accepting pauses after an accept error (typically: out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -157,7 +164,8 @@ impl Connections {
 
     /// Returns once one more connection fits under the cap: at once below it; at the cap after
     /// closing the connection that has waited longest for a request; when every connection is
-    /// in the middle of a request, once one ends or turns idle.
+    /// in the middle of a request, once one ends or turns idle, or a head stalls (looked at
+    /// again every quarter of `STALLED_HEAD`: nothing rings when a head merely stops).
     async fn make_room(&self) {
         loop {
             let notified = self.room.notified();
@@ -169,14 +177,18 @@ impl Connections {
                 self.waiting.store(false, Ordering::Release);
                 return;
             }
-            notified.await;
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(STALLED_HEAD / 4) => {}
+            }
         }
     }
 
     /// Tells a connection waiting for a request to close: one that never sent a byte first
-    /// (the oldest of them), else the keep-alive one idle the longest; false when every
-    /// connection is in the middle of a request. A client that has been served before is kept
-    /// over sockets that have sent nothing.
+    /// (the oldest of them), else the keep-alive one idle the longest, else the one stalled
+    /// inside its head the longest (for `STALLED_HEAD` or more); false when every connection is
+    /// in the middle of a request. A client that has been served before is kept over sockets
+    /// that have sent nothing.
     fn close_longest_waiting(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         // A connection the server has not read from yet may have a request waiting in its
@@ -188,13 +200,16 @@ impl Connections {
             .filter_map(|activity| match activity.current() {
                 (Phase::Fresh, since) => Some(((0, since), activity)),
                 (Phase::Idle, since) if !activity.is_answering() => Some(((1, since), activity)),
+                (Phase::ReadingHead, since) if since.elapsed() >= STALLED_HEAD => {
+                    Some(((2, since), activity))
+                }
                 _ => None,
             })
             .collect();
         waiting.sort_unstable_by_key(|(rank, _)| *rank);
         let longest = waiting
             .into_iter()
-            .find(|((kind, _), activity)| *kind == 1 || activity.socket_is_silent());
+            .find(|((kind, _), activity)| *kind != 0 || activity.socket_is_silent());
         match longest {
             Some((_, activity)) => {
                 activity.close();

@@ -501,3 +501,40 @@ async fn requests_hyper_refuses_get_json_errors_too() {
     assert_error(truncated, StatusCode::BAD_REQUEST, "malformed_json").await;
     assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
 }
+
+/// At the cap, connections that sent one byte of a head and then nothing are not "in the
+/// middle of a request" for ever: one stalled longer than a second makes room for a new
+/// client, who is answered long before the head timeout (a probe kept 600 such connections
+/// open and made every new client wait 8 s).
+#[tokio::test]
+async fn at_the_cap_a_connection_stalled_inside_its_head_makes_room() {
+    let app = TestApp::builder()
+        .with_config(|c| {
+            c.http.max_connections = 2;
+            c.http.header_read_timeout = Duration::from_secs(30);
+        })
+        .spawn()
+        .await;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(address(&app)).await.unwrap();
+        stream.write_all(b"G").await.unwrap();
+        stalled.push(stream);
+    }
+    let started = Instant::now();
+    let mut client = TcpStream::connect(address(&app)).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(5), exchange(&mut client, LIVEZ)).await;
+    assert_eq!(answered.expect("answered").unwrap().0, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut closed = 0;
+    for stream in &mut stalled {
+        if closed_within(stream, Duration::from_millis(100)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1, "the one stalled the longest made room");
+}
