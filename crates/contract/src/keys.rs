@@ -44,6 +44,12 @@ pub fn history(prefix: &str) -> String {
     format!("{prefix}:history")
 }
 
+/// A client address's rate limit of writes (its theoretical arrival time):
+/// `<prefix>:rate:<client>`, where `<client>` is an IPv4 address or an IPv6 /64.
+pub fn rate_limit(prefix: &str, client: &str) -> String {
+    format!("{prefix}:rate:{client}")
+}
+
 /// What a `versioned` copy key matches, for tools that scan a deployment's copies
 /// (`SCAN MATCH`): `<prefix>:*:current`.
 pub fn versioned_copies_pattern(prefix: &str) -> String {

@@ -274,7 +274,7 @@ impl ProductCache {
     ) -> Option<Result<(bool, u64, u64, u64), CacheError>> {
         static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
         let redis = self.backend.redis_client()?;
-        let key = format!("{}:rate:{client}", self.backend.prefix);
+        let key = shopnow_contract::keys::rate_limit(&self.backend.prefix, client);
         let mut invocation = GCRA.prepare_invoke();
         invocation.key(key).arg(interval_ms).arg(burst);
         Some(
