@@ -20,8 +20,8 @@ use crate::{
     handoff,
     hooks::{Hooks, PublishSite},
     model::{
-        new_access_token, Bearer, Hold, HoldLines, HoldReceipt, NewProduct, OrderReceipt,
-        OrderSource, Product, ProductPatch, ProductState, StoredOrder,
+        new_access_token, Bearer, Hold, HoldLines, HoldReceipt, HoldStatus, NewProduct,
+        OrderReceipt, OrderSource, Product, ProductHold, ProductPatch, ProductState, StoredOrder,
     },
     sweeper::Sweeper,
     write_gate::{GateLimits, WriteGate},
@@ -299,6 +299,48 @@ impl Catalog {
             })
         })
         .await
+    }
+
+    /// Up to `limit` live holds of product `id`, in id order after `after` (for an operator).
+    pub(crate) async fn live_holds_of(
+        &self,
+        id: i64,
+        after: Option<uuid::Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ProductHold>> {
+        let mut conn = self.inner.db.acquire().await?;
+        db::holds::live_of_product(&mut conn, id, after, limit).await
+    }
+
+    /// Releases the holds of product `id` live when it starts (each whole, with its other
+    /// products' units: a hold is all or nothing), as the admin; returns how many it released.
+    /// Each release is a write of its own, published before the next; a hold made meanwhile is
+    /// kept, one converted meanwhile stays an order.
+    pub(crate) async fn release_holds_of(&self, id: i64) -> Result<usize> {
+        let mut live = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.live_holds_of(id, after, 1_000).await?;
+            let Some(last) = page.last() else { break };
+            after = uuid::Uuid::try_parse(&last.id).ok();
+            live.extend(
+                page.into_iter()
+                    .filter_map(|hold| uuid::Uuid::try_parse(&hold.id).ok()),
+            );
+            if after.is_none() {
+                break;
+            }
+        }
+        let mut released = 0;
+        for hold in live {
+            match self.release_hold(hold, Bearer::Admin).await {
+                Ok(hold) if hold.status == HoldStatus::Released => released += 1,
+                // Lapsed or converted meanwhile: nothing to release.
+                Ok(_) | Err(Error::HoldConverted(_) | Error::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(released)
     }
 
     /// The products hold `id` names, so that a write of the hold goes through their gate and

@@ -22,7 +22,8 @@ use super::{
 use crate::{
     error::{Error, Result},
     model::{
-        Bearer, Hold, HoldItem, HoldLines, HoldReceipt, HoldStatus, OrderLines, Product, StoredHold,
+        Bearer, Hold, HoldItem, HoldLines, HoldReceipt, HoldStatus, OrderLines, Product,
+        ProductHold, StoredHold,
     },
 };
 
@@ -207,6 +208,29 @@ pub(crate) async fn products_of(conn: &mut PgConnection, id: uuid::Uuid) -> Resu
          WHERE holds.id = $1::uuid ORDER BY 1",
     )
     .bind(id.to_string())
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Up to `limit` live holds of `product` (held and not expired), in id order after `after`.
+pub(crate) async fn live_of_product(
+    conn: &mut PgConnection,
+    product: i64,
+    after: Option<uuid::Uuid>,
+    limit: i64,
+) -> Result<Vec<ProductHold>> {
+    Ok(sqlx::query_as(
+        "SELECT holds.id::text AS id, (item->>'quantity')::bigint AS quantity, expires_at, created_at \
+         FROM holds, jsonb_array_elements(holds.items) AS item \
+         WHERE status = 'held' AND expires_at > now() \
+           AND items @> jsonb_build_array(jsonb_build_object('product_id', $1::bigint)) \
+           AND (item->>'product_id')::bigint = $1 \
+           AND ($2::uuid IS NULL OR holds.id > $2::uuid) \
+         ORDER BY holds.id LIMIT $3",
+    )
+    .bind(product)
+    .bind(after.map(|id| id.to_string()))
+    .bind(limit)
     .fetch_all(conn)
     .await?)
 }

@@ -7,22 +7,25 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    auth::TokenBearer,
+    auth::{Admin, TokenBearer},
     error::{ApiError, ApiResult, ErrorBody},
-    extract::{ApiJson, ApiPath},
+    extract::{ApiJson, ApiPath, ApiQuery},
     idempotency::{created, idempotency_key},
-    responses::{RateLimited, RequestLimits, TryAgain, PRIVATE},
+    responses::{AdminOnly, RateLimited, RequestLimits, TryAgain, PRIVATE},
     state::AppState,
 };
-use crate::model::{parse_hold_id, Hold, HoldLines, HoldReceipt, HoldRequest};
+use crate::model::{parse_hold_id, Hold, HoldLines, HoldReceipt, HoldRequest, ProductHold};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_hold))
         .routes(routes!(get_hold, release_hold))
+        .routes(routes!(list_product_holds, release_product_holds))
 }
 
 /// Hold stock: every item is set aside until `expires_at`, or none is.
@@ -112,6 +115,91 @@ async fn release_hold(
     let id = hold_id(&id)?;
     let hold = state.catalog.release_hold(id, bearer).await?;
     Ok(([PRIVATE], Json(hold)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HoldsPage {
+    /// Page size, 1 to 1000; 100 when omitted.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// Id of the last hold of the previous page (its `next`).
+    after: Option<String>,
+}
+
+/// A page of a product's live holds.
+#[derive(Debug, Serialize, ToSchema)]
+struct ProductHolds {
+    holds: Vec<ProductHold>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// What releasing a product's holds did.
+#[derive(Debug, Serialize, ToSchema)]
+struct ReleasedHolds {
+    /// Holds released (each whole, with its units of other products).
+    released: usize,
+}
+
+/// The live holds of a product (admin): who set how much aside until when, to see a drop's
+/// checkout or an attempt to hold the stock away from everyone.
+#[utoipa::path(
+    get, path = "/v1/products/{id}/holds", tag = "holds",
+    params(("id" = i64, Path, description = "Product id", minimum = 1), HoldsPage),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Live holds (held, not expired), in id order; none for an unknown product", body = ProductHolds, headers(("Cache-Control" = String, description = "`private, no-store`"))),
+        (status = 422, description = "`invalid_input`: `limit` out of 1..=1000, `after` not a hold id", body = ErrorBody),
+        AdminOnly, RequestLimits, TryAgain,
+    )
+)]
+async fn list_product_holds(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(page): ApiQuery<HoldsPage>,
+) -> ApiResult<impl IntoResponse> {
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit must be 1 to 1000"));
+    }
+    let after = page
+        .after
+        .as_deref()
+        .map(|after| {
+            uuid::Uuid::try_parse(after)
+                .map_err(|_| ApiError::invalid("after must be a hold id (a UUID)"))
+        })
+        .transpose()?;
+    let holds = state.catalog.live_holds_of(id, after, limit).await?;
+    let next = (holds.len() as i64 == limit)
+        .then(|| holds.last().map(|hold| hold.id.clone()))
+        .flatten();
+    Ok(([PRIVATE], Json(ProductHolds { holds, next })))
+}
+
+/// Release every live hold of a product (admin): its held units are available again to every
+/// reader once this answers. Each hold is released whole (its units of other products too),
+/// one write after another; a hold made meanwhile is kept, one converted meanwhile stays an
+/// order. For an operator facing stock held away from everyone.
+#[utoipa::path(
+    delete, path = "/v1/products/{id}/holds", tag = "holds",
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "How many holds were released (0 for an unknown product)", body = ReleasedHolds),
+        AdminOnly, RequestLimits, TryAgain,
+    )
+)]
+async fn release_product_holds(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<ReleasedHolds>> {
+    let released = state.catalog.release_holds_of(id).await?;
+    Ok(Json(ReleasedHolds { released }))
 }
 
 /// A path's hold id: what is not a UUID names no hold.

@@ -342,3 +342,15 @@ mod tests {
         assert_ne!(hold.fingerprint(), longer.fingerprint());
     }
 }
+
+/// A live hold of one product, as an operator lists them (`GET /v1/products/{id}/holds`).
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub(crate) struct ProductHold {
+    /// The hold's id.
+    #[schema(example = "0b6f7c1e-2f43-4d7a-9a0e-5c1d2b3a4f5e")]
+    pub id: String,
+    /// Units of this product it sets aside.
+    pub quantity: i64,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}

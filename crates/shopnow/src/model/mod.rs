@@ -9,7 +9,9 @@ mod product;
 pub(crate) use access::{digest, digests_equal};
 pub(crate) use access::{new_access_token, Bearer};
 pub(crate) use hold::LISTED;
-pub(crate) use hold::{Hold, HoldItem, HoldReceipt, HoldRequest, HoldStatus, StoredHold};
+pub(crate) use hold::{
+    Hold, HoldItem, HoldReceipt, HoldRequest, HoldStatus, ProductHold, StoredHold,
+};
 pub(crate) use hold::{HoldLines, MAX_HOLD_TTL_SECS, MIN_HOLD_TTL_SECS};
 pub use hold::{Reservation, Reservations};
 #[cfg(test)]

@@ -786,3 +786,90 @@ async fn the_live_holds_of_the_build_before_carry_over() {
         "a converted hold's units taken"
     );
 }
+
+/// An operator sees a product's live holds, page by page, and releases them all at once: each
+/// whole (a hold of two products gives both back), a hold of another product kept.
+#[tokio::test]
+async fn an_operator_lists_a_products_holds_and_releases_them() {
+    let app = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    let a = app.create_product("HELD-A", 10).await.id;
+    let b = app.create_product("HELD-B", 10).await.id;
+    let other = app.create_product("HELD-OTHER", 10).await.id;
+    app.held(&[(a, 2)], Some(600)).await;
+    app.held(&[(a, 3)], Some(600)).await;
+    app.held(&[(a, 1), (b, 4)], Some(600)).await;
+    let kept = app.held(&[(other, 5)], Some(600)).await;
+    let path = format!("/v1/products/{a}/holds");
+
+    assert_error(
+        app.get(&path).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let first: Value = ok(
+        app.admin(Method::GET, &format!("{path}?limit=2"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let next = first["next"].as_str().expect("a next page").to_owned();
+    let second: Value = ok(
+        app.admin(Method::GET, &format!("{path}?limit=2&after={next}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(second.get("next").is_none(), "{second}");
+    let mut quantities: Vec<i64> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["holds"].as_array().unwrap().clone())
+        .map(|hold| hold["quantity"].as_i64().unwrap())
+        .collect();
+    quantities.sort_unstable();
+    assert_eq!(quantities, [1, 2, 3]);
+    assert_error(
+        app.admin(Method::GET, &format!("{path}?limit=0"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+
+    let released: Value = ok(
+        app.admin(Method::DELETE, &path).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(released["released"], 3);
+    assert_eq!(app.counts(a).await, (10, 0, 10));
+    assert_eq!(app.counts(b).await, (10, 0, 10), "released whole");
+    assert_eq!(
+        app.counts(other).await,
+        (10, 5, 5),
+        "another product's hold kept"
+    );
+    let hold: Value = ok(
+        app.with_token(
+            Method::GET,
+            &format!("/v1/holds/{}", kept.id),
+            Some(&kept.access_token),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(hold["status"], "held");
+    let after: Value = ok(
+        app.admin(Method::GET, &path).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(after["holds"], json!([]));
+}
