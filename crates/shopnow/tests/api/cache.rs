@@ -7,7 +7,7 @@ use futures::{future::join_all, FutureExt, StreamExt};
 use redis::AsyncCommands;
 use reqwest::StatusCode;
 use serde_json::json;
-use shopnow::{CacheStrategy, CachedCopy, Hooks, Product};
+use shopnow::{CacheStrategy, CachedCopy, Hooks, Product, PublishSite};
 use testkit::{command_calls, RedisServer};
 use tokio::sync::{oneshot, Mutex};
 
@@ -111,6 +111,23 @@ fn hold_first_fill() -> (Hooks, HeldFill) {
     )
 }
 
+/// Holds every publish of the outbox relay for good: a relay publishing the write again after
+/// its grace period (its outbox row not swept yet on a busy machine) would repair what the
+/// race broke before the test looks.
+fn relay_held(hooks: Hooks) -> Hooks {
+    Hooks {
+        before_publish: Some(Arc::new(|(site, _): (PublishSite, i64)| {
+            async move {
+                if site == PublishSite::Relay {
+                    std::future::pending::<()>().await;
+                }
+            }
+            .boxed()
+        })),
+        ..hooks
+    }
+}
+
 /// A reader misses and reads version 1 from Postgres, then is held; a writer on another
 /// instance commits and publishes version 2; the reader is released and fills. Returns the
 /// version the next read on the reader's instance sees.
@@ -118,10 +135,14 @@ async fn late_fill(strategy: CacheStrategy) -> i64 {
     let (hooks, held) = hold_first_fill();
     let reader = TestApp::builder()
         .strategy(strategy, SHARED_REDIS)
-        .hooks(hooks)
+        .hooks(relay_held(hooks))
         .spawn()
         .await;
-    let writer = reader.sibling().spawn().await;
+    let writer = reader
+        .sibling()
+        .hooks(relay_held(Hooks::default()))
+        .spawn()
+        .await;
     let id = writer.insert_cold_product("LATE-1", 10).await;
 
     let slow_read = tokio::spawn({
