@@ -123,14 +123,15 @@ impl Application {
         let background = spawn_background_tasks(&catalog, &config, sweep_queue);
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let drain_delay = config.http.drain_delay;
+        let draining = lifecycle.clone();
         let graceful = async move {
             stop.await;
-            lifecycle.start_draining();
+            draining.start_draining();
             tracing::info!(?drain_delay, "draining: readiness is now 503");
             tokio::time::sleep(drain_delay).await;
             let _ = draining_tx.send(());
         };
-        let server = http::serve(listener, api, &config.http, graceful);
+        let server = http::serve(listener, api, &config.http, lifecycle, graceful);
         let deadline = async move {
             if draining_rx.await.is_ok() {
                 tokio::time::sleep(config.http.shutdown_timeout).await;

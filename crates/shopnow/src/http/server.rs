@@ -43,6 +43,7 @@ use tokio::{
 };
 
 use super::{config::HttpConfig, router::Api};
+use crate::lifecycle::Lifecycle;
 
 /// A head still incomplete this long after its first bytes is stalled: a client sends a head
 /// in one or two packets, milliseconds apart. At the cap such a connection may be closed to
@@ -55,10 +56,16 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting and lets every
 /// connection finish its request in flight (the caller bounds how long that may take).
+///
+/// While `lifecycle` drains (from the stop signal until `stop` resolves), every answer carries
+/// `Connection: close` and hyper closes its connection after it: a client then opens its next
+/// request on a new connection (to another instance, once the load balancer saw readiness turn
+/// 503), instead of sending it on a kept-alive one just as the listener closes.
 pub(crate) async fn serve(
     listener: TcpListener,
     api: Api,
     config: &HttpConfig,
+    lifecycle: Lifecycle,
     stop: impl Future<Output = ()>,
 ) {
     let connections = Arc::new(Connections::new(config.max_connections));
@@ -102,16 +109,24 @@ pub(crate) async fn serve(
         let service = hyper::service::service_fn({
             let api = api.clone();
             let activity = activity.clone();
+            let lifecycle = lifecycle.clone();
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 let api = api.clone();
                 let activity = activity.clone();
+                let lifecycle = lifecycle.clone();
                 // The client's address, for what is counted per client (`rate_limits`).
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
                 async move {
                     activity.enter(Phase::Busy);
-                    let response = api.answer(request.map(axum::body::Body::new)).await;
+                    let mut response = api.answer(request.map(axum::body::Body::new)).await;
+                    if lifecycle.is_draining() {
+                        response.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                    }
                     activity.answering();
                     Ok::<_, std::convert::Infallible>(response)
                 }

@@ -36,7 +36,27 @@ async fn readiness_reports_dependencies_and_turns_503_while_draining() {
     let body: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(body["status"], "draining");
     // Liveness is not readiness: a draining instance is alive.
-    assert_eq!(app.get("/livez").await.status(), StatusCode::OK);
+    let alive = app.get("/livez").await;
+    assert_eq!(alive.status(), StatusCode::OK);
+    // Every answer during the drain closes its connection, so that no client sends another
+    // request on a kept-alive connection just as the listener closes (a probe saw 1 to 6 of
+    // those answered by a closed connection).
+    assert_eq!(
+        alive
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+    let product_read = app.get("/v1/products/1").await;
+    assert_eq!(
+        product_read
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "the product read, served past the router, too"
+    );
     server.abort();
 }
 
