@@ -50,6 +50,35 @@ pub fn rate_limit(prefix: &str, client: &str) -> String {
     format!("{prefix}:rate:{client}")
 }
 
+/// The keys of one list scope (a category, or `all` for the unfiltered list): its cached pages
+/// and the generation they are checked against. The hash tag `{pages:<scope>}` puts a scope's
+/// keys in one Redis Cluster slot, so a page and its generation are read together; the pages
+/// of different categories spread over the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageKeys<'a> {
+    prefix: &'a str,
+    scope: &'a str,
+}
+
+impl<'a> PageKeys<'a> {
+    /// `scope`: a category slug, or `all`.
+    pub fn new(prefix: &'a str, scope: &'a str) -> Self {
+        Self { prefix, scope }
+    }
+
+    /// The scope's generation, `<prefix>:{pages:<scope>}:gen`: a random token that every
+    /// publish of a product the scope lists replaces.
+    pub fn generation(&self) -> String {
+        format!("{}:{{pages:{}}}:gen", self.prefix, self.scope)
+    }
+
+    /// One cached page, `<prefix>:{pages:<scope>}:<page>`, where `<page>` is the page's
+    /// fingerprint (its filters, sort, size and position).
+    pub fn page(&self, page: &str) -> String {
+        format!("{}:{{pages:{}}}:{page}", self.prefix, self.scope)
+    }
+}
+
 /// What a `versioned` copy key matches, for tools that scan a deployment's copies
 /// (`SCAN MATCH`): `<prefix>:*:current`.
 pub fn versioned_copies_pattern(prefix: &str) -> String {
@@ -68,5 +97,8 @@ mod tests {
         assert_eq!(keys.fill_lease(), "shop:{product:42}:lease");
         assert_eq!(keys.payload(3), "shop:{product:42}:v3");
         assert_eq!(versioned_copies_pattern("shop"), "shop:*:current");
+        let pages = PageKeys::new("shop", "shoes");
+        assert_eq!(pages.generation(), "shop:{pages:shoes}:gen");
+        assert_eq!(pages.page("p1"), "shop:{pages:shoes}:p1");
     }
 }

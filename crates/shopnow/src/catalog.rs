@@ -12,7 +12,7 @@ use futures::FutureExt;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::{
-    cache::{CacheHealth, CacheStats, CacheStrategy, ProductCache, ProductRead},
+    cache::{CacheHealth, CacheStats, CacheStrategy, PageRead, ProductCache, ProductRead},
     db::{self, Database},
     error::{Error, Result},
     faults::WriteFaults,
@@ -20,8 +20,9 @@ use crate::{
     handoff,
     hooks::{Hooks, PublishSite},
     model::{
-        new_access_token, Bearer, Hold, HoldLines, HoldReceipt, HoldStatus, NewProduct,
-        OrderReceipt, OrderSource, Product, ProductHold, ProductPatch, ProductState, StoredOrder,
+        new_access_token, Bearer, Category, CategoryPatch, Hold, HoldLines, HoldReceipt,
+        HoldStatus, Listing, NewCategory, NewProduct, OrderReceipt, OrderSource, Product,
+        ProductHold, ProductPatch, ProductState, StoredOrder,
     },
     sweeper::Sweeper,
     write_gate::{GateLimits, WriteGate},
@@ -131,9 +132,62 @@ impl Catalog {
         self.inner.cache.read(&self.inner.db, id).await
     }
 
-    pub async fn list(&self, after: i64, limit: i64) -> Result<Vec<Product>> {
+    /// A list page (`GET /v1/products`), through the cache like a product read.
+    pub(crate) async fn read_page(&self, listing: &Listing) -> Result<PageRead> {
+        self.inner.cache.read_page(&self.inner.db, listing).await
+    }
+
+    pub(crate) async fn categories(&self) -> Result<Vec<Category>> {
         let mut conn = self.inner.db.acquire().await?;
-        db::products::list(&mut conn, after, limit).await
+        db::categories::all(&mut conn).await
+    }
+
+    pub(crate) async fn category(&self, slug: &str) -> Result<Category> {
+        let mut conn = self.inner.db.acquire().await?;
+        db::categories::find(&mut conn, slug)
+            .await?
+            .ok_or_else(|| db::categories::not_found(slug))
+    }
+
+    pub(crate) async fn create_category(&self, new: &NewCategory) -> Result<Category> {
+        let new = new.clone();
+        self.write(&[], move |tx| {
+            Box::pin(async move { Ok((db::categories::insert(tx, &new).await?, Vec::new())) })
+        })
+        .await
+    }
+
+    /// Renames and/or moves a category; a move publishes every product it lists (their
+    /// `listed_in` changed) before it answers.
+    pub(crate) async fn update_category(
+        &self,
+        slug: &str,
+        patch: &CategoryPatch,
+    ) -> Result<Category> {
+        let (slug, patch) = (slug.to_owned(), patch.clone());
+        self.write(&[], move |tx| {
+            Box::pin(async move {
+                let (category, relisted) = db::categories::update(tx, &slug, &patch).await?;
+                Ok((category, live_states(relisted)))
+            })
+        })
+        .await
+    }
+
+    /// Deletes a category that lists nothing; its cached pages (empty) go with it.
+    pub(crate) async fn delete_category(&self, slug: &str) -> Result<()> {
+        let owned = slug.to_owned();
+        self.write(&[], move |tx| {
+            Box::pin(async move {
+                db::categories::delete(tx, &owned).await?;
+                Ok(((), Vec::new()))
+            })
+        })
+        .await?;
+        if let Err(error) = self.inner.cache.forget_pages(slug).await {
+            tracing::warn!(category = slug, %error, "the pages of a deleted category stay cached until they expire");
+        }
+        Ok(())
     }
 
     pub async fn order(&self, id: i64) -> Result<StoredOrder> {

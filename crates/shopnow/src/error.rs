@@ -10,6 +10,11 @@ pub enum Error {
     /// Another live product has this SKU.
     #[error("a product with sku {0:?} already exists")]
     DuplicateSku(String),
+    /// A category change that the tree cannot take: a slug in use, a move under its own
+    /// descendant or past the deepest level, a deletion of a category that still lists
+    /// something. Nothing was changed.
+    #[error("{0}")]
+    CategoryConflict(String),
     /// A stock change or an order would take the stock below zero; nothing was changed.
     #[error("{0}")]
     InsufficientStock(String),

@@ -168,6 +168,8 @@ mod tests {
             currency: "USD".into(),
             stock,
             purchase_limit: None,
+            categories: Vec::new(),
+            listed_in: Vec::new(),
             version,
             reserved: 0,
             available: stock,

@@ -81,6 +81,18 @@ impl ArticleCache {
 }
 
 impl Strategy for ArticleCache {
+    /// Pages are not cached: read from Postgres.
+    fn read_page<'a>(
+        &'a self,
+        db: &'a PgPool,
+        listing: &'a crate::model::Listing,
+    ) -> BoxFuture<'a, Result<super::read::PageRead>> {
+        Box::pin(
+            self.backend
+                .page_from_postgres(db, listing, super::read::CacheStatus::Bypass),
+        )
+    }
+
     fn read<'a>(&'a self, db: &'a PgPool, id: i64) -> BoxFuture<'a, Result<ProductRead>> {
         Box::pin(ArticleCache::read(self, db, id))
     }

@@ -14,17 +14,24 @@ use sqlx::PgPool;
 use shopnow_contract::ProductKeys;
 
 use super::{
-    read::{CacheStatus, ProductRead, VersionedBody},
+    read::{CacheStatus, PageRead, ProductRead, VersionedBody},
     redis::{CacheError, RedisClient},
     versioned::near_config::NearCacheConfig,
 };
-use crate::{db, error::Result, hooks::Hooks, model::ProductState};
+use crate::{
+    db,
+    error::Result,
+    hooks::Hooks,
+    model::{Listing, ProductState},
+};
 
 /// Counters of one instance's cache, for tests and diagnostics (Prometheus has its own).
 #[derive(Debug, Default)]
 pub struct CacheStats {
     /// Product reads that went to Postgres (misses and bypasses).
     pub database_reads: AtomicU64,
+    /// List pages read from Postgres (the product reads their items took are counted above).
+    pub page_database_reads: AtomicU64,
     /// Cached copies the sampler compared with Postgres.
     pub consistency_checks: AtomicU64,
     /// Copies the sampler found wrong.
@@ -45,6 +52,9 @@ pub(super) struct CacheMetrics {
     /// Publishes the primary applied but too few replicas confirmed in time.
     pub publishes_unconfirmed: Counter,
     database_reads: Counter,
+    /// List page reads by result, in the order of `CacheStatus` (hit, near, miss, bypass).
+    page_reads: [Counter; 4],
+    page_database_reads: Counter,
 }
 
 impl CacheMetrics {
@@ -59,7 +69,21 @@ impl CacheMetrics {
             publish_failures: metrics::counter!("cache_publish_failures_total", "strategy" => name),
             publishes_unconfirmed: metrics::counter!("cache_publishes_unconfirmed_total", "strategy" => name),
             database_reads: metrics::counter!("cache_database_reads_total", "strategy" => name),
+            page_reads: ["hit", "near", "miss", "bypass"].map(|result| {
+                metrics::counter!("cache_page_reads_total", "strategy" => name, "result" => result)
+            }),
+            page_database_reads: metrics::counter!("cache_page_database_reads_total", "strategy" => name),
         }
+    }
+
+    pub(super) fn count_page(&self, page: &PageRead) {
+        let index = match page.status {
+            CacheStatus::Hit => 0,
+            CacheStatus::Near => 1,
+            CacheStatus::Miss => 2,
+            CacheStatus::Bypass => 3,
+        };
+        self.page_reads[index].increment(1);
     }
 
     pub(super) fn count_read(&self, read: &ProductRead) {
@@ -146,6 +170,31 @@ impl CacheBackend {
         self.count_database_read();
         let mut conn = db.acquire().await?;
         db::products::load_state(&mut conn, id).await
+    }
+
+    /// Reads a list page from Postgres, counted.
+    pub(super) async fn load_page(
+        &self,
+        db: &PgPool,
+        listing: &Listing,
+    ) -> Result<db::listing::PageRows> {
+        self.stats
+            .page_database_reads
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.page_database_reads.increment(1);
+        let mut conn = db.acquire().await?;
+        db::listing::page(&mut conn, listing).await
+    }
+
+    /// A list page as Postgres has it, for the strategies that do not cache pages.
+    pub(super) async fn page_from_postgres(
+        &self,
+        db: &PgPool,
+        listing: &Listing,
+        status: CacheStatus,
+    ) -> Result<PageRead> {
+        let rows = self.load_page(db, listing).await?;
+        Ok(PageRead::of_rows(&rows.items, rows.more, listing, status))
     }
 
     /// Serves a read from Postgres because Redis failed or is too slow.

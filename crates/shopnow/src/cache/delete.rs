@@ -10,12 +10,15 @@ use sqlx::PgPool;
 
 use super::{
     backend::CacheBackend,
-    read::{CachedCopy, ProductRead},
+    read::{CachedCopy, PageRead, ProductRead},
     redis::CacheError,
     strategy::Strategy,
     ttl::TtlCache,
 };
-use crate::{error::Result, model::ProductState};
+use crate::{
+    error::Result,
+    model::{Listing, ProductState},
+};
 
 pub(super) struct DeleteCache {
     reads: TtlCache,
@@ -34,12 +37,24 @@ impl Strategy for DeleteCache {
         Box::pin(self.reads.read(db, id))
     }
 
+    fn read_page<'a>(
+        &'a self,
+        db: &'a PgPool,
+        listing: &'a Listing,
+    ) -> BoxFuture<'a, Result<PageRead>> {
+        Box::pin(self.reads.read_page(db, listing))
+    }
+
     fn publishes(&self) -> bool {
         true
     }
 
+    /// Drops the product's key and the pages of its categories ("purge on write").
     fn publish<'a>(&'a self, state: &'a ProductState) -> BoxFuture<'a, Result<(), CacheError>> {
-        Box::pin(self.reads.forget(state.id()))
+        Box::pin(async move {
+            self.reads.forget(state.id()).await?;
+            self.reads.forget_pages(state).await
+        })
     }
 
     fn peek(&self, id: i64) -> BoxFuture<'_, Result<Option<CachedCopy>, CacheError>> {

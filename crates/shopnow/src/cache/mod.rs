@@ -56,13 +56,13 @@ pub use self::{
     versioned::{NearCacheConfig, CONVERGENCE_BOUND},
 };
 pub(crate) use self::{
-    read::{CacheStatus, ProductRead, VersionedBody},
+    read::{CacheStatus, PageRead, ProductRead, VersionedBody},
     redis::{CacheError, RedisClient},
 };
 use crate::{
     error::Result,
     hooks::Hooks,
-    model::{Product, ProductState},
+    model::{Listing, Product, ProductState},
 };
 
 /// How product details are cached (`SHOPNOW_CACHE_STRATEGY`).
@@ -327,6 +327,33 @@ impl ProductCache {
         }
         self.backend.metrics.count_read(&read);
         Ok(read)
+    }
+
+    /// Reads a list page for `GET /v1/products`.
+    pub(crate) async fn read_page(&self, db: &PgPool, listing: &Listing) -> Result<PageRead> {
+        let mut page = self.imp.read_page(db, listing).await?;
+        if !self.carries_history {
+            page.items.iter_mut().for_each(|item| item.history = 0);
+        }
+        self.backend.metrics.count_page(&page);
+        Ok(page)
+    }
+
+    /// Drops what is cached of the pages of category `scope` (when it is deleted): its
+    /// generation (`versioned`; every page stored under it stops being served) and the naive
+    /// strategies' pages.
+    pub(crate) async fn forget_pages(&self, scope: &str) -> Result<(), CacheError> {
+        let Some(redis) = self.backend.redis_client() else {
+            return Ok(());
+        };
+        let keys = shopnow_contract::keys::PageKeys::new(&self.backend.prefix, scope);
+        redis
+            .query(
+                ::redis::cmd("DEL")
+                    .arg(keys.generation())
+                    .arg(keys.page("naive")),
+            )
+            .await
     }
 
     /// The cached copy of product `id`, if any, read without side effects.

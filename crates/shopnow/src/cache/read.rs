@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::model::{Product, ProductState, Reservations};
+use crate::model::{Position, Product, ProductState, Reservations};
 
 /// Where a read's answer came from; sent as `X-Cache`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,35 @@ pub struct ProductRead {
     /// `None`: no such product, or deleted.
     pub found: Option<VersionedBody>,
     pub status: CacheStatus,
+}
+
+/// A list page as the HTTP layer serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PageRead {
+    /// Each product as a read of it would answer, in the listing's order.
+    pub items: Vec<VersionedBody>,
+    /// Where the next page starts: the last item's place, when more follow.
+    pub next: Option<Position>,
+    pub status: CacheStatus,
+}
+
+impl PageRead {
+    /// A page read from Postgres (`rows`, in order), served as it is.
+    pub(crate) fn of_rows(
+        rows: &[Product],
+        more: bool,
+        listing: &crate::model::Listing,
+        status: CacheStatus,
+    ) -> Self {
+        Self {
+            items: rows.iter().map(VersionedBody::of).collect(),
+            next: rows
+                .last()
+                .filter(|_| more)
+                .map(|last| listing.position_of(last)),
+            status,
+        }
+    }
 }
 
 /// The JSON of one version of a product, ready to send as it is, the database history the

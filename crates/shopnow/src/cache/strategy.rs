@@ -6,16 +6,26 @@ use futures::future::BoxFuture;
 use sqlx::PgPool;
 
 use super::{
-    read::{CachedCopy, ProductRead},
+    read::{CachedCopy, PageRead, ProductRead},
     redis::CacheError,
 };
-use crate::{error::Result, model::ProductState};
+use crate::{
+    error::Result,
+    model::{Listing, ProductState},
+};
 
 /// What a cache strategy does; each lives in a module of its own. Strategies that leave writes
 /// alone or keep nothing to inspect keep the defaults.
 pub(super) trait Strategy: Send + Sync {
     /// Serves `GET /v1/products/{id}`.
     fn read<'a>(&'a self, db: &'a PgPool, id: i64) -> BoxFuture<'a, Result<ProductRead>>;
+
+    /// Serves `GET /v1/products` (a list page); from Postgres unless the strategy caches pages.
+    fn read_page<'a>(
+        &'a self,
+        db: &'a PgPool,
+        listing: &'a Listing,
+    ) -> BoxFuture<'a, Result<PageRead>>;
 
     /// Whether committed changes must reach the cache (and so go through the outbox).
     fn publishes(&self) -> bool {

@@ -5,16 +5,21 @@
 //! the TTL runs out.
 
 use futures::future::BoxFuture;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use shopnow_contract::keys::PageKeys;
 use sqlx::PgPool;
 
 use super::{
     backend::CacheBackend,
-    read::{CacheStatus, CachedCopy, ProductRead, VersionedBody},
+    read::{CacheStatus, CachedCopy, PageRead, ProductRead, VersionedBody},
     redis::CacheError,
     strategy::Strategy,
 };
-use crate::{error::Result, model::ProductState};
+use crate::{
+    error::Result,
+    model::{Listing, Position, ProductState, ALL_SCOPE},
+};
 
 pub(super) struct TtlCache {
     backend: CacheBackend,
@@ -89,6 +94,14 @@ impl Strategy for TtlCache {
         Box::pin(TtlCache::read(self, db, id))
     }
 
+    fn read_page<'a>(
+        &'a self,
+        db: &'a PgPool,
+        listing: &'a Listing,
+    ) -> BoxFuture<'a, Result<PageRead>> {
+        Box::pin(TtlCache::read_page(self, db, listing))
+    }
+
     fn peek(&self, id: i64) -> BoxFuture<'_, Result<Option<CachedCopy>, CacheError>> {
         Box::pin(TtlCache::peek(self, id))
     }
@@ -98,7 +111,106 @@ impl Strategy for TtlCache {
     }
 }
 
+/// A list page as the naive strategies keep it: every item's JSON as it was when the page was
+/// read from Postgres, under the scope's hash (`<prefix>:{pages:<scope>}:naive`, one field per
+/// page), which expires with the TTL and which `delete` drops after a write.
+#[derive(Serialize, Deserialize)]
+struct NaivePage {
+    items: Vec<(i64, String)>,
+    next: Option<Position>,
+}
+
 impl TtlCache {
+    /// `ttl`'s list page: served from Redis while the TTL lasts, whatever changed since.
+    pub(super) async fn read_page(&self, db: &PgPool, listing: &Listing) -> Result<PageRead> {
+        let key = self.naive_pages_key(listing.scope());
+        let page = listing.fingerprint();
+        let cached: Result<Option<Vec<u8>>, CacheError> = self
+            .backend
+            .redis()
+            .query(redis::cmd("HGET").arg(&key).arg(&page))
+            .await;
+        match cached {
+            Ok(Some(stored)) => {
+                if let Ok(stored) = serde_json::from_slice::<NaivePage>(&stored) {
+                    return Ok(PageRead {
+                        items: stored
+                            .items
+                            .into_iter()
+                            .map(|(version, body)| VersionedBody {
+                                history: 0,
+                                version,
+                                lapsed: 0,
+                                body: body.into(),
+                            })
+                            .collect(),
+                        next: stored.next,
+                        status: CacheStatus::Hit,
+                    });
+                }
+            }
+            Ok(None) => {}
+            Err(_) => {
+                return self
+                    .backend
+                    .page_from_postgres(db, listing, CacheStatus::Bypass)
+                    .await
+            }
+        }
+        let read = self
+            .backend
+            .page_from_postgres(db, listing, CacheStatus::Miss)
+            .await?;
+        let stored = NaivePage {
+            items: read
+                .items
+                .iter()
+                .map(|item| {
+                    let body = String::from_utf8_lossy(&item.body).into_owned();
+                    (item.version, body)
+                })
+                .collect(),
+            next: read.next.clone(),
+        };
+        let mut store = redis::pipe();
+        store
+            .cmd("HSET")
+            .arg(&key)
+            .arg(&page)
+            .arg(serde_json::to_vec(&stored).expect("a page serialises"))
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(self.backend.ttl_secs())
+            .arg("NX")
+            .ignore();
+        if let Err(error) = self.backend.redis().pipeline_publish(&store).await {
+            tracing::debug!(%error, "list page not cached");
+        }
+        Ok(read)
+    }
+
+    /// Drops the cached pages of every scope that lists `state` now (`delete`'s purge).
+    pub(super) async fn forget_pages(&self, state: &ProductState) -> Result<(), CacheError> {
+        let mut keys = vec![self.naive_pages_key(ALL_SCOPE)];
+        if let ProductState::Live(product) = state {
+            keys.extend(
+                product
+                    .listed_in
+                    .iter()
+                    .map(|scope| self.naive_pages_key(scope)),
+            );
+        }
+        self.backend
+            .redis()
+            .query(redis::cmd("DEL").arg(keys))
+            .await
+    }
+
+    fn naive_pages_key(&self, scope: &str) -> String {
+        PageKeys::new(self.backend.prefix(), scope).page("naive")
+    }
+
     pub(super) async fn peek(&self, id: i64) -> Result<Option<CachedCopy>, CacheError> {
         let keys = self.backend.keys(id);
         let cached: Option<Vec<u8>> = self

@@ -1,8 +1,10 @@
 //! PostgreSQL: the source of truth. Connection, database creation and migrations live here;
 //! one module per table group holds its queries.
 
+pub(crate) mod categories;
 pub(crate) mod holds;
 mod idempotency;
+pub(crate) mod listing;
 pub(crate) mod orders;
 pub(crate) mod outbox;
 pub(crate) mod products;

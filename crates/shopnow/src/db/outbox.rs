@@ -137,14 +137,19 @@ pub(crate) async fn end_trust(db: &PgPool, changes: &[(i64, i64)]) -> sqlx::Resu
     .map(|_| ())
 }
 
-/// Up to `limit` products with a handed-off row: their Redis copies may be older than a change
-/// already shown, and are not served until the row is gone (`cache::versioned::trust`).
+/// Up to `limit` products with a handed-off row, each with the categories that list it now
+/// (their slugs): their Redis copies may be older than a change already shown, and are not
+/// served until the row is gone, nor the cached list pages of those categories
+/// (`cache::versioned::trust`).
 pub(crate) async fn handed_off_products(
     conn: &mut PgConnection,
     limit: i64,
-) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT product_id FROM cache_outbox WHERE handed_off_at IS NOT NULL LIMIT $1",
+) -> sqlx::Result<Vec<(i64, Vec<String>)>> {
+    sqlx::query_as(
+        "SELECT marked.product_id, coalesce(shopnow_slugs(p.listed_in), '{}') \
+         FROM (SELECT DISTINCT product_id FROM cache_outbox \
+               WHERE handed_off_at IS NOT NULL LIMIT $1) AS marked \
+         LEFT JOIN products p ON p.id = marked.product_id",
     )
     .bind(limit)
     .fetch_all(conn)

@@ -15,12 +15,14 @@ use crate::{
 /// (an uncorrelated subquery); `read_at_ms` is the time its holds are judged by.
 pub(super) const COLUMNS: &str = "id, sku, name, description, price_cents, currency, stock, \
      purchase_limit, version, updated_at, (SELECT shopnow_history()) AS history, holds::text AS holds, \
-     shopnow_now_ms() AS read_at_ms";
+     shopnow_now_ms() AS read_at_ms, shopnow_slugs(category_ids) AS categories, \
+     shopnow_slugs(listed_in) AS listed_in";
 
 /// `COLUMNS` for a statement where `p` names the products table.
 pub(super) const QUALIFIED_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_cents, \
      p.currency, p.stock, p.purchase_limit, p.version, p.updated_at, (SELECT shopnow_history()) AS history, \
-     p.holds::text AS holds, shopnow_now_ms() AS read_at_ms";
+     p.holds::text AS holds, shopnow_now_ms() AS read_at_ms, \
+     shopnow_slugs(p.category_ids) AS categories, shopnow_slugs(p.listed_in) AS listed_in";
 
 const LIVE_SKU_INDEX: &str = "products_live_sku_key";
 
@@ -68,23 +70,11 @@ pub(crate) async fn load_states(conn: &mut PgConnection, ids: &[i64]) -> Result<
     Ok(rows.into_iter().map(StateRow::into_state).collect())
 }
 
-/// One page of live products with `id > after`, in id order.
-pub(crate) async fn list(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec<Product>> {
-    let rows = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM products WHERE deleted_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
-    ))
-    .bind(after)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows)
-}
-
 pub(crate) async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<Product> {
     sqlx::query_as(&format!(
         "INSERT INTO products (sku, name, description, price_cents, currency, stock, \
-             purchase_limit) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+             purchase_limit, category_ids) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, shopnow_category_ids($8)) RETURNING {COLUMNS}"
     ))
     .bind(&new.sku)
     .bind(&new.name)
@@ -93,13 +83,14 @@ pub(crate) async fn insert(conn: &mut PgConnection, new: &NewProduct) -> Result<
     .bind(&new.currency)
     .bind(new.stock)
     .bind(new.purchase_limit)
+    .bind(&new.categories)
     .fetch_one(conn)
     .await
     .map_err(|e| {
         if is_unique_violation(&e, LIVE_SKU_INDEX) {
             Error::DuplicateSku(new.sku.clone())
         } else {
-            e.into()
+            unknown_category(e)
         }
     })
 }
@@ -112,7 +103,8 @@ pub(crate) async fn update(
     sqlx::query_as(&format!(
         "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
          price_cents = COALESCE($4, price_cents), \
-         purchase_limit = CASE WHEN $5 THEN $6 ELSE purchase_limit END \
+         purchase_limit = CASE WHEN $5 THEN $6 ELSE purchase_limit END, \
+         category_ids = CASE WHEN $7 THEN shopnow_category_ids($8) ELSE category_ids END \
          WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -121,10 +113,26 @@ pub(crate) async fn update(
     .bind(patch.price_cents)
     .bind(patch.purchase_limit.is_some())
     .bind(patch.purchase_limit.flatten())
+    .bind(patch.categories.is_some())
+    .bind(patch.categories.as_deref().unwrap_or_default())
     .fetch_optional(conn)
-    .await?
+    .await
+    .map_err(unknown_category)?
     .ok_or_else(|| Error::product_not_found(id))
 }
+
+/// `shopnow_category_ids` refuses a slug no category has, with the slug in its message.
+fn unknown_category(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(UNKNOWN_CATEGORY) => {
+            Error::invalid(db.message().to_string())
+        }
+        _ => error.into(),
+    }
+}
+
+/// The SQLSTATE `shopnow_category_ids` raises for an unknown slug (`foreign_key_violation`).
+const UNKNOWN_CATEGORY: &str = "23503";
 
 /// Sets the stock, inside the caller's transaction; never below what live holds reserve.
 pub(crate) async fn set_stock(conn: &mut PgConnection, id: i64, stock: i64) -> Result<Product> {
@@ -219,12 +227,34 @@ pub(crate) async fn delete(conn: &mut PgConnection, id: i64) -> Result<ProductSt
 /// Inserts `count` demo products with SKUs `DEMO-000001`...; existing SKUs are left alone, so
 /// seeding twice changes nothing. Returns how many were inserted.
 pub(crate) async fn seed_demo(conn: &mut PgConnection, count: i64) -> Result<u64> {
+    // A small shop's navigation, so that the demo catalog browses by category.
+    sqlx::query(
+        "INSERT INTO categories (slug, name, parent_id) \
+         SELECT slug, name, NULL FROM (VALUES ('apparel', 'Apparel'), ('home', 'Home'), \
+             ('accessories', 'Accessories')) AS root(slug, name) \
+         ON CONFLICT (slug) DO NOTHING",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO categories (slug, name, parent_id) \
+         SELECT leaf.slug, leaf.name, (SELECT id FROM categories WHERE slug = leaf.parent) \
+         FROM (VALUES ('t-shirts', 'T-shirts', 'apparel'), ('hoodies', 'Hoodies', 'apparel'), \
+             ('mugs', 'Mugs', 'home'), ('posters', 'Posters', 'home'), \
+             ('bags', 'Bags', 'accessories'), ('hats', 'Hats', 'accessories')) \
+             AS leaf(slug, name, parent) \
+         ON CONFLICT (slug) DO NOTHING",
+    )
+    .execute(&mut *conn)
+    .await?;
     let done = sqlx::query(
-        "INSERT INTO products (sku, name, description, price_cents, currency, stock) \
+        "INSERT INTO products (sku, name, description, price_cents, currency, stock, category_ids) \
          SELECT format('DEMO-%s', lpad(n::text, 6, '0')), \
                 format('Demo product %s', n), \
                 'A product from shopnow seed, for trying the API.', \
-                100 + (n * 37) % 9900, 'USD', (n * 13) % 200 \
+                100 + (n * 37) % 9900, 'USD', (n * 13) % 200, \
+                ARRAY(SELECT id FROM categories WHERE slug = (ARRAY['t-shirts', 'hoodies', \
+                    'mugs', 'posters', 'bags', 'hats'])[1 + n % 6]) \
          FROM generate_series(1, $1::bigint) AS n \
          ON CONFLICT (sku) WHERE deleted_at IS NULL DO NOTHING",
     )

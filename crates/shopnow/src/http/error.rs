@@ -31,6 +31,7 @@ pub(super) enum ErrorCode {
     AdminDisabled,
     BadRequest,
     Busy,
+    CategoryConflict,
     DuplicateSku,
     HeaderTooLarge,
     HoldConverted,
@@ -59,6 +60,7 @@ impl ErrorCode {
             Self::AdminDisabled => "admin_disabled",
             Self::BadRequest => "bad_request",
             Self::Busy => "busy",
+            Self::CategoryConflict => "category_conflict",
             Self::DuplicateSku => "duplicate_sku",
             Self::HeaderTooLarge => "header_too_large",
             Self::HoldConverted => "hold_converted",
@@ -166,6 +168,9 @@ impl From<Error> for ApiError {
             Error::NotFound(_) => Self::not_found(message),
             Error::DuplicateSku(_) => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::DuplicateSku, message)
+            }
+            Error::CategoryConflict(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::CategoryConflict, message)
             }
             Error::OverPurchaseLimit(_) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -12,6 +12,7 @@
 //! - `server`: the HTTP/1.1 loop and the limits of the edge; `config`: their settings.
 
 mod auth;
+mod categories;
 mod config;
 mod edge;
 mod error;

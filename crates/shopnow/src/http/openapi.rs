@@ -20,7 +20,8 @@ use utoipa::{
     ),
     modifiers(&AdminTokenScheme),
     tags(
-        (name = "products", description = "The catalog"),
+        (name = "products", description = "The catalog, and its category pages"),
+        (name = "categories", description = "The tree of categories that list products"),
         (name = "stock", description = "Stock levels"),
         (name = "holds", description = "Holds set stock aside for a while, all items or none"),
         (name = "orders", description = "Orders take stock, all items or none; a cancellation returns it"),

@@ -26,12 +26,12 @@ use super::{
     state::AppState,
 };
 use crate::{
-    cache::{CacheStatus, ProductRead},
-    model::{NewProduct, Product, ProductPatch, StockAdjustment, StockLevel},
+    cache::{CacheStatus, ProductRead, VersionedBody},
+    model::{
+        validate_slug, Listing, NewProduct, Position, Product, ProductPatch, Sort, SortKey,
+        StockAdjustment, StockLevel, DEFAULT_PAGE, MAX_PAGE, MAX_PRICE_CENTS,
+    },
 };
-
-pub(super) const MAX_PAGE: i64 = 200;
-const DEFAULT_PAGE: i64 = 50;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,53 +45,200 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct PageQuery {
+    /// A category's slug: the products in it and in every category under it.
+    #[param(example = "t-shirts")]
+    category: Option<String>,
+    /// `true`: only products with `available` > 0.
+    in_stock: Option<bool>,
+    /// Only products priced at least this (cents).
+    #[param(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    min_price: Option<i64>,
+    /// Only products priced at most this (cents).
+    #[param(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    max_price: Option<i64>,
+    /// `id` (oldest first, the default), `newest`, `price`, `-price` or `name`; ties are
+    /// broken by id.
+    #[param(example = "price")]
+    sort: Option<String>,
     /// Page size, 1 to 200; 50 when omitted.
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
-    /// Id of the last product of the previous page (its `next`); 0 when omitted.
+    /// The `next_cursor` of the previous page, as it came: where this page starts.
+    cursor: Option<String>,
+    /// With `sort=id` (the default) only, instead of `cursor`: the id of the last product of
+    /// the previous page (its `next`); 0 when omitted.
     #[param(minimum = 0)]
     after: Option<i64>,
 }
 
+impl PageQuery {
+    fn listing(self) -> Result<Listing, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::invalid(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        for (name, price) in [("min_price", self.min_price), ("max_price", self.max_price)] {
+            if price.is_some_and(|price| !(0..=MAX_PRICE_CENTS).contains(&price)) {
+                return Err(ApiError::invalid(format!(
+                    "{name} must be between 0 and {MAX_PRICE_CENTS}"
+                )));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min_price, self.max_price) {
+            if min > max {
+                return Err(ApiError::invalid("min_price must not be above max_price"));
+            }
+        }
+        if let Some(category) = &self.category {
+            validate_slug(category).map_err(|_| {
+                ApiError::not_found(format!("category {category:?} does not exist"))
+            })?;
+        }
+        let sort = Sort::parse(self.sort.as_deref().unwrap_or("id"))?;
+        let mut listing = Listing {
+            category: self.category,
+            in_stock: self.in_stock.unwrap_or(false),
+            min_price: self.min_price,
+            max_price: self.max_price,
+            sort,
+            limit,
+            after: None,
+        };
+        listing.after = match (self.cursor, self.after) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid("send cursor or after, not both"));
+            }
+            (Some(cursor), None) => Some(listing.read_cursor(&cursor)?),
+            (None, Some(after)) if after < 0 => {
+                return Err(ApiError::invalid("after must not be negative"));
+            }
+            (None, Some(_)) if sort != Sort::Id => {
+                return Err(ApiError::invalid(
+                    "after goes with sort=id only; other sorts page with cursor",
+                ));
+            }
+            (None, Some(after)) => Some(Position {
+                key: SortKey::None,
+                id: after,
+            }),
+            (None, None) => None,
+        };
+        Ok(listing)
+    }
+}
+
+/// The shape of a list page (the handler writes it from the items' JSON as cached).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(super) struct ProductPage {
+    /// Each product exactly as `GET /v1/products/{id}` shows it now.
     pub items: Vec<Product>,
-    /// Pass as `after` for the next page; null on the last page.
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+    /// With `sort=id`: pass as `after` for the next page (kept for clients of the first
+    /// version); null on the last page and with other sorts.
     pub next: Option<i64>,
 }
 
-/// List live products in id order, one page at a time.
+/// List products: a category page, filtered, sorted, one page at a time.
+///
+/// Never staler than a product read: every item shows at least the version of the last write
+/// acknowledged before the page was asked for (as `GET /v1/products/{id}` would), and
+/// membership and order match what the items show (docs/design.md, "Category pages"). Pages
+/// are keyset-paged: a cursor names a place in the order, so no product is skipped or
+/// repeated because others were written meanwhile. `ETag` names the page's content; send it
+/// back in `If-None-Match` for a 304 while nothing on the page changed. `X-Cache` says whether
+/// the page came from the cache (`hit`), was read from Postgres and cached (`miss`), or was
+/// not cached (`bypass`).
 #[utoipa::path(
-    get, path = "/v1/products", tag = "products", params(PageQuery),
+    get, path = "/v1/products", tag = "products",
+    params(
+        PageQuery,
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier read of the same page"),
+    ),
     responses(
-        (status = 200, body = ProductPage),
-        (status = 422, description = "`invalid_input`: `limit` or `after` out of range", body = ErrorBody),
+        (status = 200, body = ProductPage, headers(
+            ("ETag" = String, description = "Names the page's content: its items' versions and where the next page starts"),
+            ("X-Cache" = String, description = "hit, miss or bypass"),
+        )),
+        (status = 304, description = "Nothing on the page changed since the ETag of If-None-Match"),
+        (status = 404, description = "`not_found`: no category has this slug", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: a limit, price or sort out of range, or a cursor of another listing or changed by hand", body = ErrorBody),
         RequestLimits, TryAgain,
     )
 )]
 async fn list_products(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Json<ProductPage>> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let after = query.after.unwrap_or(0);
-    if after < 0 {
-        return Err(ApiError::invalid("after must not be negative"));
-    }
-    // One row more than asked tells whether there is a next page.
-    let mut items = state.catalog.list(after, limit + 1).await?;
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|p| p.id)
+    IfNoneMatch(tags): IfNoneMatch,
+) -> ApiResult<Response> {
+    let listing = query.listing()?;
+    let page = state.catalog.read_page(&listing).await?;
+    let next_cursor = page.next.as_ref().map(|next| listing.cursor_after(next));
+    let next = page
+        .next
+        .as_ref()
+        .filter(|_| listing.sort == Sort::Id)
+        .map(|next| next.id);
+    let etag = page_etag(&page.items, next_cursor.as_deref());
+    let mut response = if if_none_match(&tags, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
     } else {
-        None
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            page_body(&page.items, next_cursor.as_deref(), next),
+        )
+            .into_response()
     };
-    Ok(Json(ProductPage { items, next }))
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex digits and quotes"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-cache", cache_header(page.status));
+    Ok(response)
+}
+
+/// `{"items":[...],"next_cursor":...,"next":...}`, with each item's JSON as it was cached:
+/// nothing is parsed or serialised again.
+fn page_body(items: &[VersionedBody], next_cursor: Option<&str>, next: Option<i64>) -> Vec<u8> {
+    let mut body =
+        Vec::with_capacity(64 + items.iter().map(|item| item.body.len() + 1).sum::<usize>());
+    body.extend_from_slice(b"{\"items\":[");
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&item.body);
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    serde_json::to_writer(&mut body, &next_cursor).expect("a string serialises");
+    body.extend_from_slice(b",\"next\":");
+    serde_json::to_writer(&mut body, &next).expect("a number serialises");
+    body.push(b'}');
+    body
+}
+
+/// A page's ETag: a hash of its items' ETags (each names one content of one product) and of
+/// where the next page starts.
+fn page_etag(items: &[VersionedBody], next_cursor: Option<&str>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for item in items {
+        feed(item.etag().as_bytes());
+        feed(b"|");
+    }
+    feed(next_cursor.unwrap_or_default().as_bytes());
+    format!("\"p{hash:016x}\"")
 }
 
 /// Create a product.

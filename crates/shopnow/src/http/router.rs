@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
+    categories,
     config::HttpConfig,
     edge::{Edge, EdgePolicy},
     error::{ApiError, ErrorCode},
@@ -30,6 +31,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::router())
         .merge(products::router())
+        .merge(categories::router())
         .merge(holds::router())
         .merge(orders::router())
 }

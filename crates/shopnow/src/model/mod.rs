@@ -2,18 +2,23 @@
 //! clients send to create or change them. Pure data: no SQL, no HTTP.
 
 mod access;
+mod category;
 mod hold;
+mod listing;
 mod order;
 mod product;
 
 pub(crate) use access::{digest, digests_equal};
 pub(crate) use access::{new_access_token, Bearer};
+pub(crate) use category::{validate_slug, MAX_CATEGORIES, MAX_DEPTH};
+pub(crate) use category::{Category, CategoryPatch, NewCategory};
 pub(crate) use hold::LISTED;
 pub(crate) use hold::{
     Hold, HoldItem, HoldReceipt, HoldRequest, HoldStatus, ProductHold, StoredHold,
 };
 pub(crate) use hold::{HoldLines, MAX_HOLD_TTL_SECS, MIN_HOLD_TTL_SECS};
 pub use hold::{Reservation, Reservations};
+pub(crate) use listing::{Listing, Position, Sort, SortKey, ALL_SCOPE, DEFAULT_PAGE, MAX_PAGE};
 #[cfg(test)]
 pub(crate) use order::MAX_ITEMS;
 pub(crate) use order::MAX_QUANTITY;
@@ -22,7 +27,6 @@ pub(crate) use order::{
 };
 pub use order::{Order, OrderItem, OrderReceipt, OrderStatus};
 pub use product::Product;
-#[cfg(test)]
 pub(crate) use product::MAX_PRICE_CENTS;
 pub(crate) use product::{
     NewProduct, ProductPatch, ProductState, StockAdjustment, StockLevel, MAX_STOCK,

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use sqlx::{postgres::PgRow, Row};
 
 use super::{
+    category::validate_product_categories,
     hold::{Reservation, Reservations},
     order::MAX_QUANTITY,
 };
@@ -36,6 +37,15 @@ pub struct Product {
     /// Units on hand, held ones included.
     #[schema(example = 17)]
     pub stock: i64,
+    /// The slugs of the categories the product is in, sorted.
+    #[serde(default)]
+    #[schema(example = json!(["t-shirts"]))]
+    pub categories: Vec<String>,
+    /// Its categories and every one above them, sorted: the category pages that list it
+    /// (`GET /v1/products?category=<slug>`), and a storefront's breadcrumbs.
+    #[serde(default)]
+    #[schema(example = json!(["apparel", "t-shirts"]))]
+    pub listed_in: Vec<String>,
     /// The most units of this product one hold or one order may take; `null`: the shop's
     /// default (`SHOPNOW_MAX_LINE_QUANTITY`). More answers 422 `over_purchase_limit`.
     #[schema(example = 2, minimum = 1, maximum = 10_000)]
@@ -100,6 +110,8 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Product {
             price_cents: row.try_get("price_cents")?,
             currency: row.try_get("currency")?,
             stock: row.try_get("stock")?,
+            categories: row.try_get("categories")?,
+            listed_in: row.try_get("listed_in")?,
             purchase_limit: row.try_get("purchase_limit")?,
             reserved: 0,
             available: 0,
@@ -114,6 +126,9 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Product {
 }
 
 /// What Postgres holds for a product id: a live product, or the version of its deletion.
+// A deletion is rare and short-lived; boxing the live product would add an allocation to
+// every write's answer for it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProductState {
     Live(Product),
@@ -184,6 +199,10 @@ pub struct NewProduct {
     #[serde(default)]
     #[schema(example = 2, minimum = 1, maximum = 10_000)]
     pub purchase_limit: Option<i64>,
+    /// Slugs of the categories to list the product in (at most 16); none when omitted.
+    #[serde(default)]
+    #[schema(example = json!(["t-shirts"]))]
+    pub categories: Vec<String>,
 }
 
 fn default_currency() -> String {
@@ -206,6 +225,8 @@ pub struct ProductPatch {
     #[serde(default, deserialize_with = "super::sent")]
     #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 10_000)]
     pub purchase_limit: Option<Option<i64>>,
+    /// Replaces the product's categories (slugs; `[]` takes it out of every one).
+    pub categories: Option<Vec<String>>,
 }
 
 /// `PUT /v1/products/{id}/stock`.
@@ -236,7 +257,7 @@ impl NewProduct {
         self.purchase_limit
             .map(validate_purchase_limit)
             .transpose()?;
-        Ok(())
+        validate_product_categories(&self.categories)
     }
 }
 
@@ -246,11 +267,16 @@ impl ProductPatch {
             && self.description.is_none()
             && self.price_cents.is_none()
             && self.purchase_limit.is_none()
+            && self.categories.is_none()
         {
             return Err(Error::invalid(
-                "send at least one of name, description, price_cents, purchase_limit",
+                "send at least one of name, description, price_cents, purchase_limit, categories",
             ));
         }
+        self.categories
+            .as_deref()
+            .map(validate_product_categories)
+            .transpose()?;
         self.name.as_deref().map(validate_name).transpose()?;
         self.description
             .as_deref()
@@ -303,7 +329,7 @@ fn validate_sku(sku: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn validate_name(name: &str) -> Result<(), Error> {
+pub(super) fn validate_name(name: &str) -> Result<(), Error> {
     let length = name.chars().count();
     if name.trim().is_empty() || length > 200 {
         return Err(Error::invalid("name must be 1 to 200 characters"));
@@ -453,6 +479,7 @@ mod tests {
             currency: "EUR".into(),
             stock: 3,
             purchase_limit: None,
+            categories: Vec::new(),
         }
     }
 

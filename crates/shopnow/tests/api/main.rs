@@ -2,6 +2,7 @@
 //! Redis), and a real HTTP client. Each test has a database of its own.
 
 mod cache;
+mod categories;
 mod cluster;
 mod contention;
 mod database;

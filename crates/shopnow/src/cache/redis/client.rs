@@ -102,6 +102,18 @@ impl RedisClient {
         .await
     }
 
+    /// Sends `pipeline` on the publish connection (its writes are covered by the next `WAIT`).
+    pub(crate) async fn pipeline_publish(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> Result<(), CacheError> {
+        self.bounded(&self.writes, || async {
+            let mut connection = self.writes.live().await?;
+            Ok(pipeline.query_async::<()>(&mut connection).await?)
+        })
+        .await
+    }
+
     /// Whether publishes must be confirmed by replicas now.
     pub(crate) fn confirms_replication(&self) -> bool {
         self.required_replicas.load(Ordering::Acquire) > 0

@@ -33,6 +33,7 @@ mod clock;
 mod history;
 mod near;
 pub(super) mod near_config;
+mod pages;
 mod trust;
 
 use std::sync::{
@@ -50,7 +51,7 @@ use shopnow_contract::ProductKeys;
 
 use super::{
     backend::CacheBackend,
-    read::{CacheStatus, CachedCopy, ProductRead, VersionedBody},
+    read::{CacheStatus, CachedCopy, PageRead, ProductRead, VersionedBody},
     redis::CacheError,
     single_flight::{SingleFlight, Turn},
     strategy::Strategy,
@@ -58,7 +59,7 @@ use super::{
 use crate::{
     error::Result,
     handoff,
-    model::{ProductState, Reservation, Reservations, LISTED},
+    model::{Listing, ProductState, Reservation, Reservations, ALL_SCOPE, LISTED},
 };
 use shopnow_contract::stamps;
 
@@ -193,18 +194,24 @@ impl VersionedCache {
             } else {
                 String::new()
             };
-            let outcome: i64 = redis
-                .invoke_publish(
-                    PUBLISH
-                        .key(keys.current())
-                        .key(keys.fill_lease())
-                        .arg(state.stamp())
-                        .arg(encode_state(state))
-                        .arg(self.backend.ttl_secs())
-                        .arg(fence)
-                        .arg(land_by),
-                )
-                .await?;
+            let mut publish = PUBLISH.prepare_invoke();
+            publish
+                .key(keys.current())
+                .key(keys.fill_lease())
+                .arg(state.stamp())
+                .arg(encode_state(state))
+                .arg(self.backend.ttl_secs())
+                .arg(fence)
+                .arg(land_by);
+            // Both before the answer, in no order between them (a page is read from Postgres
+            // under a generation read before it: `pages`); on one connection, so that the
+            // `WAIT` below covers both.
+            let (outcome, renewed) = tokio::join!(
+                redis.invoke_publish::<i64>(&publish),
+                self.renew_page_generations(state)
+            );
+            let outcome = outcome?;
+            renewed?;
             redis.confirm_replicated().await?;
             return match outcome {
                 1 => Ok(Published::Replaced),
@@ -220,6 +227,35 @@ impl VersionedCache {
         Err(CacheError::Protocol(format!(
             "publish.lua: {PUBLISH_ATTEMPTS} publishes landed too late after their fan-out"
         )))
+    }
+
+    /// Replaces the generation of every list scope that lists `state` now (its categories, their
+    /// ancestors, and `all`): each page stored before this change was committed, which may
+    /// leave the product out or in the wrong place, stops being served (`pages`). A page that
+    /// shows the product at an older version is caught by its own check; a deletion has no
+    /// scopes (it only takes a product off pages).
+    async fn renew_page_generations(&self, state: &ProductState) -> Result<(), CacheError> {
+        let ProductState::Live(product) = state else {
+            return Ok(());
+        };
+        let token = self.token("generation");
+        let mut renew = redis::pipe();
+        for scope in product
+            .listed_in
+            .iter()
+            .map(String::as_str)
+            .chain([ALL_SCOPE])
+        {
+            let keys = shopnow_contract::keys::PageKeys::new(self.backend.prefix(), scope);
+            renew
+                .cmd("SET")
+                .arg(keys.generation())
+                .arg(&token)
+                .arg("EX")
+                .arg(self.backend.ttl_secs())
+                .ignore();
+        }
+        self.backend.redis().pipeline_publish(&renew).await
     }
 
     /// Drops a wrong copy. Writing the row read a moment ago instead could bring back a version
@@ -437,6 +473,14 @@ impl Strategy for VersionedCache {
 
     fn handoff_wait(&self) -> std::time::Duration {
         handoff::wait(self.near.as_ref().map(|_| self.backend.near.lease))
+    }
+
+    fn read_page<'a>(
+        &'a self,
+        db: &'a PgPool,
+        listing: &'a Listing,
+    ) -> BoxFuture<'a, Result<PageRead>> {
+        Box::pin(VersionedCache::read_page(self, db, listing))
     }
 
     fn publish<'a>(&'a self, state: &'a ProductState) -> BoxFuture<'a, Result<(), CacheError>> {

@@ -37,7 +37,7 @@ use std::{
 
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::{db, handoff};
+use crate::{db, handoff, model::ALL_SCOPE};
 
 /// How long one look lets this instance serve copies, from when it was sent.
 const LEASE: Duration = handoff::TRUST_LEASE;
@@ -57,6 +57,9 @@ pub(crate) struct Trust {
     /// Whether it found more than `MOST_PRODUCTS`: no copy is trusted.
     all_distrusted: AtomicBool,
     distrusted: RwLock<HashSet<i64>>,
+    /// The categories that list a marked product now: their cached pages may leave out a
+    /// change shown unpublished (a product that moved into them).
+    distrusted_scopes: RwLock<HashSet<String>>,
     distrusted_gauge: metrics::Gauge,
 }
 
@@ -68,6 +71,7 @@ impl Default for Trust {
             any_distrusted: AtomicBool::new(false),
             all_distrusted: AtomicBool::new(false),
             distrusted: RwLock::default(),
+            distrusted_scopes: RwLock::default(),
             distrusted_gauge: metrics::gauge!("cache_untrusted_products"),
         }
     }
@@ -91,6 +95,25 @@ impl Trust {
                 .contains(&id)
     }
 
+    /// Whether a cached list page of `scope` (a category's slug, or `all`) may be served now:
+    /// no product that the category lists, and for `all` no product at all, has a change that
+    /// was shown unpublished. Its items are each checked with `covers` too.
+    pub(crate) fn covers_scope(&self, scope: &str) -> bool {
+        if self.nanos(Instant::now()) >= self.until_nanos.load(Ordering::Acquire) {
+            return false;
+        }
+        if !self.any_distrusted.load(Ordering::Acquire) {
+            return true;
+        }
+        scope != ALL_SCOPE
+            && !self.all_distrusted.load(Ordering::Acquire)
+            && !self
+                .distrusted_scopes
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(scope)
+    }
+
     fn nanos(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
@@ -101,13 +124,20 @@ impl Trust {
 
     /// What a look sent at `sent` found: the marked products (more than `MOST_PRODUCTS` for
     /// "too many to list"). Looks are recorded in the order they were sent (one task).
-    fn record(&self, sent: Instant, marked: Vec<i64>) {
+    fn record(&self, sent: Instant, marked: Vec<(i64, Vec<String>)>) {
         let all = marked.len() as i64 > MOST_PRODUCTS;
         self.distrusted_gauge.set(marked.len() as f64);
         // Older leases may be combined with what this look found (it is newer, so at least as
-        // right), never this lease with what an older look found: the set goes first.
+        // right), never this lease with what an older look found: the sets go first.
         *self.distrusted.write().unwrap_or_else(|e| e.into_inner()) =
-            marked.iter().copied().collect();
+            marked.iter().map(|(id, _)| *id).collect();
+        *self
+            .distrusted_scopes
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = marked
+            .iter()
+            .flat_map(|(_, listed_in)| listed_in.iter().cloned())
+            .collect();
         self.all_distrusted.store(all, Ordering::Release);
         self.any_distrusted
             .store(!marked.is_empty(), Ordering::Release);
@@ -167,7 +197,10 @@ pub(super) async fn first_look(trust: &Trust, db: &PgPool) {
     }
 }
 
-async fn look(db: &PgPool, connection: &mut Option<PgConnection>) -> sqlx::Result<Vec<i64>> {
+async fn look(
+    db: &PgPool,
+    connection: &mut Option<PgConnection>,
+) -> sqlx::Result<Vec<(i64, Vec<String>)>> {
     let conn = match connection {
         Some(conn) => conn,
         None => connection.insert(PgConnection::connect_with(&db.connect_options()).await?),
@@ -187,12 +220,16 @@ mod tests {
     #[test]
     fn a_look_trusts_every_product_it_did_not_find_marked() {
         let trust = Trust::default();
-        trust.record(Instant::now(), vec![2, 3]);
+        trust.record(Instant::now(), vec![(2, vec![]), (3, vec!["shoes".into()])]);
+        assert!(trust.covers_scope("hats"));
+        assert!(!trust.covers_scope("shoes"));
+        assert!(!trust.covers_scope(ALL_SCOPE), "every product is in all");
         assert!(trust.covers(1));
         assert!(!trust.covers(2));
         assert!(!trust.covers(3));
         trust.record(Instant::now(), vec![]);
         assert!(trust.covers(2), "a later look that found no mark");
+        assert!(trust.covers_scope(ALL_SCOPE));
     }
 
     #[test]
@@ -200,7 +237,7 @@ mod tests {
         let trust = Trust::default();
         trust.record(
             Instant::now(),
-            (0..=MOST_PRODUCTS).map(|id| id + 10).collect(),
+            (0..=MOST_PRODUCTS).map(|id| (id + 10, vec![])).collect(),
         );
         assert!(!trust.covers(1));
     }
