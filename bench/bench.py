@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 TESTKIT = None  # the testkit binary, from --testkit
 PRODUCTS = 10_000
 STRATEGIES = ["versioned", "ttl", "delete", "none", "article"]
-DEFAULT_PARTS = ["hot", "spread", "writes", "hot-writes", "orders", "flash", "shoppers", "expiry", "memory", "missing", "outside",
+DEFAULT_PARTS = ["hot", "spread", "writes", "hot-writes", "orders", "flash", "shoppers", "expiry", "pages", "memory", "missing", "outside",
                  "replica", "tls", "near"]
 # near-hot: the near part's read comparison alone (a few minutes), to measure a change quickly.
 ALL_PARTS = DEFAULT_PARTS + ["soak", "near-hot"]
@@ -447,6 +447,10 @@ def main():
             log("expiry: 10,000 holds on one product lapsing in the same second")
             results["expiry"] = mass_expiry(bench)
 
+        if "pages" in parts:
+            log("category pages: pages of 10, 50 and 200 beside a product read, from Postgres, and during a write storm")
+            results["pages"] = category_pages(bench, args.hot_rounds, args.seconds, w)
+
         if "memory" in parts:
             log(f"memory: {args.memory_writes} writes over {PRODUCTS} products (versioned)")
             results["memory"] = memory(bench.instances["versioned"], bench.redis, bench.token,
@@ -655,6 +659,56 @@ def mass_expiry(bench, holds=10_000, window=3, lead=30):
     return {"holds_lapsing_together": made, "writes_before": before, "writes_across_the_lapse": across,
             "p99_across_over_before": across["p99_ms"] / before["p99_ms"],
             "reserved_read_after_the_lapse": read["reserved"]}
+
+
+def category_pages(bench, hot_rounds, seconds, w):
+    """Category pages (the seed's tree: 6 leaves under 3 roots, about 3,333 products under
+    `home`): a warm page of 10, 50 and 200 by price beside a cached product read and the bare
+    handler, the page of 50 from Postgres (`none`), and the hit rate of `home`'s pages while
+    one product of `apparel` takes a storm of writes (and, for contrast, of `apparel`'s)."""
+    db = bench.database()
+    versioned = bench.start("pages-versioned", db=db)
+    none = bench.start("pages-none", "none", db=db)
+    bare = BareHandler(bench.redis.url, "bench-pages-versioned")
+
+    def page(instance, limit, category="home"):
+        return f"{instance.url}/v1/products?category={category}&sort=price&limit={limit}"
+
+    targets = {"bare: axum + one Redis GET": f"{bare.url}/v1/products/42",
+               "versioned product read": f"{versioned.url}/v1/products/42",
+               "versioned page of 10": page(versioned, 10),
+               "versioned page of 50": page(versioned, 50),
+               "versioned page of 200": page(versioned, 200),
+               "page of 50 from Postgres (none)": page(none, 50)}
+    for url in targets.values():
+        wrk(url, 1, 4, 1)
+    try:
+        results = {"reads": alternate(targets, hot_rounds, lambda url: wrk(url, **w))}
+    finally:
+        bare.stop()
+
+    def storm(read_category):
+        """Writes to product 1 (in `hoodies`, under `apparel`) while pages of `read_category`
+        are read: the share of those reads that hit."""
+        before = versioned.metrics()
+        runs = {}
+        writer = threading.Thread(target=lambda: runs.__setitem__("writes", wrk(
+            versioned.url, seconds, 16, 1, "adjust.lua", [1, bench.token])))
+        writer.start()
+        runs["reads"] = wrk(page(versioned, 50, read_category), seconds, 32, 1)
+        writer.join()
+        after = versioned.metrics()
+        label = 'strategy="versioned"'
+        hits = delta(before, after, f'cache_page_reads_total{{{label},result="hit"}}')
+        others = sum(delta(before, after, f'cache_page_reads_total{{{label},result="{r}"}}')
+                     for r in ("miss", "bypass"))
+        return {"page_reads_per_s": runs["reads"]["rps"], "writes_per_s": runs["writes"]["rps"],
+                "hit_rate": hits / max(1.0, hits + others)}
+
+    results["storm_other_category"] = storm("home")
+    results["storm_same_category"] = storm("apparel")
+    bench.retire(versioned, none)
+    return results
 
 
 def redis_gets(redis):
