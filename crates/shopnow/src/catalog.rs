@@ -228,7 +228,14 @@ impl Catalog {
 
     pub async fn adjust_stock(&self, id: i64, delta: i64) -> Result<Product> {
         self.write(&[id], move |tx| {
-            Box::pin(async move { live(db::products::adjust_stock(tx, id, delta).await?) })
+            Box::pin(async move {
+                let adjusted = db::products::adjust_stock(tx, id, delta).await?;
+                // A correction down can only take the product off pages.
+                match delta < 0 {
+                    true => Ok((adjusted.clone(), taking_states(vec![adjusted]))),
+                    false => live(adjusted),
+                }
+            })
         })
         .await
     }
@@ -270,7 +277,7 @@ impl Catalog {
                             receipt,
                             replayed: false,
                         },
-                        live_states(changed),
+                        taking_states(changed),
                     ),
                     db::orders::Placed::Replayed(receipt) => (
                         PlacedOrder {
@@ -317,7 +324,7 @@ impl Catalog {
                                 receipt,
                                 replayed: false,
                             },
-                            live_states(changed),
+                            taking_states(changed),
                         ),
                         db::holds::Created::Replayed(receipt) => (
                             CreatedHold {
@@ -410,7 +417,8 @@ impl Catalog {
         self.write(&[], move |tx| {
             Box::pin(async move {
                 let changed = db::holds::sweep_lapsed(tx, limit).await?;
-                Ok((changed.len(), live_states(changed)))
+                // What lapsed stopped counting at its expiry already: no page changes now.
+                Ok((changed.len(), taking_states(changed)))
             })
         })
         .await
@@ -614,7 +622,21 @@ impl Catalog {
                 .hooks
                 .before_publish(PublishSite::WriteThrough, id)
                 .await;
-            let published = cache.publish(state).await.is_ok();
+            // The last state stands for the group's writes of the product: its pages are
+            // renewed if any of them may bring it onto one.
+            let may_enter_pages = changed
+                .iter()
+                .any(|change| change.id() == id && change.may_enter_pages());
+            let published = match (state, may_enter_pages) {
+                (ProductState::Live(product), true) if product.cannot_enter_pages => {
+                    let state = ProductState::Live(Product {
+                        cannot_enter_pages: false,
+                        ..product.clone()
+                    });
+                    cache.publish(&state).await.is_ok()
+                }
+                _ => cache.publish(state).await.is_ok(),
+            };
             let versions = changed
                 .iter()
                 .filter(|change| change.id() == id)
@@ -632,6 +654,19 @@ impl Catalog {
     pub(crate) fn instance(&self) -> &str {
         self.inner.cache.instance()
     }
+}
+
+/// The states a write leaves that can only take units away (`Product::cannot_enter_pages`).
+fn taking_states(products: Vec<Product>) -> Vec<ProductState> {
+    products
+        .into_iter()
+        .map(|product| {
+            ProductState::Live(Product {
+                cannot_enter_pages: true,
+                ..product
+            })
+        })
+        .collect()
 }
 
 fn live_states(products: Vec<Product>) -> Vec<ProductState> {

@@ -177,6 +177,7 @@ mod tests {
             history: 0,
             reservations: Default::default(),
             read_at_ms: 0,
+            cannot_enter_pages: false,
         })
     }
 

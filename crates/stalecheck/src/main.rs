@@ -18,6 +18,7 @@ mod chart;
 mod history;
 mod holders;
 mod inject;
+mod pages;
 mod progress;
 mod report;
 mod reservations;
@@ -114,6 +115,12 @@ pub struct Args {
     /// releases the hold, turns it into an order (and cancels half of those), or lets it lapse.
     #[arg(long, default_value_t = 2)]
     pub holders: usize,
+    /// Concurrent readers of category pages: the run's products are put in a category of the
+    /// run's own, whose pages (by id, in stock by price, by price descending, a price range)
+    /// they read; every item counts as a read of its product, and each page is checked for
+    /// membership, filters and order. Needs a build with categories (skipped otherwise).
+    #[arg(long, default_value_t = 4)]
+    pub page_readers: usize,
     /// Products only holders change (besides --products), read by the readers too.
     #[arg(long, default_value_t = 5)]
     pub hold_products: usize,
@@ -321,8 +328,11 @@ async fn spawned_run(
     };
     let instances = start_instances(&spec, redis_urls).await?;
     let targets: Vec<String> = instances.iter().map(ShopnowProcess::url).collect();
-    let products = create_products(&targets, &spec.admin_token, args.products).await?;
-    let hold_products = create_products(&targets, &spec.admin_token, args.hold_products).await?;
+    let categories = run_categories(args, &targets[0], &spec.admin_token).await?;
+    let leaf = categories.as_ref().map(|c| c.leaf.as_str());
+    let products = create_products(&targets, &spec.admin_token, args.products, leaf).await?;
+    let hold_products =
+        create_products(&targets, &spec.admin_token, args.hold_products, leaf).await?;
     let database = sql_writers_database(args, &deployment.database.url).await?;
     let workload = workload_of(
         args,
@@ -330,6 +340,7 @@ async fn spawned_run(
         (products, hold_products),
         spec.admin_token.clone(),
         database,
+        categories,
     );
 
     let Deployment {
@@ -439,6 +450,7 @@ fn workload_of(
     (products, hold_products): (Vec<i64>, Vec<i64>),
     token: String,
     database: Option<sqlx::PgPool>,
+    categories: Option<pages::RunCategories>,
 ) -> Workload {
     let holders = if hold_products.is_empty() {
         0
@@ -458,7 +470,25 @@ fn workload_of(
         max_ops: args.ops,
         seed: args.seed,
         admin_token: token,
+        page_readers: args.page_readers,
+        categories,
     }
+}
+
+/// The run's categories when pages are read (`--page-readers`), if the instances have them.
+async fn run_categories(
+    args: &Args,
+    target: &str,
+    token: &str,
+) -> anyhow::Result<Option<pages::RunCategories>> {
+    if args.page_readers == 0 {
+        return Ok(None);
+    }
+    let categories = pages::create_categories(target, token).await?;
+    if categories.is_none() {
+        eprintln!("stalecheck: the instances have no categories; no pages are read");
+    }
+    Ok(categories)
 }
 
 /// One run against instances given with --target; the strategy is what they report.
@@ -479,8 +509,10 @@ async fn target_run(args: &Args) -> anyhow::Result<Run> {
         .as_str()
         .unwrap_or("unknown")
         .to_string();
-    let products = create_products(&targets, &token, args.products).await?;
-    let hold_products = create_products(&targets, &token, args.hold_products).await?;
+    let categories = run_categories(args, &targets[0], &token).await?;
+    let leaf = categories.as_ref().map(|c| c.leaf.as_str());
+    let products = create_products(&targets, &token, args.products, leaf).await?;
+    let hold_products = create_products(&targets, &token, args.hold_products, leaf).await?;
     let database = sql_writers_database(args, &args.database_url).await?;
     let all_products = [&products[..], &hold_products[..]].concat();
     let workload = workload_of(
@@ -489,6 +521,7 @@ async fn target_run(args: &Args) -> anyhow::Result<Run> {
         (products, hold_products),
         token,
         database,
+        categories,
     );
     let origin = Instant::now();
     let progress = Arc::new(Progress::default());
@@ -541,14 +574,25 @@ fn finish(
     injected: Injected,
     args: &Args,
 ) -> Run {
-    let verdict = history::check(
-        &recording.ops,
-        final_versions,
-        &history::Allowances {
-            windows: &injected.windows,
-            outside_bound_us: args.outside_bound.as_micros() as u64,
-        },
-    );
+    let allowances = history::Allowances {
+        windows: &injected.windows,
+        outside_bound_us: args.outside_bound.as_micros() as u64,
+    };
+    // Every item of a page is a read of its product: checked with the product reads, and
+    // alone with the writes, for what pages showed.
+    let mut ops = recording.ops.clone();
+    ops.extend_from_slice(&recording.pages.ops);
+    let verdict = history::check(&ops, final_versions, &allowances);
+    let page_verdict = (!recording.pages.ops.is_empty()).then(|| {
+        let mut ops: Vec<history::Op> = recording
+            .ops
+            .iter()
+            .filter(|op| op.kind != history::OpKind::Read)
+            .copied()
+            .collect();
+        ops.extend_from_slice(&recording.pages.ops);
+        history::check(&ops, final_versions, &allowances)
+    });
     let holds = reservations::check(
         &recording.held_reads,
         &recording.holds,
@@ -575,6 +619,17 @@ fn finish(
     );
     run.delayed_publish_hits = delayed_publish_hits;
     run.clean &= holds.errors() == 0;
+    if let Some(page_verdict) = page_verdict {
+        run.pages = report::PageReport {
+            pages: recording.pages.pages,
+            item_reads: page_verdict.reads,
+            stale_item_reads: page_verdict.stale_reads,
+            stale_in_repair_window: page_verdict.stale_in_repair_window,
+            violations: recording.pages.violations,
+            examples: recording.pages.examples,
+        };
+        run.clean &= run.pages.violations == 0;
+    }
     run.holds = holds;
     run.started_at_unix_ms = recording.started_at_unix_ms;
     run.fault_windows = injected.windows;
@@ -607,6 +662,7 @@ async fn create_products(
     targets: &[String],
     token: &str,
     count: usize,
+    category: Option<&str>,
 ) -> anyhow::Result<Vec<i64>> {
     let client = reqwest::Client::new();
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -621,12 +677,18 @@ async fn create_products(
             let sent = client
                 .post(format!("{target}/v1/products"))
                 .bearer_auth(token)
-                .json(&json!({
-                    "sku": sku,
-                    "name": format!("Stale check product {n}"),
-                    "price_cents": 100,
-                    "stock": INITIAL_STOCK,
-                }))
+                .json(&{
+                    let mut product = json!({
+                        "sku": sku,
+                        "name": format!("Stale check product {n}"),
+                        "price_cents": pages::PRICES.start + (n as i64 * 37) % 500,
+                        "stock": INITIAL_STOCK,
+                    });
+                    if let Some(category) = category {
+                        product["categories"] = json!([category]);
+                    }
+                    product
+                })
                 .send()
                 .await;
             let response = match sent {

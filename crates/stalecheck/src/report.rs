@@ -46,6 +46,8 @@ pub struct Run {
     /// What reads of the held products showed against what the holders did
     /// (`reservations::check`).
     pub holds: HoldVerdict,
+    /// What the category pages showed (`pages`).
+    pub pages: PageReport,
     /// The wall clock when the run started (ms since the epoch), and when each stale read
     /// outside the windows started (ms since then): for a caller that injected faults of its
     /// own (`scripts/containers check`) to place them against.
@@ -107,6 +109,7 @@ impl Run {
             faults,
             delayed_publish_hits: 0,
             holds: HoldVerdict::default(),
+            pages: PageReport::default(),
             started_at_unix_ms: 0,
             injections: Vec::new(),
             stale_read_starts_ms: verdict
@@ -120,6 +123,19 @@ impl Run {
             fault_windows: Vec::new(),
         }
     }
+}
+
+/// Category pages read in a run: how many, their items as reads of their products (stale ones
+/// outside and inside repair windows), and pages whose membership, filters or order were
+/// wrong, with the first few.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PageReport {
+    pub pages: u64,
+    pub item_reads: u64,
+    pub stale_item_reads: u64,
+    pub stale_in_repair_window: u64,
+    pub violations: u64,
+    pub examples: Vec<String>,
 }
 
 /// The `p` quantile of microsecond samples, in milliseconds (0 when there are none).
@@ -213,6 +229,20 @@ pub fn table(runs: &[Run]) -> String {
                 h.missed_holds, h.missed_cancellations, h.missed_orders, h.oversold,
                 h.in_repair_window
             );
+        }
+        if run.pages.pages > 0 {
+            let p = &run.pages;
+            let _ =
+                writeln!(
+                out,
+                "{:<10} pages: {} page reads, {} items; {} stale items ({} in repair windows); \
+                 {} pages with wrong membership, filters or order",
+                "", p.pages, p.item_reads, p.stale_item_reads, p.stale_in_repair_window,
+                p.violations
+            );
+            for example in &p.examples {
+                let _ = writeln!(out, "{:<10}   {example}", "");
+            }
         }
         if run.conflicting_versions + run.phantom_versions > 0 {
             let _ = writeln!(

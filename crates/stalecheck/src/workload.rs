@@ -19,6 +19,7 @@ use shopnow_contract::stamps;
 use crate::{
     history::{Op, OpKind},
     holders::Holder,
+    pages::{PageReader, PageRecording, RunCategories, PRICES},
     progress::Progress,
     reservations::{HeldRead, HoldRecord, OrderRecord},
 };
@@ -42,6 +43,9 @@ pub struct Workload {
     /// reservations can be checked against what the holders did).
     pub hold_products: Vec<i64>,
     pub holders: usize,
+    /// Readers of the run's category pages (`pages`); none without categories.
+    pub page_readers: usize,
+    pub categories: Option<RunCategories>,
 }
 
 /// The recorded operations, and the counters shown while it runs.
@@ -58,6 +62,8 @@ pub struct Recording {
     pub held_reads: Vec<HeldRead>,
     pub holds: Vec<HoldRecord>,
     pub orders: Vec<OrderRecord>,
+    /// What the page readers saw (their item reads are in `ops` too).
+    pub pages: PageRecording,
 }
 
 /// What an operation saw: the stamp of the version (history and version, from the `ETag`, so
@@ -107,6 +113,30 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
             )
         })
         .collect();
+    let page_readers: Vec<_> = match &workload.categories {
+        None => Vec::new(),
+        Some(categories) => (0..workload.page_readers)
+            .map(|n| {
+                tokio::spawn(
+                    PageReader {
+                        http: client.clone(),
+                        targets: workload.targets.clone(),
+                        categories: categories.clone(),
+                        products: [&workload.products[..], &workload.hold_products[..]].concat(),
+                        hold_products: workload.hold_products.clone(),
+                        origin,
+                        duration: workload.duration,
+                        stop: stop.clone(),
+                        progress: progress.clone(),
+                        rng: StdRng::seed_from_u64(
+                            workload.seed.wrapping_mul(9_000_011) + n as u64,
+                        ),
+                    }
+                    .run(),
+                )
+            })
+            .collect(),
+    };
     let tasks: Vec<_> = (0..workload.writers + workload.sql_writers + workload.readers)
         .map(|task| {
             let kind = if task < workload.writers {
@@ -139,7 +169,21 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
         held_reads: Vec::new(),
         holds: Vec::new(),
         orders: Vec::new(),
+        pages: PageRecording::default(),
     };
+    for reader in page_readers {
+        if let Ok(read) = reader.await {
+            for cause in read.failures {
+                *recording.failures.entry(cause).or_insert(0) += 1;
+            }
+            let pages = &mut recording.pages;
+            pages.pages += read.pages;
+            pages.violations += read.violations;
+            pages.examples.extend(read.examples);
+            pages.ops.extend(read.ops);
+            recording.held_reads.extend(read.held_reads);
+        }
+    }
     for holder in holders {
         if let Ok(held) = holder.await {
             for (cause, count) in held.failures {
@@ -245,6 +289,17 @@ impl Client {
         let base = &self.workload.targets[instance];
         let sent = match self.kind {
             OpKind::SqlWrite => return self.change_in_postgres(product).await,
+            // With category pages read, a fifth of the writes change a price: pages reorder,
+            // and products move in and out of a price range.
+            OpKind::Write if self.workload.categories.is_some() && self.rng.random_bool(0.2) => {
+                let price = self.rng.random_range(PRICES);
+                self.http
+                    .patch(format!("{base}/v1/products/{product}"))
+                    .bearer_auth(&self.workload.admin_token)
+                    .json(&serde_json::json!({ "price_cents": price }))
+                    .send()
+                    .await
+            }
             OpKind::Write => {
                 let delta = if self.rng.random_bool(0.5) { 1 } else { -1 };
                 self.http

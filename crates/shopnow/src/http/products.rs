@@ -134,6 +134,9 @@ impl PageQuery {
 pub(super) struct ProductPage {
     /// Each product exactly as `GET /v1/products/{id}` shows it now.
     pub items: Vec<Product>,
+    /// The ETag of each item, in the same order: what a read of the product answers with it,
+    /// for `If-None-Match` on a product page opened from the list.
+    pub etags: Vec<String>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
     /// With `sort=id`: pass as `after` for the next page (kept for clients of the first
@@ -215,6 +218,13 @@ fn page_body(items: &[VersionedBody], next_cursor: Option<&str>, next: Option<i6
             body.push(b',');
         }
         body.extend_from_slice(&item.body);
+    }
+    body.extend_from_slice(b"],\"etags\":[");
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, &item.etag()).expect("a string serialises");
     }
     body.extend_from_slice(b"],\"next_cursor\":");
     serde_json::to_writer(&mut body, &next_cursor).expect("a string serialises");

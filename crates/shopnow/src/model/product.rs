@@ -72,6 +72,13 @@ pub struct Product {
     /// then.
     #[serde(skip)]
     pub read_at_ms: i64,
+    /// Set by a write that can only take units away (a hold, an order, a negative adjustment,
+    /// sweeping lapsed holds) and changes nothing a list page filters or orders by: its
+    /// publish need not renew the generations of the product's pages (`cache::versioned::pages`
+    /// says why that is safe). False for every row read from Postgres: a change of unknown
+    /// cause (the relay's) renews them.
+    #[serde(skip)]
+    pub cannot_enter_pages: bool,
 }
 
 impl Product {
@@ -120,6 +127,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for Product {
             history: row.try_get("history")?,
             reservations: Reservations::new(entries),
             read_at_ms: row.try_get("read_at_ms")?,
+            cannot_enter_pages: false,
         };
         Ok(product.at(product.read_at_ms))
     }
@@ -136,6 +144,11 @@ pub enum ProductState {
 }
 
 impl ProductState {
+    /// Whether a publish of this state must renew the generations of the product's pages.
+    pub(crate) fn may_enter_pages(&self) -> bool {
+        matches!(self, Self::Live(product) if !product.cannot_enter_pages)
+    }
+
     pub fn id(&self) -> i64 {
         match self {
             Self::Live(p) => p.id,

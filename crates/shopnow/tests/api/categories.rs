@@ -392,3 +392,34 @@ async fn a_page_cached_by_ttl_goes_stale_as_the_naive_strategy_does() {
         "ttl pages show what was stored: the bug, kept"
     );
 }
+
+#[tokio::test]
+async fn holds_and_orders_keep_a_page_cached_and_fresh_and_a_sell_out_takes_the_product_off() {
+    let app = TestApp::builder().versioned(SHARED_REDIS).spawn().await;
+    small_tree(&app).await;
+    let drop = product_in(&app, "DROP-1", 100, 3, &["t-shirts"]).await;
+    let other = product_in(&app, "DROP-2", 200, 3, &["t-shirts"]).await;
+    let query = "category=apparel&in_stock=true&sort=price";
+    page(&app, query).await;
+
+    let hold = |quantity: i64| {
+        app.client()
+            .post(app.url("/v1/holds"))
+            .json(&json!({"items": [{"product_id": drop.id, "quantity": quantity}]}))
+            .send()
+    };
+    assert_eq!(hold(1).await.unwrap().status(), StatusCode::CREATED);
+    let (held, cache) = page(&app, query).await;
+    assert_eq!(
+        cache, "hit",
+        "a hold cannot bring a product onto a page: nothing renewed"
+    );
+    assert_eq!((held.items[0].reserved, held.items[0].available), (1, 2));
+
+    // The last two units: sold out, off the in-stock page at once.
+    assert_eq!(hold(2).await.unwrap().status(), StatusCode::CREATED);
+    let (sold_out, _) = page(&app, query).await;
+    assert_eq!(ids(&sold_out), [other.id]);
+    let (all, _) = page(&app, "category=apparel&sort=price").await;
+    assert_eq!(all.items[0].available, 0);
+}

@@ -232,12 +232,16 @@ impl VersionedCache {
     /// Replaces the generation of every list scope that lists `state` now (its categories, their
     /// ancestors, and `all`): each page stored before this change was committed, which may
     /// leave the product out or in the wrong place, stops being served (`pages`). A page that
-    /// shows the product at an older version is caught by its own check; a deletion has no
-    /// scopes (it only takes a product off pages).
+    /// shows the product at an older version is caught by its own check, so a change that can
+    /// only take the product off pages renews nothing: a deletion, a hold, an order, a
+    /// correction down (`Product::cannot_enter_pages`).
     async fn renew_page_generations(&self, state: &ProductState) -> Result<(), CacheError> {
         let ProductState::Live(product) = state else {
             return Ok(());
         };
+        if !state.may_enter_pages() {
+            return Ok(());
+        }
         let token = self.token("generation");
         let mut renew = redis::pipe();
         for scope in product

@@ -6,7 +6,8 @@
 //!   page read from Postgres, stored under the generation of its scope (a category, or `all`)
 //!   read *before* Postgres was (`page_generation.lua`, `store_page.lua`). Every publish of a
 //!   product replaces the generation of every scope that lists it now, after its commit and
-//!   before its answer (`VersionedCache::publish`). So a stored page whose generation is still
+//!   before its answer (`VersionedCache::publish`), unless its change can only take units
+//!   away (`Product::cannot_enter_pages`). So a stored page whose generation is still
 //!   current has seen every change acknowledged that could bring a product onto it: one that
 //!   moved into the category, into the price range, back in stock, or up the sort. A change
 //!   that takes a product *off* a page is caught on the page itself (below).
