@@ -184,7 +184,7 @@ async fn list_products(
         .as_ref()
         .filter(|_| listing.sort == Sort::Id)
         .map(|next| next.id);
-    let etag = page_etag(&page.items, next_cursor.as_deref());
+    let (body, etag) = page_body(&page.items, next_cursor.as_deref(), next);
     let mut response = if if_none_match(&tags, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -193,7 +193,7 @@ async fn list_products(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            page_body(&page.items, next_cursor.as_deref(), next),
+            body,
         )
             .into_response()
     };
@@ -207,11 +207,17 @@ async fn list_products(
     Ok(response)
 }
 
-/// `{"items":[...],"next_cursor":...,"next":...}`, with each item's JSON as it was cached:
-/// nothing is parsed or serialised again.
-fn page_body(items: &[VersionedBody], next_cursor: Option<&str>, next: Option<i64>) -> Vec<u8> {
+/// `{"items":[...],"etags":[...],"next_cursor":...,"next":...}`, with each item's JSON as it
+/// was cached (nothing is parsed or serialised again), and the page's ETag: a hash of its
+/// items' ETags (each names one content of one product) and of where the next page starts.
+fn page_body(
+    items: &[VersionedBody],
+    next_cursor: Option<&str>,
+    next: Option<i64>,
+) -> (Vec<u8>, String) {
+    use std::io::Write as _;
     let mut body =
-        Vec::with_capacity(64 + items.iter().map(|item| item.body.len() + 1).sum::<usize>());
+        Vec::with_capacity(64 + items.iter().map(|item| item.body.len() + 16).sum::<usize>());
     body.extend_from_slice(b"{\"items\":[");
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
@@ -220,35 +226,47 @@ fn page_body(items: &[VersionedBody], next_cursor: Option<&str>, next: Option<i6
         body.extend_from_slice(&item.body);
     }
     body.extend_from_slice(b"],\"etags\":[");
+    let mut hash = Fnv::default();
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
             body.push(b',');
         }
-        serde_json::to_writer(&mut body, &item.etag()).expect("a string serialises");
+        // The item's ETag (`VersionedBody::etag`) as a JSON string, written in place.
+        let start = body.len();
+        let _ = match (item.history, item.lapsed) {
+            (0, 0) => write!(body, "\"\\\"{}\\\"\"", item.version),
+            (0, lapsed) => write!(body, "\"\\\"{}-{lapsed}\\\"\"", item.version),
+            (history, 0) => write!(body, "\"\\\"{history}.{}\\\"\"", item.version),
+            (history, lapsed) => {
+                write!(body, "\"\\\"{history}.{}-{lapsed}\\\"\"", item.version)
+            }
+        };
+        hash.feed(&body[start..]);
     }
     body.extend_from_slice(b"],\"next_cursor\":");
     serde_json::to_writer(&mut body, &next_cursor).expect("a string serialises");
+    hash.feed(next_cursor.unwrap_or_default().as_bytes());
     body.extend_from_slice(b",\"next\":");
     serde_json::to_writer(&mut body, &next).expect("a number serialises");
     body.push(b'}');
-    body
+    (body, format!("\"p{:016x}\"", hash.0))
 }
 
-/// A page's ETag: a hash of its items' ETags (each names one content of one product) and of
-/// where the next page starts.
-fn page_etag(items: &[VersionedBody], next_cursor: Option<&str>) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &byte in bytes {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    for item in items {
-        feed(item.etag().as_bytes());
-        feed(b"|");
+/// FNV-1a, 64 bits.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
     }
-    feed(next_cursor.unwrap_or_default().as_bytes());
-    format!("\"p{hash:016x}\"")
+}
+
+impl Fnv {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// Create a product.
@@ -558,6 +576,24 @@ mod tests {
 
     fn headers(value: &str) -> [HeaderValue; 1] {
         [HeaderValue::from_str(value).unwrap()]
+    }
+
+    #[test]
+    fn a_page_lists_each_items_etag_as_a_read_of_it_answers() {
+        let item = |history, version, lapsed| VersionedBody {
+            history,
+            version,
+            lapsed,
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        let items = [item(0, 3, 0), item(0, 4, 2), item(1, 5, 0), item(2, 6, 1)];
+        let (body, etag) = page_body(&items, Some("c"), None);
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let expected: Vec<String> = items.iter().map(VersionedBody::etag).collect();
+        assert_eq!(page["etags"], serde_json::json!(expected));
+        assert_eq!(page["next_cursor"], "c");
+        let (_, other) = page_body(&items[..3], Some("c"), None);
+        assert_ne!(etag, other);
     }
 
     #[test]

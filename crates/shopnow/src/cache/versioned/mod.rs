@@ -329,6 +329,14 @@ impl VersionedCache {
             && (holds.unlisted().is_none() || holds.tell_at(self.clock.now_ms()))
     }
 
+    /// `may_serve`, with the database's time read once for many copies (a list page's).
+    fn may_serve_at(&self, id: i64, copy: &CachedCopy, now_ms: i64) -> bool {
+        let holds = &copy.reservations;
+        self.known_history.is_current(copy.history)
+            && self.trust.covers(id)
+            && (holds.unlisted().is_none() || holds.tell_at(now_ms))
+    }
+
     /// Learns of new database histories and of changes shown unpublished until the task is
     /// aborted (`history`, `trust`). With the near cache, also keeps its lease and subscription.
     pub(super) async fn watch_history(&self, db: PgPool) {

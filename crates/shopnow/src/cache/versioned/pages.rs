@@ -30,7 +30,6 @@
 use std::sync::LazyLock;
 
 use redis::Script;
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use shopnow_contract::{keys::PageKeys, stamps};
@@ -55,21 +54,20 @@ static STORE_PAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!(
 /// from what Postgres answered (a write of one of its products raced each attempt).
 const BUILD_ATTEMPTS: usize = 3;
 
-/// A page as Redis stores it.
-#[derive(Debug, Serialize, Deserialize)]
+/// A page as Redis stores it: `<generation>\n<valid until, ms, or ->\n<more: 0 or 1>\n`, then
+/// one line per item, `<id> <stamp> <sort key>`, the key `-` (id sorts), `p<price>` or
+/// `n<name>` (names hold no line breaks). Text rather than JSON: a warm page decodes it on
+/// every read, and this costs a split and two integer parses per item.
+#[derive(Debug, PartialEq, Eq)]
 struct StoredPage {
     /// The scope's generation when the page was read from Postgres.
-    #[serde(rename = "g")]
     generation: String,
     /// Not served from this time on (ms, the database's clock): a product left out for having
     /// nothing available gets units back by a hold lapsing then.
-    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     valid_until_ms: Option<i64>,
     /// Each item: id, the stamp it was read at, its sort key.
-    #[serde(rename = "i")]
     items: Vec<(i64, i64, SortKey)>,
     /// Whether products follow the page.
-    #[serde(rename = "m")]
     more: bool,
 }
 
@@ -79,6 +77,73 @@ impl StoredPage {
         Some(Position {
             key: key.clone(),
             id: *id,
+        })
+    }
+
+    /// `None` when a name holds a line break (a row written outside the API): such a page is
+    /// served, not stored.
+    fn encode(&self) -> Option<Vec<u8>> {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(64 + 32 * self.items.len());
+        let until = self
+            .valid_until_ms
+            .map_or_else(|| "-".to_string(), |until| until.to_string());
+        let _ = write!(
+            out,
+            "{}\n{until}\n{}\n",
+            self.generation,
+            u8::from(self.more)
+        );
+        for (id, stamp, key) in &self.items {
+            let _ = write!(out, "{id} {stamp} ");
+            match key {
+                SortKey::None => out.push('-'),
+                SortKey::Price(price) => {
+                    let _ = write!(out, "p{price}");
+                }
+                SortKey::Name(name) if name.contains(['\n', '\r']) => return None,
+                SortKey::Name(name) => {
+                    out.push('n');
+                    out.push_str(name);
+                }
+            }
+            out.push('\n');
+        }
+        Some(out.into_bytes())
+    }
+
+    fn decode(stored: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(stored).ok()?;
+        let mut lines = text.split('\n');
+        let generation = lines.next()?.to_string();
+        let valid_until_ms = match lines.next()? {
+            "-" => None,
+            until => Some(until.parse().ok()?),
+        };
+        let more = match lines.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        let mut items = Vec::new();
+        for line in lines.filter(|line| !line.is_empty()) {
+            let mut fields = line.splitn(3, ' ');
+            let id = fields.next()?.parse().ok()?;
+            let stamp = fields.next()?.parse().ok()?;
+            let key = fields.next()?;
+            let key = match key.as_bytes().first()? {
+                b'-' if key.len() == 1 => SortKey::None,
+                b'p' => SortKey::Price(key[1..].parse().ok()?),
+                b'n' => SortKey::Name(key[1..].to_string()),
+                _ => return None,
+            };
+            items.push((id, stamp, key));
+        }
+        Some(Self {
+            generation,
+            valid_until_ms,
+            items,
+            more,
         })
     }
 }
@@ -114,7 +179,7 @@ impl VersionedCache {
         let (Some(generation), Some(stored)) = (generation, stored) else {
             return Ok(None);
         };
-        let Ok(page) = serde_json::from_slice::<StoredPage>(&stored) else {
+        let Some(page) = StoredPage::decode(&stored) else {
             tracing::warn!(page = page_key, "unreadable cached page; reading Postgres");
             return Ok(None);
         };
@@ -174,21 +239,22 @@ impl VersionedCache {
                     .collect(),
                 more: rows.more,
             };
-            let stored = serde_json::to_vec(&page).expect("a page serialises");
-            let store: Result<i64, CacheError> = self
-                .backend
-                .redis()
-                .invoke(
-                    STORE_PAGE
-                        .key(keys.generation())
-                        .key(page_key)
-                        .arg(&page.generation)
-                        .arg(stored)
-                        .arg(self.backend.ttl_secs()),
-                )
-                .await;
-            if let Err(error) = store {
-                return self.page_from_postgres(db, listing, Some(error)).await;
+            if let Some(stored) = page.encode() {
+                let store: Result<i64, CacheError> = self
+                    .backend
+                    .redis()
+                    .invoke(
+                        STORE_PAGE
+                            .key(keys.generation())
+                            .key(page_key)
+                            .arg(&page.generation)
+                            .arg(stored)
+                            .arg(self.backend.ttl_secs()),
+                    )
+                    .await;
+                if let Err(error) = store {
+                    return self.page_from_postgres(db, listing, Some(error)).await;
+                }
             }
             match self.items_of(db, listing, &page, CacheStatus::Miss).await {
                 Ok(Some(read)) => return Ok(read),
@@ -221,8 +287,11 @@ impl VersionedCache {
             return Ok(Some(read));
         }
         let mut mget = redis::cmd("MGET");
+        // One buffer for every key: a page of 200 is 200 keys.
+        let mut key = String::with_capacity(self.backend.prefix().len() + 32);
         for (id, _, _) in &page.items {
-            mget.arg(self.backend.keys(*id).current());
+            self.backend.keys(*id).current_into(&mut key);
+            mget.arg(key.as_str());
         }
         let copies: Vec<Option<Vec<u8>>> = self
             .backend
@@ -234,7 +303,7 @@ impl VersionedCache {
         for ((id, stamp, key), copy) in page.items.iter().zip(copies) {
             let copy = copy.and_then(|copy| CachedCopy::decode(copy.into()));
             let body = match copy {
-                Some(copy) if self.may_serve(*id, &copy) => match copy.body_at(now) {
+                Some(copy) if self.may_serve_at(*id, &copy, now) => match copy.body_at(now) {
                     Some(body) => body,
                     // Deleted since: the page has a hole.
                     None => return Ok(None),
@@ -321,10 +390,17 @@ mod tests {
                 id: 9
             })
         );
-        let stored = serde_json::to_vec(&page).unwrap();
-        let read: StoredPage = serde_json::from_slice(&stored).unwrap();
-        assert_eq!(read.items, page.items);
+        let read = StoredPage::decode(&page.encode().unwrap()).unwrap();
+        assert_eq!(read, page);
         page.more = false;
         assert_eq!(page.next(), None);
+        page.items
+            .push((4, 1, SortKey::Name("Mug, blue 350 ml".into())));
+        page.items.push((5, 1, SortKey::None));
+        page.valid_until_ms = Some(1_765_000_000_000);
+        assert_eq!(StoredPage::decode(&page.encode().unwrap()).unwrap(), page);
+        page.items.push((6, 1, SortKey::Name("two\nlines".into())));
+        assert_eq!(page.encode(), None, "not stored");
+        assert_eq!(StoredPage::decode(b"g\n-\n2\n"), None);
     }
 }
