@@ -20,7 +20,13 @@ CREATE INDEX categories_parent_idx ON categories (parent_id);
 
 ALTER TABLE products ADD COLUMN category_ids bigint[] NOT NULL DEFAULT '{}';
 ALTER TABLE products ADD COLUMN listed_in bigint[] NOT NULL DEFAULT '{}';
+-- The same two lists as slugs, which never change: what a product shows and what a page
+-- filters by, with no lookup on the write path (every write returns the row).
+ALTER TABLE products ADD COLUMN category_slugs text[] NOT NULL DEFAULT '{}';
+ALTER TABLE products ADD COLUMN listed_in_slugs text[] NOT NULL DEFAULT '{}';
+-- A move finds the products under a category by id; a page, by slug.
 CREATE INDEX products_listed_in_idx ON products USING gin (listed_in);
+CREATE INDEX products_listed_in_slugs_idx ON products USING gin (listed_in_slugs);
 
 -- The categories `ids` and all their ancestors, sorted. An id no category has is refused: the
 -- API checks slugs first, and this holds SQL writers to the same.
@@ -49,6 +55,8 @@ CREATE FUNCTION products_list_in_categories() RETURNS trigger LANGUAGE plpgsql A
 BEGIN
     NEW.category_ids := ARRAY(SELECT DISTINCT unnest(NEW.category_ids) ORDER BY 1);
     NEW.listed_in := shopnow_listed_in(NEW.category_ids);
+    NEW.category_slugs := shopnow_slugs(NEW.category_ids);
+    NEW.listed_in_slugs := shopnow_slugs(NEW.listed_in);
     RETURN NEW;
 END
 $$;
@@ -91,8 +99,7 @@ CREATE INDEX products_live_price_idx ON products (price_cents, id) WHERE deleted
 -- cached page is checked in.
 CREATE INDEX products_live_name_idx ON products ((name COLLATE "C"), id) WHERE deleted_at IS NULL;
 
--- The slugs of `ids`, sorted: how a product shows its categories. Cheap for the many products
--- in none (no lookup at all).
+-- The slugs of `ids`, sorted by code point.
 CREATE FUNCTION shopnow_slugs(ids bigint[]) RETURNS text[] LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN cardinality(ids) = 0 THEN '{}'::text[] ELSE ARRAY(
         SELECT slug FROM categories WHERE id = ANY(ids) ORDER BY slug COLLATE "C") END

@@ -230,8 +230,11 @@ impl Catalog {
         self.write(&[id], move |tx| {
             Box::pin(async move {
                 let adjusted = db::products::adjust_stock(tx, id, delta).await?;
-                // A correction down can only take the product off pages.
-                match delta < 0 {
+                // A correction down can only take the product off pages, and so can a delivery
+                // of a product that had units available already (the statement changed the
+                // stock alone, so it had `available - delta`): only one that brings it back in
+                // stock may put it on a page.
+                match delta < 0 || adjusted.available - delta > 0 {
                     true => Ok((adjusted.clone(), taking_states(vec![adjusted]))),
                     false => live(adjusted),
                 }

@@ -22,10 +22,7 @@ pub(crate) struct PageRows {
 
 /// Reads one page of `listing`; a category that does not exist is `NotFound`.
 pub(crate) async fn page(conn: &mut PgConnection, listing: &Listing) -> Result<PageRows> {
-    let scope = match &listing.category {
-        Some(slug) => Some(categories::id_of(conn, slug).await?),
-        None => None,
-    };
+    let scope = listing.category.as_deref();
     let mut query = QueryBuilder::<Postgres>::new(format!(
         "SELECT {COLUMNS} FROM products WHERE deleted_at IS NULL"
     ));
@@ -68,6 +65,11 @@ pub(crate) async fn page(conn: &mut PgConnection, listing: &Listing) -> Result<P
     let mut items: Vec<Product> = query.build_query_as().fetch_all(&mut *conn).await?;
     let more = items.len() as i64 > listing.limit;
     items.truncate(listing.limit as usize);
+    if let (Some(slug), true) = (scope, items.is_empty()) {
+        // An empty page of a category that does not exist is a 404 (one query more only
+        // when a page is empty).
+        categories::id_of(conn, slug).await?;
+    }
 
     let valid_until_ms = if listing.in_stock {
         let mut lapse = QueryBuilder::<Postgres>::new(
@@ -87,7 +89,7 @@ pub(crate) async fn page(conn: &mut PgConnection, listing: &Listing) -> Result<P
     })
 }
 
-fn push_filters(query: &mut QueryBuilder<'_, Postgres>, listing: &Listing, scope: Option<i64>) {
+fn push_filters(query: &mut QueryBuilder<'_, Postgres>, listing: &Listing, scope: Option<&str>) {
     push_scope_and_prices(query, listing, scope);
     if listing.in_stock {
         query.push(" AND stock - shopnow_reserved(holds) > 0");
@@ -97,13 +99,13 @@ fn push_filters(query: &mut QueryBuilder<'_, Postgres>, listing: &Listing, scope
 fn push_scope_and_prices(
     query: &mut QueryBuilder<'_, Postgres>,
     listing: &Listing,
-    scope: Option<i64>,
+    scope: Option<&str>,
 ) {
     if let Some(scope) = scope {
         query
-            .push(" AND listed_in @> ARRAY[")
-            .push_bind(scope)
-            .push("::bigint]");
+            .push(" AND listed_in_slugs @> ARRAY[")
+            .push_bind(scope.to_owned())
+            .push("::text]");
     }
     if let Some(min) = listing.min_price {
         query.push(" AND price_cents >= ").push_bind(min);

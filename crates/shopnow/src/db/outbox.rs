@@ -146,7 +146,7 @@ pub(crate) async fn handed_off_products(
     limit: i64,
 ) -> sqlx::Result<Vec<(i64, Vec<String>)>> {
     sqlx::query_as(
-        "SELECT marked.product_id, coalesce(shopnow_slugs(p.listed_in), '{}') \
+        "SELECT marked.product_id, coalesce(p.listed_in_slugs, '{}') \
          FROM (SELECT DISTINCT product_id FROM cache_outbox \
                WHERE handed_off_at IS NOT NULL LIMIT $1) AS marked \
          LEFT JOIN products p ON p.id = marked.product_id",

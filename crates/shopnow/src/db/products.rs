@@ -15,14 +15,13 @@ use crate::{
 /// (an uncorrelated subquery); `read_at_ms` is the time its holds are judged by.
 pub(super) const COLUMNS: &str = "id, sku, name, description, price_cents, currency, stock, \
      purchase_limit, version, updated_at, (SELECT shopnow_history()) AS history, holds::text AS holds, \
-     shopnow_now_ms() AS read_at_ms, shopnow_slugs(category_ids) AS categories, \
-     shopnow_slugs(listed_in) AS listed_in";
+     shopnow_now_ms() AS read_at_ms, category_slugs AS categories, listed_in_slugs AS listed_in";
 
 /// `COLUMNS` for a statement where `p` names the products table.
 pub(super) const QUALIFIED_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_cents, \
      p.currency, p.stock, p.purchase_limit, p.version, p.updated_at, (SELECT shopnow_history()) AS history, \
      p.holds::text AS holds, shopnow_now_ms() AS read_at_ms, \
-     shopnow_slugs(p.category_ids) AS categories, shopnow_slugs(p.listed_in) AS listed_in";
+     p.category_slugs AS categories, p.listed_in_slugs AS listed_in";
 
 const LIVE_SKU_INDEX: &str = "products_live_sku_key";
 

@@ -72,8 +72,9 @@ pub struct Product {
     /// then.
     #[serde(skip)]
     pub read_at_ms: i64,
-    /// Set by a write that can only take units away (a hold, an order, a negative adjustment,
-    /// sweeping lapsed holds) and changes nothing a list page filters or orders by: its
+    /// Set by a write that changes nothing a list page filters or orders by except to take
+    /// units away or add them to a product that had some (a hold, an order, an adjustment of a
+    /// product in stock, sweeping lapsed holds): its
     /// publish need not renew the generations of the product's pages (`cache::versioned::pages`
     /// says why that is safe). False for every row read from Postgres: a change of unknown
     /// cause (the relay's) renews them.

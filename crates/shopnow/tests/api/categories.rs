@@ -422,4 +422,12 @@ async fn holds_and_orders_keep_a_page_cached_and_fresh_and_a_sell_out_takes_the_
     assert_eq!(ids(&sold_out), [other.id]);
     let (all, _) = page(&app, "category=apparel&sort=price").await;
     assert_eq!(all.items[0].available, 0);
+
+    // A delivery of a product in stock renews nothing; one that brings it back does, at once.
+    app.adjust(other.id, 1).await;
+    let (still, cache) = page(&app, query).await;
+    assert_eq!((ids(&still), cache.as_str()), (vec![other.id], "hit"));
+    app.adjust(drop.id, 2).await;
+    let (back, _) = page(&app, query).await;
+    assert_eq!(ids(&back), [drop.id, other.id]);
 }
