@@ -50,6 +50,17 @@ async fn versioned_reads_work_the_same_on_a_redis_cluster() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(response.headers()["x-cache"], "hit");
 
+    // A list page: its generation and entry in one slot, its items' copies across every
+    // master (the MGET split by slot), served warm, and fresh after a write.
+    let page_path = "/v1/products?sort=id&limit=50";
+    let first: serde_json::Value = ok(app.get(page_path).await, StatusCode::OK).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), ids.len() - 1);
+    let warm = app.get(page_path).await;
+    assert_eq!(warm.headers()["x-cache"], "hit");
+    let written = app.adjust(ids[1], -1).await;
+    let fresh: serde_json::Value = ok(app.get(page_path).await, StatusCode::OK).await;
+    assert_eq!(fresh["items"][0]["version"], written.version);
+
     // Keys of every master hold product data: the hash tags spread the catalog.
     for node in &cluster.nodes {
         let keys: i64 = redis::cmd("DBSIZE")

@@ -323,18 +323,20 @@ impl VersionedCache {
     /// database known, no change of the product was shown before it was published (`trust`),
     /// and the holds it lists still tell what is reserved (a copy lists only the first few).
     fn may_serve(&self, id: i64, copy: &CachedCopy) -> bool {
-        let holds = &copy.reservations;
-        self.known_history.is_current(copy.history)
-            && self.trust.covers(id)
-            && (holds.unlisted().is_none() || holds.tell_at(self.clock.now_ms()))
+        self.may_serve_when(id, copy, || self.clock.now_ms())
     }
 
     /// `may_serve`, with the database's time read once for many copies (a list page's).
     fn may_serve_at(&self, id: i64, copy: &CachedCopy, now_ms: i64) -> bool {
+        self.may_serve_when(id, copy, || now_ms)
+    }
+
+    /// The database's time is read only for a copy whose holds are not all listed.
+    fn may_serve_when(&self, id: i64, copy: &CachedCopy, now_ms: impl FnOnce() -> i64) -> bool {
         let holds = &copy.reservations;
         self.known_history.is_current(copy.history)
             && self.trust.covers(id)
-            && (holds.unlisted().is_none() || holds.tell_at(now_ms))
+            && (holds.unlisted().is_none() || holds.tell_at(now_ms()))
     }
 
     /// Learns of new database histories and of changes shown unpublished until the task is

@@ -190,7 +190,8 @@ impl VersionedCache {
         match self.items_of(db, listing, &page, CacheStatus::Hit).await {
             Ok(page) => Ok(page),
             Err(ItemsError::Cache(error)) => Err(error),
-            // A product read that failed in Postgres: so does the page.
+            // An item's fill failed in Postgres: the page is read from Postgres instead, which
+            // answers the database's error if it lasts.
             Err(ItemsError::Database(error)) => {
                 tracing::debug!(%error, "an item of a cached page could not be read");
                 Ok(None)
