@@ -620,13 +620,33 @@ fn finish(
     run.delayed_publish_hits = delayed_publish_hits;
     run.clean &= holds.errors() == 0;
     if let Some(page_verdict) = page_verdict {
+        let failovers: Vec<(u64, u64)> = injected
+            .injections
+            .iter()
+            .filter(|injection| injection.fault == inject::Fault::PgFailover.name())
+            .map(|injection| {
+                (
+                    injection.start_ms.saturating_sub(1_000) * 1_000,
+                    injection.end_ms * 1_000,
+                )
+            })
+            .collect();
+        let (range_checks, range_violations, range_examples) = pages::check_ranges(
+            &recording.pages.range_reads,
+            &recording.price_writes,
+            &recording.first_prices,
+            &failovers,
+        );
+        let mut examples = recording.pages.examples;
+        examples.extend(range_examples);
         run.pages = report::PageReport {
             pages: recording.pages.pages,
             item_reads: page_verdict.reads,
             stale_item_reads: page_verdict.stale_reads,
             stale_in_repair_window: page_verdict.stale_in_repair_window,
-            violations: recording.pages.violations,
-            examples: recording.pages.examples,
+            range_checks,
+            violations: recording.pages.violations + range_violations,
+            examples,
         };
         run.clean &= run.pages.violations == 0;
     }
@@ -681,7 +701,7 @@ async fn create_products(
                     let mut product = json!({
                         "sku": sku,
                         "name": format!("Stale check product {n}"),
-                        "price_cents": pages::PRICES.start + (n as i64 * 37) % 500,
+                        "price_cents": pages::first_price(n),
                         "stock": INITIAL_STOCK,
                     });
                     if let Some(category) = category {

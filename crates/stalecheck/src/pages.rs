@@ -35,6 +35,11 @@ use crate::{
 pub const PRICES: std::ops::Range<i64> = 100..600;
 const RANGE: (i64, i64) = (200, 400);
 
+/// The price product `n` of a run is created with, inside `PRICES`.
+pub fn first_price(n: usize) -> i64 {
+    PRICES.start + (n as i64 * 37) % (PRICES.end - PRICES.start)
+}
+
 /// The categories of a run: a root, and a leaf under it that every product of the run is in.
 #[derive(Debug, Clone)]
 pub struct RunCategories {
@@ -145,6 +150,91 @@ pub struct PageRecording {
     pub violations: u64,
     pub examples: Vec<String>,
     pub failures: Vec<String>,
+    /// Reads of the price-range page: when, and which products it listed.
+    pub range_reads: Vec<RangeRead>,
+}
+
+/// One read of the price-range page (200 at most: every product of the run fits).
+#[derive(Debug, Clone)]
+pub struct RangeRead {
+    pub start_us: u64,
+    pub end_us: u64,
+    pub shown: Vec<i64>,
+}
+
+/// Which products a range page must list: each whose price changes sent before the page's
+/// answer were all acknowledged before its request, the last of them (or its first price)
+/// inside the range; and which it must not: the same, outside. A product with a change in
+/// flight, an unanswered one, or two last changes that overlap is left out of the check; so is
+/// one whose last change a Postgres failover may have lost (acknowledged within `lossy`, the
+/// failovers' spans from a second before each, when the failover began before the page's
+/// answer: a promoted standby lacks the primary's last commits, which the design allows).
+/// Returns the products checked, and the reads that got one wrong with the first few.
+pub fn check_ranges(
+    reads: &[RangeRead],
+    writes: &[crate::workload::PriceWrite],
+    first_prices: &std::collections::HashMap<i64, i64>,
+    lossy: &[(u64, u64)],
+) -> (u64, u64, Vec<String>) {
+    let mut by_product: std::collections::HashMap<i64, Vec<&crate::workload::PriceWrite>> =
+        std::collections::HashMap::new();
+    for write in writes {
+        by_product.entry(write.product).or_default().push(write);
+    }
+    for writes in by_product.values_mut() {
+        writes.sort_by_key(|write| write.end_us);
+    }
+    let (mut checked, mut wrong, mut examples) = (0, 0, Vec::new());
+    for read in reads {
+        let shown: HashSet<i64> = read.shown.iter().copied().collect();
+        let mut problems = Vec::new();
+        for (&product, &first_price) in first_prices {
+            let sent: Vec<&&crate::workload::PriceWrite> = by_product
+                .get(&product)
+                .map(|writes| writes.iter().filter(|w| w.start_us < read.end_us).collect())
+                .unwrap_or_default();
+            if sent
+                .iter()
+                .any(|w| !w.acknowledged || w.end_us >= read.start_us)
+            {
+                continue;
+            }
+            let (price, acknowledged_us) = match sent.as_slice() {
+                [] => (first_price, 0),
+                [.., before, last] if before.end_us > last.start_us => continue,
+                [.., last] => (last.price, last.end_us),
+            };
+            let may_be_lost = lossy
+                .iter()
+                .any(|&(from, to)| from < read.end_us && (from..=to).contains(&acknowledged_us));
+            if may_be_lost {
+                continue;
+            }
+            checked += 1;
+            let belongs = (RANGE.0..=RANGE.1).contains(&price);
+            if belongs != shown.contains(&product) {
+                problems.push(format!(
+                    "product {product} at {price} is {} the range page",
+                    if belongs {
+                        "missing from"
+                    } else {
+                        "wrongly on"
+                    }
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            wrong += 1;
+            if examples.len() < 10 {
+                examples.push(format!(
+                    "range page at {} us: {}",
+                    read.start_us,
+                    problems.join("; ")
+                ));
+            }
+        }
+    }
+    (checked, wrong, examples)
 }
 
 pub struct PageReader {
@@ -191,6 +281,13 @@ impl PageReader {
                 }
             };
             recording.pages += 1;
+            if matches!(listing, Listing::PriceRange) {
+                recording.range_reads.push(RangeRead {
+                    start_us,
+                    end_us,
+                    shown: page.items.iter().map(|item| item.id).collect(),
+                });
+            }
             if let Err(problem) = self.check(listing, &page, &products) {
                 recording.violations += 1;
                 if recording.examples.len() < 10 {
@@ -287,5 +384,63 @@ impl PageReader {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::workload::PriceWrite;
+
+    fn write(product: i64, start_us: u64, end_us: u64, price: i64) -> PriceWrite {
+        PriceWrite {
+            product,
+            start_us,
+            end_us,
+            price,
+            acknowledged: true,
+        }
+    }
+
+    fn read(start_us: u64, end_us: u64, shown: &[i64]) -> RangeRead {
+        RangeRead {
+            start_us,
+            end_us,
+            shown: shown.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_range_page_must_follow_the_last_acknowledged_price() {
+        // Product 1 starts in the range, 2 outside; 1 leaves it at 10..20, 2 enters at 30..40.
+        let first = HashMap::from([(1, 250), (2, 500)]);
+        let writes = [write(1, 10, 20, 550), write(2, 30, 40, 300)];
+        let right = [read(0, 5, &[1]), read(25, 28, &[]), read(50, 60, &[2])];
+        assert_eq!(check_ranges(&right, &writes, &first, &[]).1, 0);
+        // Still listed after its change out was acknowledged; not yet listed after 2's in.
+        let (checked, wrong, examples) = check_ranges(
+            &[read(25, 28, &[1]), read(50, 60, &[])],
+            &writes,
+            &first,
+            &[],
+        );
+        assert_eq!((checked, wrong), (4, 2), "{examples:?}");
+        // A read racing a change checks nothing of that product.
+        let (checked, wrong, _) = check_ranges(&[read(15, 18, &[])], &writes, &first, &[]);
+        assert_eq!((checked, wrong), (1, 0));
+        // A failover from 35 may have lost 2's change (acknowledged at 40): unknown after it.
+        let (checked, wrong, _) = check_ranges(&[read(50, 60, &[])], &writes, &first, &[(35, 45)]);
+        assert_eq!((checked, wrong), (1, 0));
+        // An unanswered change leaves its product unknown from then on.
+        let lost = [PriceWrite {
+            acknowledged: false,
+            ..write(2, 30, 40, 300)
+        }];
+        assert_eq!(
+            check_ranges(&[read(50, 60, &[1])], &lost, &first, &[]),
+            (1, 0, vec![])
+        );
     }
 }

@@ -134,6 +134,9 @@ pub struct PageReport {
     pub item_reads: u64,
     pub stale_item_reads: u64,
     pub stale_in_repair_window: u64,
+    /// Products whose place on or off the price-range page was known when it was read
+    /// (`pages::check_ranges`), summed over its reads.
+    pub range_checks: u64,
     pub violations: u64,
     pub examples: Vec<String>,
 }
@@ -236,9 +239,10 @@ pub fn table(runs: &[Run]) -> String {
                 writeln!(
                 out,
                 "{:<10} pages: {} page reads, {} items; {} stale items ({} in repair windows); \
-                 {} pages with wrong membership, filters or order",
+                 {} products' place on or off the price range checked; {} pages with wrong \
+                 membership, filters or order",
                 "", p.pages, p.item_reads, p.stale_item_reads, p.stale_in_repair_window,
-                p.violations
+                p.range_checks, p.violations
             );
             for example in &p.examples {
                 let _ = writeln!(out, "{:<10}   {example}", "");

@@ -19,7 +19,7 @@ use shopnow_contract::stamps;
 use crate::{
     history::{Op, OpKind},
     holders::Holder,
-    pages::{PageReader, PageRecording, RunCategories, PRICES},
+    pages::{first_price, PageReader, PageRecording, RunCategories, PRICES},
     progress::Progress,
     reservations::{HeldRead, HoldRecord, OrderRecord},
 };
@@ -48,6 +48,17 @@ pub struct Workload {
     pub categories: Option<RunCategories>,
 }
 
+/// A price change a writer sent: when, and the price; `acknowledged` false when no answer
+/// came (it may have committed or not).
+#[derive(Debug, Clone, Copy)]
+pub struct PriceWrite {
+    pub product: i64,
+    pub start_us: u64,
+    pub end_us: u64,
+    pub price: i64,
+    pub acknowledged: bool,
+}
+
 /// The recorded operations, and the counters shown while it runs.
 pub struct Recording {
     pub ops: Vec<Op>,
@@ -64,6 +75,10 @@ pub struct Recording {
     pub orders: Vec<OrderRecord>,
     /// What the page readers saw (their item reads are in `ops` too).
     pub pages: PageRecording,
+    /// Every price change sent, for the price-range pages' membership (`pages::check_ranges`),
+    /// and the price each product of the run was created with.
+    pub price_writes: Vec<PriceWrite>,
+    pub first_prices: std::collections::HashMap<i64, i64>,
 }
 
 /// What an operation saw: the stamp of the version (history and version, from the `ETag`, so
@@ -155,6 +170,7 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
                 progress: progress.clone(),
                 // Same seed, same choices: which product, which instance, which change.
                 rng: StdRng::seed_from_u64(workload.seed.wrapping_mul(1_000_003) + task as u64),
+                price_sent: None,
             };
             tokio::spawn(client.run())
         })
@@ -170,6 +186,12 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
         holds: Vec::new(),
         orders: Vec::new(),
         pages: PageRecording::default(),
+        price_writes: Vec::new(),
+        // Created in this order, each list from its own n = 0 (`create_products`).
+        first_prices: [&workload.products, &workload.hold_products]
+            .into_iter()
+            .flat_map(|ids| ids.iter().enumerate().map(|(n, &id)| (id, first_price(n))))
+            .collect(),
     };
     for reader in page_readers {
         if let Ok(read) = reader.await {
@@ -177,6 +199,7 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
                 *recording.failures.entry(cause).or_insert(0) += 1;
             }
             let pages = &mut recording.pages;
+            pages.range_reads.extend(read.range_reads);
             pages.pages += read.pages;
             pages.violations += read.violations;
             pages.examples.extend(read.examples);
@@ -194,7 +217,8 @@ pub async fn run(workload: &Workload, origin: Instant, progress: Arc<Progress>) 
         }
     }
     for task in tasks {
-        if let Ok((ops, held_reads, failures)) = task.await {
+        if let Ok((ops, held_reads, failures, price_writes)) = task.await {
+            recording.price_writes.extend(price_writes);
             recording.held_reads.extend(held_reads);
             for (cause, count) in failures {
                 *recording.failures.entry(cause).or_insert(0) += count;
@@ -220,14 +244,24 @@ struct Client {
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
     rng: StdRng,
+    /// The price the operation in progress sets, when it is a price change.
+    price_sent: Option<i64>,
 }
 
 impl Client {
     /// Operates until the deadline or the operation budget; returns what it observed, and its
     /// failed requests by cause.
-    async fn run(mut self) -> (Vec<Op>, Vec<HeldRead>, BTreeMap<String, u64>) {
+    async fn run(
+        mut self,
+    ) -> (
+        Vec<Op>,
+        Vec<HeldRead>,
+        BTreeMap<String, u64>,
+        Vec<PriceWrite>,
+    ) {
         let deadline = self.origin + self.workload.duration;
         let mut ops = Vec::new();
+        let mut price_writes = Vec::new();
         let mut held_reads = Vec::new();
         let mut failures: BTreeMap<String, u64> = BTreeMap::new();
         // Readers read every product; writers change only those no holder uses.
@@ -250,6 +284,15 @@ impl Client {
                 self.stop.store(true, Ordering::Relaxed);
             }
             let (start_us, end_us) = (start.as_micros() as u64, end.as_micros() as u64);
+            if let Some(price) = self.price_sent.take() {
+                price_writes.push(PriceWrite {
+                    product,
+                    start_us,
+                    end_us,
+                    price,
+                    acknowledged: observed.is_ok(),
+                });
+            }
             match observed {
                 Ok(observed) => {
                     ops.push(Op {
@@ -279,7 +322,7 @@ impl Client {
                 }
             }
         }
-        (ops, held_reads, failures)
+        (ops, held_reads, failures, price_writes)
     }
 
     /// One read or one stock adjustment of `product` through instance `instance` (or straight
@@ -293,6 +336,7 @@ impl Client {
             // and products move in and out of a price range.
             OpKind::Write if self.workload.categories.is_some() && self.rng.random_bool(0.2) => {
                 let price = self.rng.random_range(PRICES);
+                self.price_sent = Some(price);
                 self.http
                     .patch(format!("{base}/v1/products/{product}"))
                     .bearer_auth(&self.workload.admin_token)
