@@ -80,38 +80,39 @@ impl Default for Trust {
 impl Trust {
     /// Whether a copy of product `id` may be served now.
     pub(crate) fn covers(&self, id: i64) -> bool {
-        // The lease first: `record` stores what a look found before the lease it gives.
-        if self.nanos(Instant::now()) >= self.until_nanos.load(Ordering::Acquire) {
-            return false;
-        }
-        if !self.any_distrusted.load(Ordering::Acquire) {
-            return true;
-        }
-        !self.all_distrusted.load(Ordering::Acquire)
-            && !self
-                .distrusted
+        self.trusts(|| {
+            self.distrusted
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .contains(&id)
+        })
     }
 
     /// Whether a cached list page of `scope` (a category's slug, or `all`) may be served now:
     /// no product that the category lists, and for `all` no product at all, has a change that
     /// was shown unpublished. Its items are each checked with `covers` too.
     pub(crate) fn covers_scope(&self, scope: &str) -> bool {
-        if self.nanos(Instant::now()) >= self.until_nanos.load(Ordering::Acquire) {
+        self.trusts(|| {
+            scope == ALL_SCOPE
+                || self
+                    .distrusted_scopes
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(scope)
+        })
+    }
+
+    /// Under a lease, and either nothing is marked or neither too much nor this (`marked`,
+    /// looked at only when something is).
+    fn trusts(&self, marked: impl FnOnce() -> bool) -> bool {
+        // The lease first: `record` stores what a look found before the lease it gives.
+        if !self.holds_lease() {
             return false;
         }
         if !self.any_distrusted.load(Ordering::Acquire) {
             return true;
         }
-        scope != ALL_SCOPE
-            && !self.all_distrusted.load(Ordering::Acquire)
-            && !self
-                .distrusted_scopes
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(scope)
+        !self.all_distrusted.load(Ordering::Acquire) && !marked()
     }
 
     fn nanos(&self, at: Instant) -> u64 {
